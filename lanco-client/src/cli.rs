@@ -1,0 +1,214 @@
+//! The `lanco` command line (clap derive). Man pages and completions are
+//! generated from [`Cli`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{exit, Error};
+
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status:
+  0  success (check: the task is running)
+  1  check/status: the task is not running
+  2  bad usage or input (names, options); nothing was changed
+  3  refused by the task's state: already running (run), not running (stop, kill)
+  4  permission denied (not a member of the namespace, not an administrator)
+  5  the namespace does not exist
+  6  the command could not be started (run)
+  7  lancod unreachable, or it failed
+  8  system error (cgroupfs, files)
+  run -f exits with the task's own status (128+N if killed by signal N).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lanco",
+    version,
+    about = "Run named tasks tracked by cgroup v2: find, measure and stop them later",
+    after_help = EXIT_STATUS_HELP,
+    subcommand_value_name = "COMMAND"
+)]
+pub struct Cli {
+    /// Configuration file [default: $LANCO_CONFIG, else /etc/lanco/lanco.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The namespace
+    #[arg(value_name = "NAMESPACE")]
+    pub namespace: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a namespace owned by USER:GROUP (root or the admin group; via lancod)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Init {
+        /// Owner [default: the caller, or $SUDO_USER under sudo]
+        #[arg(short = 'u', long = "user", value_name = "USER")]
+        user: Option<String>,
+        /// Group whose members share the namespace [default: the owner's primary group]
+        #[arg(short = 'g', long = "group", value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Remove an idle namespace (root or the admin group; via lancod)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Destroy {
+        /// Stop its running tasks first
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start TASK running CMD; returns once CMD has been exec'd
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Run {
+        /// Log file [default: {log_dir}/lanco-NS/task-TASK.log]
+        #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
+        log: Option<PathBuf>,
+        /// Shell command to run after the task ends (LANCO_NAMESPACE, LANCO_TASK,
+        /// LANCO_EXIT_STATUS in its environment; output to the task's log)
+        #[arg(short = 'c', long = "on-exit", value_name = "ON_EXIT_CMD")]
+        on_exit: Option<String>,
+        /// Stay in the foreground until the task ends; exit with its status
+        #[arg(short = 'f', long = "foreground")]
+        foreground: bool,
+        /// Working directory [default: the current one]
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<PathBuf>,
+        /// Set an environment variable (repeatable) [default: the caller's environment]
+        #[arg(long = "env", value_name = "K=V")]
+        env: Vec<String>,
+        /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
+        #[arg(long, value_name = "SECS")]
+        stop_timeout: Option<f64>,
+        /// The task's name
+        #[arg(value_name = "TASK")]
+        task: String,
+        /// The command and its arguments
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<OsString>,
+    },
+    /// Exit 0 while any process of TASK lives, 1 otherwise; prints nothing
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Check {
+        #[arg(value_name = "TASK")]
+        task: String,
+    },
+    /// Stop TASK: SIGTERM to every process, cgroup.kill after the timeout
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Stop {
+        /// Seconds to wait before cgroup.kill [default: the task's --stop-timeout]
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<f64>,
+        #[arg(value_name = "TASK")]
+        task: String,
+    },
+    /// Send a signal to every process of TASK
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Kill {
+        /// Signal name (TERM, SIGHUP, …) or number
+        #[arg(
+            short = 's',
+            long = "signal",
+            default_value = "TERM",
+            value_name = "SIGNAL"
+        )]
+        signal: String,
+        #[arg(value_name = "TASK")]
+        task: String,
+    },
+    /// List running tasks and every process in them
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Ls {
+        /// Do not truncate command lines
+        #[arg(short = 'l', long = "long")]
+        long: bool,
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show whether TASK runs, its pids and start time, or its last exit record
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Status {
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
+        #[arg(value_name = "TASK")]
+        task: String,
+    },
+    /// Print TASK's log
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Logs {
+        /// Keep printing as the log grows, until the task ends
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        /// Only the last LINES lines
+        #[arg(short = 'n', long = "lines", value_name = "LINES")]
+        lines: Option<usize>,
+        #[arg(value_name = "TASK")]
+        task: String,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::Destroy { .. } => "destroy",
+            Command::Run { .. } => "run",
+            Command::Check { .. } => "check",
+            Command::Stop { .. } => "stop",
+            Command::Kill { .. } => "kill",
+            Command::Ls { .. } => "ls",
+            Command::Status { .. } => "status",
+            Command::Logs { .. } => "logs",
+        }
+    }
+}
+
+/// `lanco`'s main: parse, dispatch, print one line per error.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
+            crate::msg::error("usage", &format_args!("{first} (see lanco --help)"));
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let cmd = cli.command.name();
+    match crate::commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if e.is_refusal() {
+                crate::msg::warn(cmd, &e);
+            } else {
+                crate::msg::error(cmd, &e);
+            }
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Validates a name given on the command line.
+pub fn parse_name<T: TryFrom<String, Error = lanco_proto::NameError>>(
+    s: String,
+) -> Result<T, Error> {
+    T::try_from(s).map_err(|e| Error::Usage(e.to_string()))
+}

@@ -1,0 +1,54 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use lanco_proto::TaskName;
+
+use crate::error::{Error, Result};
+use crate::task::{Namespace, TaskSpec};
+
+pub struct Options {
+    pub log: Option<PathBuf>,
+    pub on_exit: Option<String>,
+    pub foreground: bool,
+    pub cwd: Option<PathBuf>,
+    pub env: Vec<String>,
+    pub stop_timeout: Option<f64>,
+}
+
+pub fn run(ns: &Namespace, task: TaskName, command: Vec<OsString>, o: Options) -> Result<u8> {
+    let mut spec = TaskSpec::new(task, command)?;
+    for kv in o.env {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
+            return Err(Error::Usage(format!("--env takes KEY=VALUE, not {kv:?}")));
+        };
+        spec.env.retain(|(ek, _)| ek.as_os_str() != k);
+        spec.env.push((k.into(), v.into()));
+    }
+    if let Some(cwd) = o.cwd {
+        spec.cwd = if cwd.is_absolute() {
+            cwd
+        } else {
+            spec.cwd.join(cwd)
+        };
+    }
+    if let Some(log) = o.log {
+        spec.log = Some(if log.is_absolute() {
+            log
+        } else {
+            spec.cwd.join(log)
+        });
+    }
+    spec.on_exit = o.on_exit;
+    if let Some(t) = o.stop_timeout {
+        spec.stop_timeout = super::seconds(t)?;
+    }
+    let started = ns.run(&spec)?;
+    if !o.foreground {
+        return Ok(0);
+    }
+    let exit = started.wait()?;
+    Ok(exit
+        .shell_status()
+        .map(|s| s.clamp(0, 255) as u8)
+        .unwrap_or(crate::error::exit::SYSTEM))
+}

@@ -1,0 +1,68 @@
+use std::io::Write;
+
+use lanco_proto::TaskName;
+
+use crate::error::{exit, Error, Result};
+use crate::task::{Namespace, Status};
+
+pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
+    let status = ns.status(task)?;
+    let code = match status {
+        Status::Running { .. } => exit::OK,
+        Status::NotRunning { .. } => exit::NOT_RUNNING,
+    };
+    let mut out = std::io::stdout().lock();
+    let fail = |e: std::io::Error| Error::system("stdout", e);
+    if json {
+        serde_json::to_writer_pretty(&mut out, &status).map_err(|e| Error::system("stdout", e))?;
+        writeln!(out).map_err(fail)?;
+        return Ok(code);
+    }
+    let mut lines = Vec::new();
+    match &status {
+        Status::Running {
+            info,
+            monitor_alive,
+            processes,
+        } => {
+            lines.push(format!("task {task} is running"));
+            if let Some(s) = info {
+                lines.push(format!("  main pid:    {}", s.pid));
+                lines.push(format!("  started:     {} by {}", s.start_time, s.user));
+                lines.push(format!("  command:     {}", s.command.join(" ")));
+                lines.push(format!("  log:         {}", s.log));
+                let m = if *monitor_alive {
+                    String::new()
+                } else {
+                    " (dead: the exit status will be lost)".into()
+                };
+                lines.push(format!("  monitor pid: {}{m}", s.monitor_pid));
+            }
+            lines.push(format!("  processes:   {processes}"));
+        }
+        Status::NotRunning { last } => {
+            lines.push(format!("task {task} is not running"));
+            if let Some(r) = last {
+                let how = match (r.stopped, r.killed_after_timeout) {
+                    (_, true) => " (stopped; killed after the stop timeout)",
+                    (true, false) => " (stopped)",
+                    _ => "",
+                };
+                lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
+                lines.push(format!("  command:     {}", r.command.join(" ")));
+                lines.push(format!("  exit:        {}{how}", r.exit));
+                lines.push(format!("  cpu time:    {:.3} s", r.cpu_usec as f64 / 1e6));
+                if let (Some(b), Some(src)) = (r.peak_memory_bytes, &r.peak_memory_source) {
+                    lines.push(format!(
+                        "  peak memory: {:.1} MiB ({src})",
+                        b as f64 / 1048576.0
+                    ));
+                }
+            }
+        }
+    }
+    for l in lines {
+        writeln!(out, "{l}").map_err(fail)?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,170 @@
+//! What lanco writes down about tasks: the running task's state file, the
+//! exit record of its last run, and the namespace's accounting journal (one
+//! JSON line per finished run). Files are replaced atomically (write, fsync,
+//! rename) so a reader never sees half a record.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A running task, written by its monitor once the payload has exec'd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub namespace: String,
+    pub task: String,
+    pub user: String,
+    pub uid: u32,
+    pub command: Vec<String>,
+    pub pid: i32,
+    pub monitor_pid: i32,
+    /// UNIX seconds and RFC 3339 UTC.
+    pub start: i64,
+    pub start_time: String,
+    pub log: String,
+    pub cwd: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+pub enum Exit {
+    /// exit(2) status of the task's main process.
+    Code(i32),
+    /// The signal that killed the main process.
+    Signal(i32),
+    /// The monitor was killed, so nobody collected the main process's status.
+    Lost,
+}
+
+impl Exit {
+    /// As a shell reports it: the code, or 128 + the signal.
+    pub fn shell_status(&self) -> Option<i32> {
+        match self {
+            Exit::Code(c) => Some(*c),
+            Exit::Signal(s) => Some(128 + s),
+            Exit::Lost => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("?");
+                write!(f, "killed by signal {s} ({name})")
+            }
+            Exit::Lost => f.write_str("exit status lost (its monitor was killed)"),
+        }
+    }
+}
+
+/// One finished run: the exit record and the accounting line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub namespace: String,
+    pub task: String,
+    pub user: String,
+    pub uid: u32,
+    pub command: Vec<String>,
+    pub pid: i32,
+    pub start: i64,
+    pub start_time: String,
+    pub end: i64,
+    pub end_time: String,
+    pub exit: Exit,
+    /// `lanco stop` ended it.
+    pub stopped: bool,
+    /// It outlived the stop timeout and was killed with cgroup.kill.
+    pub killed_after_timeout: bool,
+    /// CPU time of every process the task ever had (cgroup cpu.stat).
+    pub cpu_usec: u64,
+    /// Peak memory in bytes, and where it came from: `memory.peak` of the
+    /// task's cgroup, or `max_rss` (the largest single process) where the
+    /// memory controller is not available.
+    pub peak_memory_bytes: Option<u64>,
+    pub peak_memory_source: Option<String>,
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::system(path.display(), e)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::system(format!("cannot read {}", path.display()), e)),
+    }
+}
+
+/// Replaces `path` atomically, mode 0660 (the namespace group shares it).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let fail = |e: std::io::Error| Error::system(format!("cannot write {}", path.display()), e);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o660)
+        .open(&tmp)
+        .map_err(fail)?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::system(path.display(), e))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Appends one line with a single O_APPEND write, so concurrent monitors
+/// never interleave within a line.
+pub fn append_accounting(path: &Path, rec: &ExitRecord) -> Result<()> {
+    let fail = |e: std::io::Error| Error::system(format!("cannot append to {}", path.display()), e);
+    let mut line = serde_json::to_vec(rec).map_err(|e| Error::system(path.display(), e))?;
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o660)
+        .open(path)
+        .map_err(fail)?;
+    f.write_all(&line)
+        .and_then(|()| f.sync_data())
+        .map_err(fail)
+}
+
+pub fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::system(
+            format!("cannot remove {}", path.display()),
+            e,
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_wording_and_json() {
+        assert_eq!(Exit::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
+        assert_eq!(Exit::Code(3).shell_status(), Some(3));
+        assert_eq!(Exit::Signal(15).shell_status(), Some(143));
+        assert_eq!(
+            serde_json::to_string(&Exit::Code(0)).unwrap(),
+            r#"{"kind":"code","value":0}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Exit::Lost).unwrap(),
+            r#"{"kind":"lost"}"#
+        );
+    }
+}

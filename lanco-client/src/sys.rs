@@ -1,0 +1,189 @@
+//! The raw system calls the client needs and nix does not wrap: clone3 with
+//! CLONE_INTO_CGROUP, fork for the monitor's detach, and local time for
+//! messages. Each unsafe block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+/// `struct clone_args` (linux/sched.h), the CLONE_ARGS_SIZE_VER2 layout.
+#[repr(C, align(8))]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What the child does between clone3 and execve.
+pub struct ExecPlan<'a> {
+    pub path: &'a CString,
+    pub argv: &'a [CString],
+    pub envp: &'a [CString],
+    pub cwd: &'a CString,
+    pub stdin: BorrowedFd<'a>,
+    pub stdout: BorrowedFd<'a>,
+    /// Receives the errno (4 bytes, native endian) if chdir or execve fails;
+    /// close-on-exec, so a successful exec closes it with nothing written.
+    pub report: BorrowedFd<'a>,
+}
+
+/// Starts `plan` as a child born inside the cgroup open at `cgroup`, so it
+/// never runs a single instruction outside it. Returns the child's pid and a
+/// pidfd for it.
+///
+/// Must be called from a single-threaded process (the monitor is one): the
+/// child runs only async-signal-safe calls before execve.
+pub fn spawn_into_cgroup(
+    cgroup: BorrowedFd<'_>,
+    plan: &ExecPlan<'_>,
+) -> Result<(i32, OwnedFd), Errno> {
+    let argv: Vec<*const libc::c_char> = plan
+        .argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: Vec<*const libc::c_char> = plan
+        .envp
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let mut pidfd: RawFd = -1;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..Default::default()
+    };
+    // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM
+    // the child gets a copy of this (single-threaded) address space, like fork.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    if r == 0 {
+        // Child. Only raw async-signal-safe calls from here to execve/_exit.
+        // SAFETY: every pointer is into memory prepared before the clone and
+        // still valid in the child's copy; argv/envp are NULL-terminated.
+        unsafe {
+            child_setup_and_exec(plan, argv.as_ptr(), envp.as_ptr());
+        }
+    }
+    // SAFETY: the kernel stored a fresh pidfd that nobody else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((r as i32, pidfd))
+}
+
+/// # Safety
+/// Only in the child of `spawn_into_cgroup`, with NULL-terminated argv/envp.
+unsafe fn child_setup_and_exec(
+    plan: &ExecPlan<'_>,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+) -> ! {
+    let fail = |report: RawFd| -> ! {
+        let e: i32 = *libc::__errno_location();
+        libc::write(report, (&e as *const i32).cast(), 4);
+        libc::_exit(127)
+    };
+    let report = plan.report.as_raw_fd();
+    // The monitor ignores SIGPIPE and blocks nothing; dispositions set to
+    // ignore survive execve, so give the payload the defaults.
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    for sig in [
+        libc::SIGPIPE,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGTERM,
+        libc::SIGCHLD,
+    ] {
+        libc::signal(sig, libc::SIG_DFL);
+    }
+    if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
+        || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
+        || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
+    {
+        fail(report);
+    }
+    if libc::chdir(plan.cwd.as_ptr()) < 0 {
+        fail(report);
+    }
+    libc::execve(plan.path.as_ptr(), argv, envp);
+    fail(report)
+}
+
+pub enum Forked {
+    Parent,
+    Child,
+}
+
+/// fork(2). Only for the monitor's detach, which runs single-threaded.
+pub fn fork_single_threaded() -> Result<Forked, Errno> {
+    // SAFETY: the monitor calls this before creating any thread, so the child
+    // inherits no lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { .. } => Ok(Forked::Parent),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// Local wall-clock time as `YYYY-MM-DDTHH:MM:SS`, for messages.
+pub fn local_timestamp(secs: i64) -> String {
+    // SAFETY: localtime_r writes only into `tm`, which we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let t: libc::time_t = secs;
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return crate::time::utc(secs);
+    }
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// Takes ownership of a descriptor a syscall just returned.
+pub fn owned_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: callers pass only a descriptor freshly returned to them by the
+    // kernel (dup, fcntl F_DUPFD), which nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Sets the given signals to SIG_IGN.
+pub fn ignore_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), Errno> {
+    for s in sigs {
+        // SAFETY: SIG_IGN installs no handler code, so nothing can run in
+        // signal context.
+        unsafe { nix::sys::signal::signal(*s, nix::sys::signal::SigHandler::SigIgn) }?;
+    }
+    Ok(())
+}

@@ -1,0 +1,403 @@
+//! All access to cgroupfs: finding the cgroup2 mount, the interface file names,
+//! and the reads and writes lanco makes. Every error names the file and the
+//! operation. Nothing here decides who may do what; callers run with whatever
+//! credentials they have and the kernel's delegation rules apply.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::unistd::{Gid, Uid};
+
+pub const CGROUP_PROCS: &str = "cgroup.procs";
+pub const CGROUP_THREADS: &str = "cgroup.threads";
+pub const CGROUP_EVENTS: &str = "cgroup.events";
+pub const CGROUP_KILL: &str = "cgroup.kill";
+pub const CGROUP_FREEZE: &str = "cgroup.freeze";
+pub const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
+pub const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
+pub const CPU_STAT: &str = "cpu.stat";
+pub const MEMORY_PEAK: &str = "memory.peak";
+pub const MEMORY_CURRENT: &str = "memory.current";
+
+/// Files a delegatee must be able to write (cgroup-v2.rst, "Delegation").
+pub const DELEGATED_FILES: &[&str] = &[CGROUP_PROCS, CGROUP_THREADS, CGROUP_SUBTREE_CONTROL];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unexpected contents in {path}: {what}")]
+    Parse { path: PathBuf, what: String },
+    #[error("no cgroup2 filesystem is mounted (lanco needs the unified cgroup hierarchy)")]
+    NoCgroup2,
+    #[error("{path} is not inside the cgroup2 mount {mount}")]
+    OutsideMount { path: PathBuf, mount: PathBuf },
+}
+
+impl CgroupError {
+    pub fn io_kind(&self) -> Option<ErrorKind> {
+        match self {
+            CgroupError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The cgroup2 mount point, from `/proc/self/mountinfo` (`/sys/fs/cgroup` on a
+/// unified host, `/sys/fs/cgroup/unified` on a hybrid one).
+pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    let p = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(p).map_err(io("read", p))?;
+    parse_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
+}
+
+fn parse_mountinfo(text: &str) -> Option<PathBuf> {
+    text.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        if post.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        pre.split_whitespace()
+            .nth(4)
+            .map(|m| PathBuf::from(unescape_mountinfo(m)))
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// The unit whose delegated cgroup is the task root when systemd runs the host.
+pub const SYSTEMD_TASK_ROOT: &str = "system.slice/lanco-tasks.service";
+
+/// Resolves the configured `cgroup_root`. `auto` is the delegated cgroup of
+/// `lanco-tasks.service` when systemd is the init system (systemd must own the
+/// cgroups it did not delegate), else `lanco/` under the cgroup2 mount. An
+/// explicit directory must lie inside the mount.
+pub fn resolve_root(configured: &str) -> Result<PathBuf, CgroupError> {
+    let mount = cgroup2_mount()?;
+    if configured == "auto" {
+        let under_systemd = Path::new("/run/systemd/system").is_dir();
+        return Ok(mount.join(if under_systemd {
+            SYSTEMD_TASK_ROOT
+        } else {
+            "lanco"
+        }));
+    }
+    let p = PathBuf::from(configured);
+    if crate::layout::is_within(&p, &mount) {
+        Ok(p)
+    } else {
+        Err(CgroupError::OutsideMount { path: p, mount })
+    }
+}
+
+/// `populated` and `frozen` from `cgroup.events`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Events {
+    pub populated: bool,
+    pub frozen: bool,
+}
+
+/// One cgroup directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cgroup {
+    path: PathBuf,
+}
+
+impl Cgroup {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.is_dir()
+    }
+
+    /// `mkdir`; `Ok(false)` if it already existed.
+    pub fn create(&self) -> Result<bool, CgroupError> {
+        match fs::create_dir(&self.path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io("create cgroup", &self.path)(e)),
+        }
+    }
+
+    /// `rmdir`; a cgroup that is already gone is fine.
+    pub fn remove(&self) -> Result<(), CgroupError> {
+        match fs::remove_dir(&self.path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(io("remove cgroup", &self.path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes child cgroups depth-first, then this one. Fails (EBUSY) if any
+    /// still holds a process.
+    pub fn remove_tree(&self) -> Result<(), CgroupError> {
+        for child in self.children()? {
+            child.remove_tree()?;
+        }
+        self.remove()
+    }
+
+    pub fn children(&self) -> Result<Vec<Cgroup>, CgroupError> {
+        let rd = match fs::read_dir(&self.path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            r => r.map_err(io("list", &self.path))?,
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(io("list", &self.path))?;
+            if e.file_type().map_err(io("stat", &e.path()))?.is_dir() {
+                out.push(Cgroup::new(e.path()));
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    pub fn read(&self, name: &str) -> Result<String, CgroupError> {
+        let p = self.file(name);
+        fs::read_to_string(&p).map_err(io("read", &p))
+    }
+
+    pub fn write(&self, name: &str, data: &str) -> Result<(), CgroupError> {
+        let p = self.file(name);
+        // One write(2) per value: cgroupfs acts on each write.
+        fs::write(&p, data).map_err(io("write", &p))
+    }
+
+    /// Process ids directly in this cgroup.
+    pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
+        let p = self.file(CGROUP_PROCS);
+        let text = fs::read_to_string(&p).map_err(io("read", &p))?;
+        text.lines()
+            .map(|l| {
+                l.trim().parse().map_err(|_| CgroupError::Parse {
+                    path: p.clone(),
+                    what: l.into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Process ids in this cgroup and every cgroup below it.
+    pub fn procs_recursive(&self) -> Result<Vec<i32>, CgroupError> {
+        let mut out = self.procs()?;
+        for c in self.children()? {
+            out.extend(c.procs_recursive()?);
+        }
+        Ok(out)
+    }
+
+    pub fn events(&self) -> Result<Events, CgroupError> {
+        let p = self.file(CGROUP_EVENTS);
+        let text = fs::read_to_string(&p).map_err(io("read", &p))?;
+        let mut ev = Events::default();
+        for line in text.lines() {
+            match line.split_once(' ') {
+                Some(("populated", v)) => ev.populated = v.trim() == "1",
+                Some(("frozen", v)) => ev.frozen = v.trim() == "1",
+                _ => {}
+            }
+        }
+        Ok(ev)
+    }
+
+    /// Is any process alive in this cgroup or below? A missing cgroup is empty.
+    pub fn populated(&self) -> Result<bool, CgroupError> {
+        match self.events() {
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(false),
+            r => r.map(|e| e.populated),
+        }
+    }
+
+    /// Freezes or thaws the subtree and waits until the kernel reports it done.
+    /// A frozen process can neither fork nor exit, so pids read while frozen
+    /// stay valid until the thaw.
+    pub fn set_frozen(&self, frozen: bool, timeout: Duration) -> Result<(), CgroupError> {
+        self.write(CGROUP_FREEZE, if frozen { "1" } else { "0" })?;
+        self.wait_events(timeout, |e| e.frozen == frozen || !e.populated)?;
+        Ok(())
+    }
+
+    /// SIGKILLs every process in the subtree at once, concurrent forks included.
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        self.write(CGROUP_KILL, "1")
+    }
+
+    pub fn attach(&self, pid: i32) -> Result<(), CgroupError> {
+        self.write(CGROUP_PROCS, &pid.to_string())
+    }
+
+    /// Waits (by inotify on `cgroup.events`, never by polling) until `done`
+    /// holds or `timeout` passes; returns whether it held.
+    pub fn wait_events(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Events) -> bool,
+    ) -> Result<bool, CgroupError> {
+        let p = self.file(CGROUP_EVENTS);
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .map_err(|e| io("inotify", &p)(e.into()))?;
+        match ino.add_watch(&p, AddWatchFlags::IN_MODIFY) {
+            Err(nix::errno::Errno::ENOENT) => return Ok(done(&Events::default())),
+            r => r.map_err(|e| io("watch", &p)(e.into()))?,
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let ev = match self.events() {
+                Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Events::default(),
+                r => r?,
+            };
+            if done(&ev) {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                ino.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+                Err(nix::errno::Errno::EINTR) | Ok(_) => {}
+                Err(e) => return Err(io("poll", &p)(e.into())),
+            }
+            // Drain; the contents do not matter, the file is re-read above.
+            let _ = ino.read_events();
+        }
+    }
+
+    /// `usage_usec` from `cpu.stat` (present on every cgroup2 cgroup).
+    pub fn cpu_usage_usec(&self) -> Result<u64, CgroupError> {
+        let p = self.file(CPU_STAT);
+        let text = self.read(CPU_STAT)?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| CgroupError::Parse {
+                path: p,
+                what: "no usage_usec".into(),
+            })
+    }
+
+    /// A u64 interface file that exists only with its controller enabled.
+    pub fn optional_u64(&self, name: &str) -> Result<Option<u64>, CgroupError> {
+        match self.read(name) {
+            Ok(s) => s.trim().parse().map(Some).map_err(|_| CgroupError::Parse {
+                path: self.file(name),
+                what: s,
+            }),
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn controllers(&self) -> Result<Vec<String>, CgroupError> {
+        Ok(self
+            .read(CGROUP_CONTROLLERS)?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Hands the directory and the given interface files to `uid`:`gid` and
+    /// makes them group-writable, so every member of the group may use them.
+    pub fn delegate(&self, uid: Option<Uid>, gid: Gid, files: &[&str]) -> Result<(), CgroupError> {
+        set_owner(&self.path, uid, gid, 0o775)?;
+        self.grant(uid, gid, files)
+    }
+
+    /// Hands only the given interface files to `uid`:`gid`, group-writable.
+    pub fn grant(&self, uid: Option<Uid>, gid: Gid, files: &[&str]) -> Result<(), CgroupError> {
+        files
+            .iter()
+            .try_for_each(|f| set_owner(&self.file(f), uid, gid, 0o664))
+    }
+}
+
+fn set_owner(p: &Path, uid: Option<Uid>, gid: Gid, mode: u32) -> Result<(), CgroupError> {
+    use std::os::unix::fs::PermissionsExt;
+    nix::unistd::chown(p, uid, Some(gid)).map_err(|e| io("chown", p)(e.into()))?;
+    fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io("chmod", p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_mountinfo() {
+        let text = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        assert_eq!(
+            parse_mountinfo(text),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            parse_mountinfo("32 31 0:29 / /x rw - cgroup cgroup rw\n"),
+            None
+        );
+        let spaced = "41 31 0:38 / /mnt/c\\040g shared:9 - cgroup2 none rw\n";
+        assert_eq!(parse_mountinfo(spaced), Some(PathBuf::from("/mnt/c g")));
+    }
+
+    /// Parsing only, on a fake directory: the kernel's behaviour is tested
+    /// end to end in tests/.
+    #[test]
+    fn reads_events_procs_and_cpu_from_files() {
+        let dir = std::env::temp_dir().join(format!("lanco-cgfs-unit-{}", std::process::id()));
+        fs::create_dir_all(dir.join("child")).unwrap();
+        fs::write(dir.join(CGROUP_EVENTS), "populated 1\nfrozen 0\n").unwrap();
+        fs::write(dir.join(CGROUP_PROCS), "12\n34\n").unwrap();
+        fs::write(dir.join("child").join(CGROUP_PROCS), "56\n").unwrap();
+        fs::write(dir.join(CPU_STAT), "usage_usec 4242\nuser_usec 1\n").unwrap();
+        let cg = Cgroup::new(&dir);
+        assert_eq!(
+            cg.events().unwrap(),
+            Events {
+                populated: true,
+                frozen: false
+            }
+        );
+        assert_eq!(cg.procs_recursive().unwrap(), vec![12, 34, 56]);
+        assert_eq!(cg.cpu_usage_usec().unwrap(), 4242);
+        assert_eq!(cg.optional_u64(MEMORY_PEAK).unwrap(), None);
+        assert!(!Cgroup::new(dir.join("gone")).populated().unwrap());
+        fs::write(dir.join(CGROUP_PROCS), "12\nbogus\n").unwrap();
+        assert!(matches!(cg.procs(), Err(CgroupError::Parse { .. })));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,101 @@
+//! lancod: serve the helper socket (default), or re-create every registered
+//! namespace (`lancod restore`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use lanco_proto::Config;
+use lancod::{namespace, server};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "lanco's privileged helper (socket-activated; exits when idle)"
+)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the helper socket (the default).
+    Serve,
+    /// Re-create the cgroups and directories of every registered namespace
+    /// (they vanish at reboot). Safe to run at any time.
+    Restore,
+}
+
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANCOD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Under systemd, stderr is already the journal; use its native protocol
+    // so the span fields (peer uid and pid) arrive as journal fields.
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    let registry = tracing_subscriber::registry().with(filter);
+    match journald {
+        Some(j) => registry.with(j).init(),
+        None => {
+            use std::io::IsTerminal;
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal());
+            registry.with(fmt).init()
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match run(args.cmd.unwrap_or(Cmd::Serve)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("lancod: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<(), String> {
+    let cfg = Config::load().map_err(|e| e.to_string())?;
+    let ctx = server::Context::from_config(&cfg)?;
+    match cmd {
+        Cmd::Serve => {
+            let listener = server::listener(&cfg.socket)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(8)
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(server::serve(
+                listener,
+                ctx,
+                Duration::from_secs(cfg.idle_timeout),
+            ))
+            .map_err(|e| e.to_string())
+        }
+        Cmd::Restore => {
+            let mut failed = 0;
+            for (ns, rec) in namespace::registered(&ctx.layout).map_err(|e| e.to_string())? {
+                match namespace::apply(&ctx.layout, &ns, &rec) {
+                    Ok(_) => tracing::info!(%ns, owner = rec.owner, group = rec.group, "restored"),
+                    Err(e) => {
+                        failed += 1;
+                        tracing::error!(%ns, "restore failed: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                return Err(format!("{failed} namespace(s) could not be restored"));
+            }
+            Ok(())
+        }
+    }
+}
