@@ -62,9 +62,35 @@ pub struct Spec {
 /// What the monitor tells `lanco run` on its stdout pipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Report {
-    Started { pid: i32, monitor_pid: i32 },
+    Started {
+        pid: i32,
+        monitor_pid: i32,
+    },
     Failed(Error),
-    Finished(Exit),
+    /// Exit code, or the signal that killed the main process.
+    Finished {
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+}
+
+impl Report {
+    pub fn finished(exit: Exit) -> Self {
+        match exit {
+            Exit::Code(c) => Report::Finished {
+                code: Some(c),
+                signal: None,
+            },
+            Exit::Signal(s) => Report::Finished {
+                code: None,
+                signal: Some(s),
+            },
+            Exit::Lost => Report::Finished {
+                code: None,
+                signal: None,
+            },
+        }
+    }
 }
 
 pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
@@ -524,7 +550,6 @@ impl Monitor {
                 self.note(&e);
             }
         }
-        self.note(&format_args!("task {} {}", task, rec.exit));
         self.record = Some(rec);
     }
 
@@ -589,7 +614,7 @@ impl Monitor {
             let _ = control::send_line(w, &reply);
         }
         if let Some(rec) = &self.record {
-            let _ = send(report, &Report::Finished(rec.exit));
+            let _ = send(report, &Report::finished(rec.exit));
         }
         std::process::exit(0)
     }
@@ -634,9 +659,7 @@ fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> 
         .custom_flags(libc::O_CLOEXEC)
         .open(&lock_path)
         .map_err(|e| match e.kind() {
-            ErrorKind::PermissionDenied => {
-                Error::Denied(format!("you are not a member of namespace {ns}"))
-            }
+            ErrorKind::PermissionDenied => crate::task::not_member(ns),
             ErrorKind::NotFound => Error::NoNamespace(ns.clone()),
             _ => Error::system(format!("cannot open {}", lock_path.display()), e),
         })?;
@@ -796,4 +819,28 @@ fn start_process(
         return Err(unable(&errno.desc()));
     }
     Ok(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_roundtrip() {
+        for r in [
+            Report::Started {
+                pid: 1,
+                monitor_pid: 2,
+            },
+            Report::finished(Exit::Code(7)),
+            Report::finished(Exit::Signal(10)),
+            Report::finished(Exit::Lost),
+            Report::Failed(Error::StartFailed("x".into())),
+        ] {
+            let mut buf = Vec::new();
+            send(&mut buf, &r).unwrap();
+            let back: Report = recv(&mut &buf[..], 1 << 20).unwrap();
+            assert_eq!(format!("{back:?}"), format!("{r:?}"));
+        }
+    }
 }

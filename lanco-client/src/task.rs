@@ -67,7 +67,10 @@ impl Started {
     /// Blocks until the task and its on-exit command are over.
     pub fn wait(mut self) -> Result<Exit> {
         match monitor::recv::<Report>(&mut self.report, 1 << 20) {
-            Ok(Report::Finished(exit)) => Ok(exit),
+            Ok(Report::Finished { code: Some(c), .. }) => Ok(Exit::Code(c)),
+            Ok(Report::Finished {
+                signal: Some(s), ..
+            }) => Ok(Exit::Signal(s)),
             Ok(_) | Err(_) => Ok(Exit::Lost),
         }
     }
@@ -113,10 +116,14 @@ impl Namespace {
             state_dir: config.state_dir.clone(),
             log_dir: config.log_dir.clone(),
         };
-        if !layout.ns_cgroup(&ns).is_dir() {
-            return Err(Error::NoNamespace(ns));
+        let dir = layout.ns_cgroup(&ns);
+        use nix::unistd::{access, AccessFlags};
+        match access(&dir, AccessFlags::R_OK | AccessFlags::X_OK) {
+            Ok(()) => Ok(Self { config, layout, ns }),
+            Err(nix::errno::Errno::ENOENT) => Err(Error::NoNamespace(ns)),
+            Err(nix::errno::Errno::EACCES) => Err(not_member(&ns)),
+            Err(e) => Err(Error::system(dir.display(), e)),
         }
-        Ok(Self { config, layout, ns })
     }
 
     pub fn name(&self) -> &NamespaceName {
@@ -210,7 +217,7 @@ impl Namespace {
                 report,
             }),
             Ok(Report::Failed(e)) => Err(e),
-            Ok(Report::Finished(_)) => Err(Error::System(
+            Ok(Report::Finished { .. }) => Err(Error::System(
                 "the monitor reported an end before a start".into(),
             )),
             Err(e) => Err(Error::System(format!(
@@ -241,10 +248,7 @@ impl Namespace {
         let mut conn = match control::connect(&self.layout.ns_state_dir(&self.ns), task) {
             Ok(c) => c,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                return Some(Err(Error::Denied(format!(
-                    "you are not a member of namespace {}",
-                    self.ns
-                ))))
+                return Some(Err(not_member(&self.ns)))
             }
             // No monitor listening: it was killed.
             Err(_) => return None,
@@ -388,11 +392,13 @@ impl Namespace {
     }
 }
 
+pub(crate) fn not_member(ns: &NamespaceName) -> Error {
+    Error::Denied(format!("you are not a member of namespace {ns}"))
+}
+
 fn deny_as_member(ns: &NamespaceName) -> impl Fn(Error) -> Error + '_ {
     move |e| match &e {
-        Error::System(m) if m.contains("Permission denied") => {
-            Error::Denied(format!("you are not a member of namespace {ns}"))
-        }
+        Error::System(m) if m.contains("Permission denied") => not_member(ns),
         _ => e,
     }
 }

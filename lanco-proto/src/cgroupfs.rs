@@ -333,8 +333,10 @@ impl Cgroup {
 
     /// Hands the directory and the given interface files to `uid`:`gid` and
     /// makes them group-writable, so every member of the group may use them.
+    /// The directory is closed to others: cgroupfs is world-readable by
+    /// default, and a tenant's task names and pids are nobody else's business.
     pub fn delegate(&self, uid: Option<Uid>, gid: Gid, files: &[&str]) -> Result<(), CgroupError> {
-        set_owner(&self.path, uid, gid, 0o775)?;
+        set_owner(&self.path, uid, gid, 0o770)?;
         self.grant(uid, gid, files)
     }
 

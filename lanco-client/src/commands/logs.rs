@@ -12,9 +12,7 @@ use crate::task::{tail_lines, Namespace};
 pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) -> Result<u8> {
     let path = ns.log_path(task);
     let open_err = |e: std::io::Error| match e.kind() {
-        ErrorKind::PermissionDenied => {
-            Error::Denied(format!("you are not a member of namespace {}", ns.name()))
-        }
+        ErrorKind::PermissionDenied => crate::task::not_member(ns.name()),
         ErrorKind::NotFound => Error::Usage(format!("task {task} has no log ({})", path.display())),
         _ => Error::system(path.display(), e),
     };

@@ -1,0 +1,462 @@
+//! Harness for lanco's end-to-end tests. Each test gets a private
+//! installation — its own lancod socket, cgroup root, state and log
+//! directories, copies of the binaries — under a unique temporary directory,
+//! removed (cgroups included) by a Drop guard even when the test fails.
+//! Clients run as real unprivileged users through setpriv.
+//!
+//! Tests need root (to create users and cgroups and to run lancod) and
+//! cgroup2. Without them a test prints SKIP and passes — unless
+//! LANCO_E2E_REQUIRED=1 (CI sets it), when it fails instead.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+pub use lanco_proto::cgroupfs::Cgroup;
+
+/// Test accounts: alice and bob share the namespace group; eve is outside;
+/// admin is in the admin group only.
+pub const ALICE: &str = "lanco-t-alice";
+pub const BOB: &str = "lanco-t-bob";
+pub const EVE: &str = "lanco-t-eve";
+pub const ADMIN: &str = "lanco-t-admin";
+pub const OPS: &str = "lanco-t-ops";
+pub const ADMINS: &str = "lanco-t-admins";
+
+/// Returns false (after printing SKIP) when this machine cannot run
+/// end-to-end tests and they are not required.
+pub fn can_run(test: &str) -> bool {
+    let why = if !nix::unistd::geteuid().is_root() {
+        Some("needs root (to create test users and cgroups, and to run lancod)".to_string())
+    } else if let Err(e) = lanco_proto::cgroupfs::cgroup2_mount() {
+        Some(e.to_string())
+    } else {
+        None
+    };
+    match why {
+        None => true,
+        Some(why) if std::env::var("LANCO_E2E_REQUIRED").as_deref() == Ok("1") => {
+            panic!("{test}: cannot run and LANCO_E2E_REQUIRED=1: {why}")
+        }
+        Some(why) => {
+            eprintln!("SKIP {test}: {why}");
+            false
+        }
+    }
+}
+
+/// Start of every e2e test: `let Some(mut inst) = lanco_e2e::setup("name") else { return };`
+pub fn setup(test: &str) -> Option<Install> {
+    can_run(test).then(|| Install::new(test, ""))
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Output {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"))
+}
+
+/// Creates the test users and groups once per machine (idempotent, and
+/// serialised across test processes by a lock file).
+pub fn ensure_users() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let lock = fs::File::create("/tmp/lanco-e2e-users.lock").expect("lock file");
+        let _guard =
+            nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).expect("flock");
+        for g in [OPS, ADMINS] {
+            if !sh("getent", &["group", g]).status.success() {
+                let o = sh("groupadd", &[g]);
+                assert!(
+                    o.status.success(),
+                    "groupadd {g}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+        for (u, groups) in [(ALICE, OPS), (BOB, OPS), (EVE, ""), (ADMIN, ADMINS)] {
+            if !sh("id", &[u]).status.success() {
+                let mut args = vec!["-M", "-s", "/bin/sh", "-d", "/nonexistent"];
+                if !groups.is_empty() {
+                    args.extend(["-G", groups]);
+                }
+                args.push(u);
+                let o = sh("useradd", &args);
+                assert!(
+                    o.status.success(),
+                    "useradd {u}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+    });
+}
+
+/// The directory cargo put the workspace binaries in (the test executable
+/// lives in its `deps/`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
+}
+
+/// Builds the workspace binaries once per test process, so the tests never
+/// run stale copies (cargo test builds only this crate's own targets).
+fn build_binaries() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "lancod",
+            "-p",
+            "lanco-client",
+            "--bins",
+        ]);
+        if target_dir().file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "building the binaries failed");
+    });
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One private installation.
+pub struct Install {
+    pub name: String,
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    lancod: Option<Child>,
+    /// Extra cgroups (e.g. a simulated login session) to clean up.
+    pub extra_cgroups: Vec<PathBuf>,
+}
+
+impl Install {
+    /// `extra_config`: TOML lines appended to the generated config.
+    pub fn new(test: &str, extra_config: &str) -> Self {
+        ensure_users();
+        build_binaries();
+        let uniq = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst),
+            test.replace('_', "-")
+        );
+        let dir = PathBuf::from(format!("/tmp/lanco-e2e-{uniq}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("bin")).expect("install dir");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for b in ["lanco", "lancod", "lanco-monitor"] {
+            fs::copy(target_dir().join(b), dir.join("bin").join(b))
+                .unwrap_or_else(|e| panic!("copy {b}: {e}"));
+        }
+        let mount = lanco_proto::cgroupfs::cgroup2_mount().expect("cgroup2");
+        let cgroup_root = mount.join(format!("lanco-e2e-{uniq}"));
+        let socket = dir.join("lancod.sock");
+        let config = dir.join("lanco.toml");
+        let mut text = format!(
+            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",
+            socket.display(),
+            cgroup_root.display(),
+            dir.join("state").display(),
+            dir.join("log").display()
+        );
+        text.push_str(extra_config);
+        fs::write(&config, text).expect("config");
+        fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut inst = Install {
+            name: test.to_owned(),
+            bin: dir.join("bin"),
+            state_dir: dir.join("state"),
+            log_dir: dir.join("log"),
+            dir,
+            config,
+            socket,
+            cgroup_root,
+            lancod: None,
+            extra_cgroups: Vec::new(),
+        };
+        inst.start_lancod();
+        inst
+    }
+
+    pub fn lancod_cmd(&self) -> Command {
+        let mut c = Command::new(self.bin.join("lancod"));
+        c.env("LANCO_CONFIG", &self.config)
+            .env("LANCOD_LOG", "debug")
+            .current_dir(&self.dir);
+        c
+    }
+
+    /// Starts lancod bound to the private socket and waits until it accepts.
+    pub fn start_lancod(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("lancod.log"))
+            .expect("log");
+        let child = self
+            .lancod_cmd()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn lancod");
+        self.lancod = Some(child);
+        let t0 = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "lancod did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn lancod_pid(&self) -> Option<i32> {
+        self.lancod.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// Sends `sig` to lancod and reaps it.
+    pub fn kill_lancod(&mut self, sig: nix::sys::signal::Signal) {
+        if let Some(mut c) = self.lancod.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+            let _ = c.wait();
+        }
+        let _ = fs::remove_file(&self.socket);
+    }
+
+    /// A command running `lanco` as `user` (None: root).
+    pub fn cmd(&self, user: Option<&str>, args: &[&str]) -> Command {
+        let lanco = self.bin.join("lanco");
+        let mut c = match user {
+            Some(u) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={u}"),
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(&lanco);
+                c
+            }
+            None => Command::new(&lanco),
+        };
+        c.args(args)
+            .env("LANCO_CONFIG", &self.config)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn lanco(&self, user: Option<&str>, args: &[&str]) -> Out {
+        Out(self.cmd(user, args).output().expect("run lanco"))
+    }
+
+    /// As root: `lanco NS init -u OWNER -g GROUP`, asserted to succeed.
+    pub fn init(&self, ns: &str, owner: &str, group: &str) {
+        self.lanco(None, &[ns, "init", "-u", owner, "-g", group])
+            .ok();
+    }
+
+    pub fn ns_cgroup(&self, ns: &str) -> Cgroup {
+        Cgroup::new(self.cgroup_root.join(format!("ns-{ns}")))
+    }
+
+    pub fn task_cgroup(&self, ns: &str, task: &str) -> Cgroup {
+        Cgroup::new(
+            self.cgroup_root
+                .join(format!("ns-{ns}"))
+                .join(format!("task-{task}")),
+        )
+    }
+
+    /// Pids in the namespace's monitor cgroup.
+    pub fn monitors(&self, ns: &str) -> Vec<i32> {
+        Cgroup::new(self.ns_cgroup(ns).path().join("monitors"))
+            .procs()
+            .unwrap_or_default()
+    }
+
+    pub fn log_path(&self, ns: &str, task: &str) -> PathBuf {
+        self.log_dir
+            .join(format!("lanco-{ns}"))
+            .join(format!("task-{task}.log"))
+    }
+
+    pub fn read_log(&self, ns: &str, task: &str) -> String {
+        fs::read_to_string(self.log_path(ns, task)).unwrap_or_default()
+    }
+
+    pub fn state_file(&self, ns: &str, name: &str) -> PathBuf {
+        self.state_dir.join(format!("ns-{ns}")).join(name)
+    }
+
+    /// `status --json` of a task, as root.
+    pub fn status(&self, ns: &str, task: &str) -> serde_json::Value {
+        let o = self.lanco(None, &[ns, "status", "--json", task]);
+        serde_json::from_slice(&o.0.stdout).unwrap_or_else(|e| panic!("status json: {e}: {o}"))
+    }
+
+    /// A cgroup outside lanco's root, as a login session would be.
+    pub fn session_cgroup(&mut self, tag: &str) -> Cgroup {
+        let p = PathBuf::from(format!("{}-{tag}", self.cgroup_root.display()));
+        let cg = Cgroup::new(&p);
+        cg.create().expect("session cgroup");
+        self.extra_cgroups.push(p);
+        cg
+    }
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        let roots: Vec<PathBuf> = std::iter::once(self.cgroup_root.clone())
+            .chain(self.extra_cgroups.clone())
+            .collect();
+        for r in &roots {
+            let cg = Cgroup::new(r);
+            if cg.exists() {
+                let _ = cg.kill();
+                let _ = cg.wait_events(Duration::from_secs(10), |e| !e.populated);
+                let _ = cg.remove_tree();
+            }
+        }
+        self.kill_lancod(nix::sys::signal::Signal::SIGKILL);
+        if std::thread::panicking() {
+            eprintln!(
+                "{}: keeping {} for inspection (lancod.log there)",
+                self.name,
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A finished `lanco` invocation with helpers for assertions.
+pub struct Out(pub Output);
+
+impl Out {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    /// Asserts exit 0.
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.code(), 0, "expected success: {self}");
+        self
+    }
+    /// Asserts the exit status and that stderr is exactly one line containing `needle`.
+    pub fn fails(&self, code: i32, needle: &str) -> &Self {
+        assert_eq!(self.code(), code, "wrong exit status: {self}");
+        let err = self.stderr();
+        assert_eq!(err.lines().count(), 1, "expected a one-line error: {self}");
+        assert!(err.contains(needle), "stderr lacks {needle:?}: {self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?}, stdout {:?}, stderr {:?}",
+            self.0.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes. For waiting
+/// on things the test itself cannot be notified of (a process appearing).
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if t0.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Pids of every process whose command line contains `marker`.
+pub fn pids_with(marker: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(c) = fs::read(format!("/proc/{pid}/cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(marker) && !c.contains("lanco ") {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+pub fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+/// A unique `sleep` duration: a payload of `sleep <it>` (and every copy it
+/// forks) can be found in /proc by [`pids_with`], and by nothing else.
+pub fn unique_sleep() -> String {
+    format!(
+        "{}.{:06}{}",
+        100_000 + SEQ.fetch_add(1, Ordering::SeqCst),
+        std::process::id() % 1_000_000,
+        1
+    )
+}
+
+/// Writes a small shell script into the installation and returns its path.
+pub fn script(inst: &Install, name: &str, body: &str) -> String {
+    let p = inst.dir.join(name);
+    let mut f = fs::File::create(&p).expect("script");
+    writeln!(f, "#!/bin/sh\n{body}").expect("write script");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+    p.display().to_string()
+}
