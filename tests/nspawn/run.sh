@@ -126,6 +126,7 @@ ROOTFS_CACHE=$(cached_rootfs) || exit 1
 WORK=$(mktemp -d /var/tmp/lanco-nspawn.XXXXXX)
 chmod 0755 "$WORK"
 nspawn_pid=""
+ct_cg2=""
 host_cg_dirs=()
 
 cleanup() {
@@ -216,7 +217,7 @@ boot_container() {
     fi
     # A cgroup of our own on the host, so that nspawn's payload/ and
     # supervisor/ subgroups never collide with another run's.
-    local cgname=lanco-nspawn-$$-$tag h hierarchies=()
+    local cgname=lanco-nspawn-$$-$layout-$tag h hierarchies=()
     local cg2
     cg2=$(sed -n 's/^[^ ]* [^ ]* [^ ]* [^ ]* \([^ ]*\) .* - cgroup2 .*/\1/p' /proc/self/mountinfo | head -n 1)
     [ -n "$cg2" ] && hierarchies+=("$cg2")
@@ -238,6 +239,7 @@ boot_container() {
     for h in "${hierarchies[@]}"; do
         if [ "$h" = /sys/fs/cgroup/systemd ]; then host_cg_dirs+=("$h${own1%/}/$cgname"); else host_cg_dirs+=("$h${own2%/}/$cgname"); fi
     done
+    ct_cg2=$cg2${own2%/}/$cgname
     leader=""
     local i
     for i in $(seq 1 100); do
@@ -247,6 +249,10 @@ boot_container() {
         sleep 0.1
     done
     [ -n "$leader" ] || { echo "container did not start"; tail -n 20 "$WORK/console-$layout.log"; return 1; }
+    for i in $(seq 1 300); do
+        ct test -S /run/systemd/private && break
+        sleep 0.1
+    done
     local state
     state=$(CT_TIMEOUT=90 ct systemctl is-system-running --wait)
     echo "system state: $state (leader pid $leader)"
@@ -256,14 +262,34 @@ boot_container() {
 # Power the container off (or kill it) and wait for nspawn.
 stop_container() {
     [ -n "$nspawn_pid" ] || return 0
+    local i
     if kill -0 "$nspawn_pid" 2>/dev/null; then
         kill -TERM "$nspawn_pid" 2>/dev/null   # nspawn asks the container's systemd to power off
-        local i
         for i in $(seq 1 150); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    if kill -0 "$nspawn_pid" 2>/dev/null; then
+        echo "container did not power off in 15 s: killing it" >&2
+        kill_cgroup "$ct_cg2"
         kill -KILL "$nspawn_pid" 2>/dev/null
     fi
     wait "$nspawn_pid" 2>/dev/null
+    # Whatever nspawn left behind (it does not kill the payload when killed).
+    kill_cgroup "$ct_cg2"
     nspawn_pid=""
+}
+# kill_cgroup DIR: SIGKILL every process in a host cgroup of this run.
+kill_cgroup() {
+    local d=$1 f i
+    [ -n "$d" ] && [ -d "$d" ] || return 0
+    if [ -e "$d/cgroup.kill" ]; then
+        echo 1 > "$d/cgroup.kill" 2>/dev/null
+    else
+        find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+    fi
+    for i in $(seq 1 50); do
+        [ -z "$(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)" ] && break
+        sleep 0.1
+    done
 }
 
 # Reboot the container: nspawn exits with 133, then boot the same rootfs again.
@@ -514,6 +540,12 @@ run_layout() {
     layout=$1
     local t0=$SECONDS
     say "== layout: $layout"
+    run_checks
+    stop_container
+    note "layout $layout took $((SECONDS - t0)) s"
+}
+
+run_checks() {
     ROOT=$WORK/$layout/root
     MACHINE=lanco-t$$-$layout
     mkdir -p "$WORK/$layout"
@@ -526,7 +558,8 @@ run_layout() {
     check "dpkg -i $ver1" c_install || return 0
     check "systemd-analyze verify (all units)" c_verify_units
     check "socket listening, task root active, both enabled, helper not running" c_units_state
-    check "systemd-analyze security lancod.service" c_security
+    check "systemd-analyze security lancod.service" c_security &&
+        note "$(grep 'Overall exposure' "$LOG" | tail -n 1)"
     check "users alice and bob" c_users || return 0
     check "root's init activates the helper" c_init_activates || return 0
     check "helper exits after idle_timeout" c_idle_exit
@@ -544,8 +577,6 @@ run_layout() {
     check "reboot: namespaces back without init, users run at once" c_reboot
     check "systemctl stop lanco-tasks.service ends every task" c_stop_root
     check "dpkg -r leaves the task root running; dpkg -P removes state and config" c_remove_purge
-    stop_container
-    say "   layout $layout took $((SECONDS - t0)) s"
 }
 
 (
