@@ -33,6 +33,12 @@ pub enum Error {
     NotRunning(TaskName),
     #[error("namespace {0} does not exist")]
     NoNamespace(NamespaceName),
+    /// Something else the request names does not exist (lancod's NotFound).
+    #[error("{0}")]
+    Missing(String),
+    /// Refused because of the current state (lancod's Busy, AlreadyExists).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Denied(String),
     #[error("{0}")]
@@ -48,8 +54,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::AlreadyRunning(_) | Error::NotRunning(_) => exit::CONFLICT,
-            Error::NoNamespace(_) => exit::NO_NAMESPACE,
+            Error::AlreadyRunning(_) | Error::NotRunning(_) | Error::Refused(_) => exit::CONFLICT,
+            Error::NoNamespace(_) | Error::Missing(_) => exit::NO_NAMESPACE,
             Error::Denied(_) => exit::DENIED,
             Error::Usage(_) => exit::USAGE,
             Error::StartFailed(_) => exit::START_FAILED,

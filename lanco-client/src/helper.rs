@@ -25,6 +25,8 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response> {
         Ok(Response::Error { code, message }) => Err(match code {
             ErrorCode::PermissionDenied => Error::Denied(message),
             ErrorCode::InvalidRequest => Error::Usage(message),
+            ErrorCode::NotFound => Error::Missing(message),
+            ErrorCode::AlreadyExists | ErrorCode::Busy => Error::Refused(message),
             _ => Error::Helper(format!("lancod: {message}")),
         }),
         Ok(r) => Ok(r),

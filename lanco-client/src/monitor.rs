@@ -219,9 +219,13 @@ impl Monitor {
             state_dir: spec.config.state_dir.clone(),
             log_dir: spec.config.log_dir.clone(),
         };
-        // SIGCHLD arrives through a signalfd; block it first so none is lost.
+        // SIGCHLD and SIGTERM arrive through a signalfd; block them first so
+        // none is lost. SIGTERM to the monitor means "stop the task" (it is
+        // what systemd sends every process when the task root is stopped), so
+        // the exit record still gets the task's real status.
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
+        chld.add(Signal::SIGTERM);
         chld.thread_block()
             .map_err(|e| Error::system("sigprocmask", e))?;
         let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -424,7 +428,13 @@ impl Monitor {
             let control_ready = fds[2]
                 .revents()
                 .is_some_and(|r| r.contains(PollFlags::POLLIN));
-            while self.sigfd.read_signal().ok().flatten().is_some() {}
+            let mut term = false;
+            while let Ok(Some(si)) = self.sigfd.read_signal() {
+                term |= si.ssi_signo == Signal::SIGTERM as u32;
+            }
+            if term {
+                self.begin_stop(None, "SIGTERM to the monitor");
+            }
             let _ = self.inotify.read_events();
             if control_ready {
                 self.accept_controls();
@@ -475,12 +485,19 @@ impl Monitor {
     }
 
     fn stop(&mut self, conn: UnixStream, timeout_ms: Option<u64>) {
+        self.begin_stop(timeout_ms, "lanco stop");
+        self.waiters.push(conn);
+    }
+
+    /// SIGTERM to every process now, cgroup.kill at the deadline. A second
+    /// request can only bring the deadline closer.
+    fn begin_stop(&mut self, timeout_ms: Option<u64>, by: &str) {
         let timeout = Duration::from_millis(timeout_ms.unwrap_or(self.spec.stop_timeout_ms));
         let deadline = Instant::now() + timeout;
         if !self.stopped {
             self.stopped = true;
             self.note(&format_args!(
-                "stop requested: SIGTERM to every process, cgroup.kill after {}s",
+                "stop ({by}): SIGTERM to every process, cgroup.kill after {}s",
                 timeout.as_secs_f64()
             ));
             if let Err(e) = self.signal_all(Signal::SIGTERM) {
@@ -490,7 +507,6 @@ impl Monitor {
         if self.stop_deadline.is_none_or(|d| deadline < d) && !self.killed_after_timeout {
             self.stop_deadline = Some(deadline);
         }
-        self.waiters.push(conn);
     }
 
     /// Freeze, read every pid, signal each, thaw. Frozen processes can neither

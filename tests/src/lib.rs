@@ -460,3 +460,36 @@ pub fn script(inst: &Install, name: &str, body: &str) -> String {
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
     p.display().to_string()
 }
+
+/// Sends raw bytes to a unix socket as `user` (a Perl one-liner run through
+/// setpriv: the connecting process really is that user, so lancod sees that
+/// identity through SO_PEERCRED) and returns everything it answers.
+pub fn raw_request_as(user: &str, socket: &Path, bytes: &[u8]) -> Vec<u8> {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let perl = r#"use Socket; socket(S, PF_UNIX, SOCK_STREAM, 0) or die "socket: $!";
+        connect(S, pack_sockaddr_un($ARGV[0])) or die "connect: $!";
+        syswrite(S, pack("H*", $ARGV[1])); my $b = "";
+        while (sysread(S, my $c, 4096)) { $b .= $c } print unpack("H*", $b);"#;
+    let o = Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+            "perl",
+            "-e",
+            perl,
+        ])
+        .arg(socket)
+        .arg(hex)
+        .output()
+        .expect("perl");
+    assert!(
+        o.status.success(),
+        "perl probe: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect()
+}

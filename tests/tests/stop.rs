@@ -17,17 +17,35 @@ fn escapes_are_tracked_and_killed() {
          sh -c 'trap \"\" TERM; sleep {s}' & exec sleep {s}"
     );
     let sc = script(&inst, "escape.sh", &body);
-    inst.lanco(Some(ALICE), &["ns", "run", "--stop-timeout", "1", "esc", &sc]).ok();
-    assert!(wait_for(Duration::from_secs(10), || pids_with(&s).len() >= 6), "{:?}", pids_with(&s));
+    inst.lanco(
+        Some(ALICE),
+        &["ns", "run", "--stop-timeout", "1", "esc", &sc],
+    )
+    .ok();
+    assert!(
+        wait_for(Duration::from_secs(10), || pids_with(&s).len() >= 6),
+        "{:?}",
+        pids_with(&s)
+    );
     let before = pids_with(&s);
     let listed = inst.task_cgroup("ns", "esc").procs_recursive().unwrap();
     for p in &before {
-        assert!(listed.contains(p), "escaped process {p} is not in the task's cgroup");
+        assert!(
+            listed.contains(p),
+            "escaped process {p} is not in the task's cgroup"
+        );
     }
     let t0 = Instant::now();
     inst.lanco(Some(ALICE), &["ns", "stop", "esc"]).ok();
-    assert!(t0.elapsed() >= Duration::from_millis(900), "the TERM-ignoring one needed the timeout");
-    assert!(before.iter().all(|p| !alive(*p)), "survivors: {:?}", before.iter().filter(|p| alive(**p)).collect::<Vec<_>>());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "the TERM-ignoring one needed the timeout"
+    );
+    assert!(
+        before.iter().all(|p| !alive(*p)),
+        "survivors: {:?}",
+        before.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+    );
     let st = inst.status("ns", "esc");
     assert_eq!(st["last"]["stopped"], true, "{st}");
     assert_eq!(st["last"]["killed_after_timeout"], true, "{st}");
@@ -35,30 +53,47 @@ fn escapes_are_tracked_and_killed() {
 
 #[test]
 fn sigterm_ignoring_task_is_killed_after_its_timeout() {
-    let Some(inst) = setup("sigterm_ignoring") else { return };
+    let Some(inst) = setup("sigterm_ignoring") else {
+        return;
+    };
     inst.init("ns", ALICE, OPS);
     let s = unique_sleep();
     let cmd = format!("trap '' TERM; sleep {s}");
-    inst.lanco(Some(ALICE), &["ns", "run", "stubborn", "sh", "-c", &cmd]).ok();
+    inst.lanco(Some(ALICE), &["ns", "run", "stubborn", "sh", "-c", &cmd])
+        .ok();
     let t0 = Instant::now();
-    inst.lanco(Some(ALICE), &["ns", "stop", "--timeout", "0.5", "stubborn"]).ok();
+    inst.lanco(Some(ALICE), &["ns", "stop", "--timeout", "0.5", "stubborn"])
+        .ok();
     let took = t0.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
     assert!(pids_with(&s).is_empty());
     let st = inst.status("ns", "stubborn");
     assert_eq!(st["last"]["killed_after_timeout"], true, "{st}");
     assert_eq!(st["last"]["exit"]["value"], 9, "{st}");
     // A task that exits on SIGTERM is not waited for.
-    inst.lanco(Some(ALICE), &["ns", "run", "polite", "sleep", &s]).ok();
+    inst.lanco(Some(ALICE), &["ns", "run", "polite", "sleep", &s])
+        .ok();
     let t0 = Instant::now();
     inst.lanco(Some(ALICE), &["ns", "stop", "polite"]).ok();
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
-    assert_eq!(inst.status("ns", "polite")["last"]["killed_after_timeout"], false);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        inst.status("ns", "polite")["last"]["killed_after_timeout"],
+        false
+    );
 }
 
 #[test]
 fn fork_bomb_stops_with_no_survivor_50_times() {
-    let Some(inst) = setup("fork_bomb") else { return };
+    let Some(inst) = setup("fork_bomb") else {
+        return;
+    };
     inst.init("ns", ALICE, OPS);
     let s = unique_sleep();
     // Forks without end; every copy carries the marker. RLIMIT_NPROC (this
@@ -67,23 +102,41 @@ fn fork_bomb_stops_with_no_survivor_50_times() {
     let body = format!("b() {{ sleep {s} & b & b; }}; b");
     let sc = script(&inst, "bomb.sh", &body);
     for round in 0..50 {
-        inst.lanco(Some(ALICE), &["ns", "run", "bomb", "prlimit", "--nproc=400", "sh", &sc]).ok();
+        inst.lanco(
+            Some(ALICE),
+            &["ns", "run", "bomb", "prlimit", "--nproc=400", "sh", &sc],
+        )
+        .ok();
         let cg = inst.task_cgroup("ns", "bomb");
         assert!(
-            wait_for(Duration::from_secs(20), || cg.procs().map(|p| p.len()).unwrap_or(0) >= 100),
+            wait_for(Duration::from_secs(20), || cg
+                .procs()
+                .map(|p| p.len())
+                .unwrap_or(0)
+                >= 100),
             "round {round}: the bomb did not grow"
         );
-        inst.lanco(Some(ALICE), &["ns", "stop", "--timeout", "1", "bomb"]).ok();
+        inst.lanco(Some(ALICE), &["ns", "stop", "--timeout", "1", "bomb"])
+            .ok();
         assert!(!cg.exists(), "round {round}: cgroup left behind");
         let survivors: Vec<i32> = pids_with(&s).into_iter().filter(|p| alive(*p)).collect();
-        assert!(survivors.is_empty(), "round {round}: survivors {survivors:?}");
-        assert_eq!(inst.lanco(Some(ALICE), &["ns", "check", "bomb"]).code(), 1, "round {round}");
+        assert!(
+            survivors.is_empty(),
+            "round {round}: survivors {survivors:?}"
+        );
+        assert_eq!(
+            inst.lanco(Some(ALICE), &["ns", "check", "bomb"]).code(),
+            1,
+            "round {round}"
+        );
     }
 }
 
 #[test]
 fn kill_delivers_a_signal_to_every_process() {
-    let Some(inst) = setup("kill_signal") else { return };
+    let Some(inst) = setup("kill_signal") else {
+        return;
+    };
     inst.init("ns", ALICE, OPS);
     let out = inst.dir.join("hups");
     std::fs::write(&out, "").unwrap();
@@ -94,43 +147,70 @@ fn kill_delivers_a_signal_to_every_process() {
     );
     let sc = script(&inst, "hup.sh", &body);
     inst.lanco(Some(ALICE), &["ns", "run", "hup", &sc]).ok();
-    assert!(wait_for(Duration::from_secs(5), || inst.task_cgroup("ns", "hup").procs().unwrap_or_default().len() >= 4));
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .task_cgroup("ns", "hup")
+        .procs()
+        .unwrap_or_default()
+        .len()
+        >= 4));
     std::thread::sleep(Duration::from_millis(200));
-    inst.lanco(Some(ALICE), &["ns", "kill", "-s", "HUP", "hup"]).ok();
-    assert!(wait_for(Duration::from_secs(5), || std::fs::read_to_string(&out).unwrap().lines().count() == 3));
-    inst.lanco(Some(ALICE), &["ns", "kill", "-s", "NOPE", "hup"]).fails(2, "unknown signal");
-    inst.lanco(Some(ALICE), &["ns", "kill", "nothere"]).fails(3, "task nothere is not running");
+    inst.lanco(Some(ALICE), &["ns", "kill", "-s", "HUP", "hup"])
+        .ok();
+    assert!(wait_for(
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&out).unwrap().lines().count() == 3
+    ));
+    inst.lanco(Some(ALICE), &["ns", "kill", "-s", "NOPE", "hup"])
+        .fails(2, "unknown signal");
+    inst.lanco(Some(ALICE), &["ns", "kill", "nothere"])
+        .fails(3, "task nothere is not running");
 }
 
 #[test]
 fn task_survives_its_monitor_being_killed() {
-    let Some(inst) = setup("monitor_killed") else { return };
+    let Some(inst) = setup("monitor_killed") else {
+        return;
+    };
     inst.init("ns", ALICE, OPS);
     let s = unique_sleep();
     let cmd = format!("sleep {s} & sleep {s}");
-    inst.lanco(Some(ALICE), &["ns", "run", "orphan", "sh", "-c", &cmd]).ok();
+    inst.lanco(Some(ALICE), &["ns", "run", "orphan", "sh", "-c", &cmd])
+        .ok();
     let st = inst.status("ns", "orphan");
     let monitor = st["info"]["monitor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     assert!(wait_for(Duration::from_secs(5), || !alive(monitor)));
     // Still listed, checkable and stoppable.
     inst.lanco(Some(ALICE), &["ns", "check", "orphan"]).ok();
-    assert!(inst.lanco(Some(ALICE), &["ns", "ls"]).stdout().contains(&format!("sleep {s}")));
+    assert!(inst
+        .lanco(Some(ALICE), &["ns", "ls"])
+        .stdout()
+        .contains(&format!("sleep {s}")));
     assert_eq!(inst.status("ns", "orphan")["monitor_alive"], false);
-    inst.lanco(Some(ALICE), &["ns", "run", "orphan", "true"]).fails(3, "already running");
+    inst.lanco(Some(ALICE), &["ns", "run", "orphan", "true"])
+        .fails(3, "already running");
     inst.lanco(Some(ALICE), &["ns", "stop", "orphan"]).ok();
     assert!(pids_with(&s).is_empty());
     let st = inst.status("ns", "orphan");
     assert_eq!(st["last"]["exit"]["kind"], "lost", "{st}");
-    let human = inst.lanco(Some(ALICE), &["ns", "status", "orphan"]).stdout();
+    let human = inst
+        .lanco(Some(ALICE), &["ns", "status", "orphan"])
+        .stdout();
     assert!(human.contains("exit status lost"), "{human}");
     // And the name can be used again.
-    inst.lanco(Some(ALICE), &["ns", "run", "-f", "orphan", "true"]).ok();
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "orphan", "true"])
+        .ok();
 }
 
 #[test]
 fn task_survives_its_callers_cgroup_being_killed_and_a_hangup() {
-    let Some(mut inst) = setup("caller_killed") else { return };
+    let Some(mut inst) = setup("caller_killed") else {
+        return;
+    };
     inst.init("ns", ALICE, OPS);
     let s = unique_sleep();
     // A login session: a cgroup outside lanco's root, killed whole at
@@ -154,10 +234,50 @@ fn task_survives_its_callers_cgroup_being_killed_and_a_hangup() {
         .unwrap();
     assert!(st.success(), "run in a terminal failed: {st}");
     session.kill().unwrap();
-    session.wait_events(Duration::from_secs(5), |e| !e.populated).unwrap();
+    session
+        .wait_events(Duration::from_secs(5), |e| !e.populated)
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     inst.lanco(Some(ALICE), &["ns", "check", "survivor"]).ok();
     assert_eq!(pids_with(&s).len(), 1);
     assert_eq!(inst.status("ns", "survivor")["monitor_alive"], true);
     inst.lanco(Some(ALICE), &["ns", "stop", "survivor"]).ok();
+}
+
+#[test]
+fn sigterm_to_the_monitor_stops_the_task_and_keeps_its_status() {
+    let Some(inst) = setup("monitor_sigterm") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    // What systemd does when the task root is stopped: SIGTERM to every
+    // process of the cgroup, monitors included.
+    inst.lanco(
+        Some(ALICE),
+        &[
+            "ns",
+            "run",
+            "t",
+            "sh",
+            "-c",
+            "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+        ],
+    )
+    .ok();
+    let monitor = inst.status("ns", "t")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(10), || !alive(monitor)));
+    let st = inst.status("ns", "t");
+    assert_eq!(
+        st["last"]["exit"],
+        serde_json::json!({"kind": "code", "value": 7}),
+        "{st}"
+    );
+    assert_eq!(st["last"]["stopped"], true);
 }

@@ -1,0 +1,51 @@
+//! Many starters racing for one name: exactly one wins, nothing leaks.
+
+use std::time::Duration;
+
+use lanco_e2e::{pids_with, setup, unique_sleep, wait_for, ALICE, BOB, OPS};
+
+#[test]
+fn fifty_concurrent_runs_of_one_name_start_exactly_one() {
+    let Some(inst) = setup("concurrent_runs") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let s = unique_sleep();
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            let user = if i % 2 == 0 { ALICE } else { BOB };
+            inst.cmd(Some(user), &["ns", "run", "contested", "sleep", &s])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| lanco_e2e::Out(c.wait_with_output().unwrap()))
+        .collect();
+    let won = outs.iter().filter(|o| o.code() == 0).count();
+    assert_eq!(won, 1, "exactly one run must start");
+    for o in outs.iter().filter(|o| o.code() != 0) {
+        o.fails(3, "task contested is already running");
+    }
+    assert_eq!(pids_with(&s).len(), 1, "one payload");
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.monitors("ns").len() == 1),
+        "one monitor: {:?}",
+        inst.monitors("ns")
+    );
+    let tasks: Vec<_> = inst.ns_cgroup("ns").children().unwrap();
+    assert_eq!(
+        tasks.len(),
+        2,
+        "monitors and task-contested only: {tasks:?}"
+    );
+    inst.lanco(Some(BOB), &["ns", "stop", "contested"]).ok();
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .monitors("ns")
+        .is_empty()));
+    let acct = std::fs::read_to_string(inst.state_file("ns", "accounting.jsonl")).unwrap();
+    assert_eq!(acct.lines().count(), 1, "one run, one accounting line");
+}

@@ -1,0 +1,356 @@
+//! lancod as security code: every denial, hostile input, crashes mid-request,
+//! idle exit and socket activation, restore after a reboot, destroy.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use lanco_e2e::{
+    pids_with, raw_request_as, setup, unique_sleep, wait_for, Install, ADMIN, ADMINS, ALICE, BOB,
+    EVE, OPS,
+};
+use lanco_proto::wire::{self, ErrorCode, Request, Response};
+use lanco_proto::NamespaceName;
+use nix::sys::signal::Signal;
+
+fn ns(s: &str) -> NamespaceName {
+    NamespaceName::try_from(s).unwrap()
+}
+
+fn answer(bytes: &[u8]) -> Response {
+    wire::read_frame(&mut &bytes[..]).unwrap_or_else(|e| panic!("no answer frame ({e}): {bytes:?}"))
+}
+
+fn admit_as(inst: &Install, user: &str, namespace: &str) -> Response {
+    let req = wire::encode(&Request::Admit { ns: ns(namespace) }).unwrap();
+    answer(&raw_request_as(user, &inst.socket, &req))
+}
+
+#[test]
+fn every_denial() {
+    if !lanco_e2e::can_run("every_denial") {
+        return;
+    }
+    let inst = Install::new("every_denial", &format!("admin_group = \"{ADMINS}\"\n"));
+    // init and destroy: root or the admin group only.
+    inst.lanco(Some(ALICE), &["x", "init", "-u", ALICE])
+        .fails(4, "only root or the admin group");
+    inst.lanco(Some(EVE), &["x", "init"])
+        .fails(4, "only root or the admin group");
+    inst.lanco(Some(ADMIN), &["x", "init", "-u", ALICE, "-g", OPS])
+        .ok();
+    inst.lanco(Some(ALICE), &["x", "destroy"])
+        .fails(4, "only root or the admin group");
+    // The owner cannot be changed by a second init.
+    inst.lanco(None, &["x", "init", "-u", EVE])
+        .fails(3, "already belongs to");
+    inst.lanco(None, &["x", "init", "-u", ALICE, "-g", OPS])
+        .ok();
+    inst.lanco(None, &["y", "init", "-u", "no-such-user-here"])
+        .fails(2, "no such user");
+    assert!(
+        !inst.ns_cgroup("y").exists(),
+        "a failed init leaves nothing"
+    );
+    // Admission: owner and group members yes, others no, and the answer to a
+    // stranger is the same whether the namespace exists or not.
+    assert_eq!(admit_as(&inst, ALICE, "x"), Response::Admitted);
+    assert_eq!(admit_as(&inst, BOB, "x"), Response::Admitted);
+    let denied = admit_as(&inst, EVE, "x");
+    assert!(
+        matches!(
+            denied,
+            Response::Error {
+                code: ErrorCode::PermissionDenied,
+                ..
+            }
+        ),
+        "{denied:?}"
+    );
+    assert_eq!(admit_as(&inst, EVE, "nonexistent"), denied);
+    assert!(matches!(
+        admit_as(&inst, ADMIN, "x"),
+        Response::Error {
+            code: ErrorCode::PermissionDenied,
+            ..
+        }
+    ));
+    // Every decision is logged with the peer's uid.
+    let log = std::fs::read_to_string(inst.dir.join("lancod.log")).unwrap();
+    let eve_uid = nix::unistd::User::from_name(EVE).unwrap().unwrap().uid;
+    assert!(
+        log.contains(&format!("uid={eve_uid}")) && log.contains("admission denied"),
+        "{log}"
+    );
+}
+
+#[test]
+fn hostile_input_is_answered_and_lancod_keeps_serving() {
+    let Some(inst) = setup("hostile_input") else {
+        return;
+    };
+    let send = |bytes: &[u8]| -> Vec<u8> {
+        let mut s = UnixStream::connect(&inst.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    };
+    let code_of = |bytes: &[u8]| match answer(bytes) {
+        Response::Error { code, .. } => code,
+        r => panic!("expected an error, got {r:?}"),
+    };
+    // A length header of 2^63 bytes.
+    let mut huge = b"LNC\x01".to_vec();
+    huge.extend_from_slice(&(1u64 << 63).to_le_bytes());
+    assert_eq!(code_of(&send(&huge)), ErrorCode::InvalidRequest);
+    // A wrong protocol version, bad magic, garbage bodies, trailing bytes.
+    let mut v9 = wire::encode(&Request::Admit { ns: ns("x") }).unwrap();
+    v9[3] = 9;
+    assert_eq!(code_of(&send(&v9)), ErrorCode::Unsupported);
+    assert_eq!(
+        code_of(&send(b"GET / HTTP/1.0\r\n\r\n")),
+        ErrorCode::InvalidRequest
+    );
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..50 {
+        let len = (seed % 200) as usize;
+        let mut junk: Vec<u8> = (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        if seed % 2 == 0 {
+            // A valid header with a garbage body.
+            let mut framed = b"LNC\x01".to_vec();
+            framed.extend_from_slice(&(junk.len() as u64).to_le_bytes());
+            framed.append(&mut junk);
+            junk = framed;
+        }
+        let out = send(&junk);
+        if !out.is_empty() {
+            assert!(matches!(answer(&out), Response::Error { .. }));
+        }
+    }
+    // A body naming an invalid namespace ("../x") is rejected by decoding.
+    let mut evil = b"LNC\x01".to_vec();
+    evil.extend_from_slice(&6u64.to_le_bytes());
+    evil.extend_from_slice(b"\x02\x04../x");
+    assert_eq!(code_of(&send(&evil)), ErrorCode::InvalidRequest);
+    // A slow client holds a connection open; others are served meanwhile,
+    // and the slow one is cut off after the read timeout.
+    let mut slow = UnixStream::connect(&inst.socket).unwrap();
+    slow.write_all(b"LN").unwrap();
+    let t0 = Instant::now();
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "served while a slow client waits"
+    );
+    let mut out = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let _ = slow.read_to_end(&mut out);
+    assert!(matches!(
+        answer(&out),
+        Response::Error {
+            code: ErrorCode::InvalidRequest,
+            ..
+        }
+    ));
+    // Still alive after all of it.
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+}
+
+#[test]
+fn lancod_killed_mid_request() {
+    let Some(mut inst) = setup("lancod_killed") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let s = unique_sleep();
+    inst.lanco(Some(ALICE), &["ns", "run", "before", "sleep", &s])
+        .ok();
+    let before = pids_with(&s);
+    assert_eq!(before.len(), 1);
+    // Freeze lancod, start a run (its monitor connects and waits for the
+    // admission), then kill lancod while the request is in flight.
+    let pid = nix::unistd::Pid::from_raw(inst.lancod_pid().unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    let s2 = unique_sleep();
+    let child = inst
+        .cmd(Some(ALICE), &["ns", "run", "during", "sleep", &s2])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !pids_with(
+        "lanco-monitor"
+    )
+    .is_empty()
+        || true));
+    std::thread::sleep(Duration::from_millis(300));
+    inst.kill_lancod(Signal::SIGKILL);
+    let o = lanco_e2e::Out(child.wait_with_output().unwrap());
+    o.fails(7, "lancod");
+    // Nothing half-made: no cgroup, no monitor, no payload, no state.
+    assert!(!inst.task_cgroup("ns", "during").exists(), "{o}");
+    assert!(pids_with(&s2).is_empty());
+    assert!(
+        wait_for(Duration::from_secs(5), || inst.monitors("ns").len() == 1),
+        "only the first task's monitor"
+    );
+    assert!(!inst.state_file("ns", "task-during.state.json").exists());
+    // With no lancod at all: a clear error, and the same nothing.
+    inst.lanco(Some(ALICE), &["ns", "run", "during", "sleep", &s2])
+        .fails(7, "cannot reach lancod");
+    assert!(!inst.task_cgroup("ns", "during").exists());
+    // Restarted, it works; the running task was never touched.
+    inst.start_lancod();
+    inst.lanco(Some(ALICE), &["ns", "run", "during", "sleep", &s2])
+        .ok();
+    assert_eq!(pids_with(&s), before);
+    inst.lanco(Some(ALICE), &["ns", "stop", "during"]).ok();
+    inst.lanco(Some(ALICE), &["ns", "stop", "before"]).ok();
+}
+
+#[test]
+fn idle_exit_and_socket_activation() {
+    if !lanco_e2e::can_run("idle_exit") {
+        return;
+    }
+    let mut inst = Install::new("idle_exit", "");
+    inst.init("ns", ALICE, OPS);
+    inst.kill_lancod(Signal::SIGTERM);
+    // Rewrite the config with a one-second idle timeout and serve through an
+    // inherited socket, as systemd would pass it.
+    let text = std::fs::read_to_string(&inst.config)
+        .unwrap()
+        .replace("idle_timeout = 0", "idle_timeout = 1");
+    std::fs::write(&inst.config, text).unwrap();
+    let mut act = std::process::Command::new("systemd-socket-activate");
+    act.arg("-l")
+        .arg(&inst.socket)
+        .arg("-E")
+        .arg(format!("LANCO_CONFIG={}", inst.config.display()));
+    act.arg(inst.bin.join("lancod"));
+    act.stderr(std::process::Stdio::null());
+    let child = act
+        .spawn()
+        .expect("systemd-socket-activate (Debian package systemd)");
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reap(child);
+    assert!(wait_for(Duration::from_secs(5), || inst.socket.exists()));
+    // systemd's SocketMode=0666 (lancod.socket); this tool has no such option.
+    std::fs::set_permissions(
+        &inst.socket,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    // The first request starts lancod with the socket...
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    // ...which exits by itself once idle.
+    let t0 = Instant::now();
+    let st = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "lancod did not exit when idle"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(st.success(), "{st}");
+}
+
+#[test]
+fn restore_after_reboot_and_destroy() {
+    let Some(inst) = setup("restore_destroy") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    // A reboot: the cgroups are gone, the registry and state are not.
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .monitors("ns")
+        .is_empty()));
+    inst.ns_cgroup("ns").remove_tree().unwrap();
+    let o = inst.lancod_cmd().arg("restore").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::metadata(inst.ns_cgroup("ns").path()).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        nix::unistd::User::from_name(ALICE)
+            .unwrap()
+            .unwrap()
+            .uid
+            .as_raw()
+    );
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    // Without restore, the first admission re-creates what is missing.
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .monitors("ns")
+        .is_empty()));
+    inst.ns_cgroup("ns").remove_tree().unwrap();
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .fails(5, "namespace ns does not exist");
+    std::fs::create_dir(inst.ns_cgroup("ns").path()).unwrap();
+    // (a half-restored namespace: the directory exists but not the monitor leaf)
+    let o = inst.lancod_cmd().arg("restore").output().unwrap();
+    assert!(o.status.success());
+    // destroy refuses while a task runs, --force stops it gracefully.
+    let s = unique_sleep();
+    inst.lanco(Some(ALICE), &["ns", "run", "busy", "sleep", &s])
+        .ok();
+    inst.lanco(None, &["ns", "destroy"])
+        .fails(3, "has running tasks (busy)");
+    inst.lanco(None, &["ns", "destroy", "--force"]).ok();
+    assert!(pids_with(&s).is_empty());
+    assert!(!inst.ns_cgroup("ns").exists());
+    inst.lanco(None, &["ns", "destroy"])
+        .fails(5, "namespace ns does not exist");
+    // The records are kept, root-only, out of the way of a new owner.
+    let kept: Vec<_> = std::fs::read_dir(&inst.state_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ns-ns.destroyed-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let acct = std::fs::read_to_string(kept[0].path().join("accounting.jsonl")).unwrap();
+    assert!(
+        acct.lines().last().unwrap().contains("\"stopped\":true"),
+        "{acct}"
+    );
+    inst.init("ns", EVE, EVE);
+    inst.lanco(Some(EVE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(inst.state_file("ns", "accounting.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+}
