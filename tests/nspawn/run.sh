@@ -531,6 +531,13 @@ c_stop_root() {
     for p in $pids; do ct test -d "/proc/$p" && { echo "pid $p survives"; bad=1; }; done
     fails as_user alice lanco nsa check t5 || bad=1
     fails as_user bob lanco nsb check b3 || bad=1
+    # Each monitor took systemd's SIGTERM as a stop: the records say so, with
+    # the task's real status (not "lost").
+    local rec
+    for rec in /var/lib/lanco/ns-nsa/task-t5.exit.json /var/lib/lanco/ns-nsb/task-b3.exit.json; do
+        ok ct grep -q '"stopped": true' "$rec" || bad=1
+        fails ct grep -q '"lost"' "$rec" || bad=1
+    done
     return $bad
 }
 c_destroy() {
