@@ -87,7 +87,9 @@ mod tests {
         let root = peer(0, 0, &[]);
         use Action::*;
         use Verdict::Allow;
-        let table: &[(&Peer, Action, Option<u32>, Option<&Record>, bool)] = &[
+        // (peer, action, admin group, namespace record, allowed?)
+        type Row<'a> = (&'a Peer, Action, Option<u32>, Option<&'a Record>, bool);
+        let table: &[Row] = &[
             (&alice, Enter, None, Some(&rec), true),
             (&bob_in_ops, Enter, None, Some(&rec), true),
             (&ops_primary, Enter, None, Some(&rec), true),

@@ -125,7 +125,7 @@ fn hostile_input_is_answered_and_lancod_keeps_serving() {
                 seed as u8
             })
             .collect();
-        if seed % 2 == 0 {
+        if seed.is_multiple_of(2) {
             // A valid header with a garbage body.
             let mut framed = b"LNC\x01".to_vec();
             framed.extend_from_slice(&(junk.len() as u64).to_le_bytes());
@@ -192,11 +192,12 @@ fn lancod_killed_mid_request() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_for(Duration::from_secs(5), || !pids_with(
-        "lanco-monitor"
-    )
-    .is_empty()
-        || true));
+    // Wait until the new monitor exists (beside the first task's): it is
+    // connected and waiting for its admission.
+    let monitor_bin = inst.bin.join("lanco-monitor").display().to_string();
+    assert!(wait_for(Duration::from_secs(5), || pids_with(&monitor_bin)
+        .len()
+        >= 2));
     std::thread::sleep(Duration::from_millis(300));
     inst.kill_lancod(Signal::SIGKILL);
     let o = lanco_e2e::Out(child.wait_with_output().unwrap());
