@@ -99,6 +99,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
             .map(Some)
             .map_err(|e| Error::system(path.display(), e)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(Error::Denied(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
         Err(e) => Err(Error::system(format!("cannot read {}", path.display()), e)),
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
+use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use crate::control::{self, ControlReply, ControlRequest};
@@ -231,12 +232,10 @@ impl Namespace {
         Ok(self.cgroup(task).populated()?)
     }
 
-    /// Is the task's monitor alive? It holds the task's lock for life.
+    /// Is the task's monitor alive (listening on its control socket)? Asked
+    /// without touching the name's lock, so it never disturbs a starter.
     fn monitor_alive(&self, task: &TaskName) -> bool {
-        let Ok(f) = fs::File::open(self.layout.task_lock(&self.ns, task)) else {
-            return false;
-        };
-        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock).is_err()
+        control::connect(&self.layout.ns_state_dir(&self.ns), task).is_ok()
     }
 
     fn ask_monitor(
@@ -360,19 +359,21 @@ impl Namespace {
         let cg = self.cgroup(task);
         if cg.populated()? {
             let info: Option<TaskState> =
-                record::read_json(&self.layout.task_state(&self.ns, task))
-                    .map_err(deny_as_member(&self.ns))?;
+                record::read_json(&self.layout.task_state(&self.ns, task))?;
             return Ok(Status::Running {
                 info,
                 monitor_alive: self.monitor_alive(task),
                 processes: cg.procs_recursive().map(|p| p.len()).unwrap_or(0),
             });
         }
-        if !self.monitor_alive(task) {
-            finalize_lost(&self.layout, &self.ns, task).map_err(deny_as_member(&self.ns))?;
+        // A run whose monitor died left its state file: record it now, under
+        // the name's lock, so neither a finishing monitor nor a new run can
+        // race with us.
+        let lock = fs::File::open(self.layout.task_lock(&self.ns, task));
+        if let Ok(Ok(_held)) = lock.map(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock)) {
+            finalize_lost(&self.layout, &self.ns, task)?;
         }
-        let last = record::read_json(&self.layout.task_exit(&self.ns, task))
-            .map_err(deny_as_member(&self.ns))?;
+        let last = record::read_json(&self.layout.task_exit(&self.ns, task))?;
         Ok(Status::NotRunning { last })
     }
 
@@ -394,13 +395,6 @@ impl Namespace {
 
 pub(crate) fn not_member(ns: &NamespaceName) -> Error {
     Error::Denied(format!("you are not a member of namespace {ns}"))
-}
-
-fn deny_as_member(ns: &NamespaceName) -> impl Fn(Error) -> Error + '_ {
-    move |e| match &e {
-        Error::System(m) if m.contains("Permission denied") => not_member(ns),
-        _ => e,
-    }
 }
 
 /// Freeze, signal each pid, thaw.

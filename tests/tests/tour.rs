@@ -310,3 +310,55 @@ fn group_members_share_a_namespace() {
     let st = inst.status("shared", "b-task");
     assert_eq!(st["last"]["exit"]["value"], 9, "{st}");
 }
+
+#[test]
+fn logs_follow_and_rotation_of_a_running_task() {
+    if !lanco_e2e::can_run("logs_follow") {
+        return;
+    }
+    let inst = lanco_e2e::Install::new("logs_follow", "log_max_bytes = 4096\nlog_keep = 2\n");
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    // logs -f prints as the task writes and returns once it has ended.
+    inst.lanco(
+        a,
+        &[
+            "ns",
+            "run",
+            "lf",
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo line$i; sleep 0.3; done",
+        ],
+    )
+    .ok();
+    let o = inst.lanco(a, &["ns", "logs", "-f", "lf"]);
+    o.ok();
+    assert_eq!(o.stdout(), "line1\nline2\nline3\n");
+    // A chatty task's log is rotated while it runs (checked every 10 s) and
+    // the task writes on at the start of the truncated file.
+    let line = "0123456789".repeat(8);
+    let cmd = format!("while :; do echo {line}; sleep 0.01; done");
+    inst.lanco(a, &["ns", "run", "chatty", "sh", "-c", &cmd])
+        .ok();
+    let rotated =
+        std::path::PathBuf::from(format!("{}.1", inst.log_path("ns", "chatty").display()));
+    assert!(
+        wait_for(Duration::from_secs(30), || rotated.exists()),
+        "not rotated"
+    );
+    let old = std::fs::read(&rotated).unwrap();
+    assert!(old.len() >= 4096, "rotated at {} bytes", old.len());
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .read_log("ns", "chatty")
+        .len()
+        > 200));
+    let cur = std::fs::read(inst.log_path("ns", "chatty")).unwrap();
+    assert!(!cur.contains(&0), "no hole of NULs after the truncation");
+    assert!(
+        cur.len() < old.len() + 4096,
+        "the log was truncated ({} bytes)",
+        cur.len()
+    );
+    inst.lanco(a, &["ns", "stop", "chatty"]).ok();
+}
