@@ -62,38 +62,7 @@ pub enum Command {
     },
     /// Start TASK running CMD; returns once CMD has been exec'd
     #[command(after_help = EXIT_STATUS_HELP)]
-    Run {
-        /// Log file [default: {log_dir}/lanco-NS/task-TASK.log]
-        #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
-        log: Option<PathBuf>,
-        /// Shell command to run after the task ends (LANCO_NAMESPACE, LANCO_TASK,
-        /// LANCO_EXIT_STATUS in its environment; output to the task's log)
-        #[arg(short = 'c', long = "on-exit", value_name = "ON_EXIT_CMD")]
-        on_exit: Option<String>,
-        /// Stay in the foreground until the task ends; exit with its status
-        #[arg(short = 'f', long = "foreground")]
-        foreground: bool,
-        /// Working directory [default: the current one]
-        #[arg(long, value_name = "DIR")]
-        cwd: Option<PathBuf>,
-        /// Set an environment variable (repeatable) [default: the caller's environment]
-        #[arg(long = "env", value_name = "K=V")]
-        env: Vec<String>,
-        /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
-        #[arg(long, value_name = "SECS")]
-        stop_timeout: Option<f64>,
-        /// The task's name
-        #[arg(value_name = "TASK")]
-        task: String,
-        /// The command and its arguments
-        #[arg(
-            value_name = "CMD",
-            required = true,
-            trailing_var_arg = true,
-            allow_hyphen_values = true
-        )]
-        command: Vec<OsString>,
-    },
+    Run(RunArgs),
     /// Exit 0 while any process of TASK lives, 1 otherwise; prints nothing
     #[command(after_help = EXIT_STATUS_HELP)]
     Check {
@@ -156,12 +125,47 @@ pub enum Command {
     },
 }
 
+/// `lanco NS run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Log file [default: {log_dir}/lanco-NS/task-TASK.log]
+    #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
+    pub log: Option<PathBuf>,
+    /// Shell command to run after the task ends (LANCO_NAMESPACE, LANCO_TASK,
+    /// LANCO_EXIT_STATUS in its environment; output to the task's log)
+    #[arg(short = 'c', long = "on-exit", value_name = "ON_EXIT_CMD")]
+    pub on_exit: Option<String>,
+    /// Stay in the foreground until the task ends; exit with its status
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// Working directory [default: the current one]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (repeatable) [default: the caller's environment]
+    #[arg(long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<f64>,
+    /// The task's name
+    #[arg(value_name = "TASK")]
+    pub task: String,
+    /// The command and its arguments
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Init { .. } => "init",
             Command::Destroy { .. } => "destroy",
-            Command::Run { .. } => "run",
+            Command::Run(_) => "run",
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",
             Command::Kill { .. } => "kill",

@@ -347,16 +347,9 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         info!(%ns, "admission denied: {why}");
         return err(ErrorCode::PermissionDenied, why);
     }
-    let Some(rec) = rec else {
-        return err(ErrorCode::Internal, "namespace record vanished");
-    };
+    // After a reboot the cgroups are gone until `lancod restore` (run by
+    // lanco-tasks.service at boot); the attach below then fails cleanly.
     let leaf = Cgroup::new(ctx.layout.monitor_cgroup(ns));
-    if !leaf.exists() {
-        // Cgroups vanish at reboot; the registration says what to re-create.
-        if let Err(e) = namespace::apply(&ctx.layout, ns, &rec) {
-            return ns_error(e);
-        }
-    }
     let pidfd = match pidfd.map(Ok).unwrap_or_else(|| sys::pidfd_open(peer.pid)) {
         Ok(fd) => fd,
         Err(e) => {

@@ -288,35 +288,39 @@ fn restore_after_reboot_and_destroy() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
         .ok();
-    // A reboot: the cgroups are gone, the registry and state are not.
-    assert!(wait_for(Duration::from_secs(5), || inst
-        .monitors("ns")
-        .is_empty()));
-    inst.ns_cgroup("ns").remove_tree().unwrap();
-    let o = inst.lancod_cmd().arg("restore").output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta = std::fs::metadata(inst.ns_cgroup("ns").path()).unwrap();
-    assert_eq!(
-        std::os::unix::fs::MetadataExt::uid(&meta),
-        nix::unistd::User::from_name(ALICE)
-            .unwrap()
-            .unwrap()
-            .uid
-            .as_raw()
-    );
-    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
-        .ok();
-    // Without restore, the first admission re-creates what is missing.
+    // A reboot: the cgroups are gone, the registry and state are not. Until
+    // `lancod restore` (lanco-tasks.service runs it at boot) the namespace
+    // does not exist; after it, its owner finds it as it was.
     assert!(wait_for(Duration::from_secs(5), || inst
         .monitors("ns")
         .is_empty()));
     inst.ns_cgroup("ns").remove_tree().unwrap();
     inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
         .fails(5, "namespace ns does not exist");
-    std::fs::create_dir(inst.ns_cgroup("ns").path()).unwrap();
-    // (a half-restored namespace: the directory exists but not the monitor leaf)
     let o = inst.lancod_cmd().arg("restore").output().unwrap();
-    assert!(o.status.success());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let meta = std::fs::metadata(inst.ns_cgroup("ns").path()).unwrap();
+    let alice = nix::unistd::User::from_name(ALICE)
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), alice);
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    // restore is safe to run at any time, also with tasks running.
+    let s0 = unique_sleep();
+    inst.lanco(Some(ALICE), &["ns", "run", "keep", "sleep", &s0])
+        .ok();
+    assert!(inst
+        .lancod_cmd()
+        .arg("restore")
+        .output()
+        .unwrap()
+        .status
+        .success());
+    inst.lanco(Some(ALICE), &["ns", "check", "keep"]).ok();
+    inst.lanco(Some(ALICE), &["ns", "stop", "keep"]).ok();
     // destroy refuses while a task runs, --force stops it gracefully.
     let s = unique_sleep();
     inst.lanco(Some(ALICE), &["ns", "run", "busy", "sleep", &s])

@@ -34,27 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             // Validate the task name before touching anything.
             let open = || Namespace::open(config.clone(), ns.clone());
             match cmd {
-                Command::Run {
-                    log,
-                    on_exit,
-                    foreground,
-                    cwd,
-                    env,
-                    stop_timeout,
-                    task,
-                    command,
-                } => {
-                    let task = parse_name(task)?;
-                    let opts = run::Options {
-                        log,
-                        on_exit,
-                        foreground,
-                        cwd,
-                        env,
-                        stop_timeout,
-                    };
-                    run::run(&open()?, task, command, opts)
-                }
+                Command::Run(args) => run::run(&open()?, args),
                 Command::Check { task } => check::run(&open()?, &parse_name(task)?),
                 Command::Stop { timeout, task } => {
                     let task = parse_name(task)?;

@@ -1,22 +1,9 @@
-use std::ffi::OsString;
-use std::path::PathBuf;
-
-use lanco_proto::TaskName;
-
+use crate::cli::{parse_name, RunArgs};
 use crate::error::{Error, Result};
 use crate::task::{Namespace, TaskSpec};
 
-pub struct Options {
-    pub log: Option<PathBuf>,
-    pub on_exit: Option<String>,
-    pub foreground: bool,
-    pub cwd: Option<PathBuf>,
-    pub env: Vec<String>,
-    pub stop_timeout: Option<f64>,
-}
-
-pub fn run(ns: &Namespace, task: TaskName, command: Vec<OsString>, o: Options) -> Result<u8> {
-    let mut spec = TaskSpec::new(task, command)?;
+pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
+    let mut spec = TaskSpec::new(parse_name(o.task)?, o.command)?;
     for kv in o.env {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
             return Err(Error::Usage(format!("--env takes KEY=VALUE, not {kv:?}")));
