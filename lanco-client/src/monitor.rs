@@ -612,7 +612,8 @@ impl Monitor {
     }
 
     fn finish(mut self, report: &mut File) -> ! {
-        if let Err(e) = self.claim.cgroup.remove() {
+        // The task may have made cgroups of its own inside its cgroup.
+        if let Err(e) = self.claim.cgroup.remove_tree() {
             self.note(&e);
         }
         let sock = self

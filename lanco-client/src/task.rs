@@ -296,7 +296,7 @@ impl Namespace {
             cg.wait_events(Duration::from_secs(10), |e| !e.populated)?;
         }
         finalize_lost_with(&self.layout, &self.ns, task, true, killed)?;
-        let _ = cg.remove();
+        let _ = cg.remove_tree();
         Ok(())
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use lanco_e2e::{alive, pids_with, script, setup, unique_sleep, wait_for, ALICE, OPS};
+use lanco_e2e::{alive, pids_with, script, setup, unique_sleep, wait_for, Cgroup, ALICE, OPS};
 
 #[test]
 fn escapes_are_tracked_and_killed() {
@@ -280,4 +280,42 @@ fn sigterm_to_the_monitor_stops_the_task_and_keeps_its_status() {
         "{st}"
     );
     assert_eq!(st["last"]["stopped"], true);
+}
+
+#[test]
+fn a_task_that_makes_its_own_cgroups_is_still_one_task() {
+    let Some(inst) = setup("nested_cgroups") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let s = unique_sleep();
+    // The task owns its cgroup, so it may make sub-cgroups and move into them.
+    let mount = lanco_proto::cgroupfs::cgroup2_mount().unwrap();
+    let body = format!(
+        "cg={}$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir \"$cg/inner\"; \
+         sh -c 'echo $$ > \"$1/inner/cgroup.procs\"; exec sleep {s}' sh \"$cg\" & exec sleep {s}",
+        mount.display()
+    );
+    let sc = script(&inst, "nest.sh", &body);
+    inst.lanco(Some(ALICE), &["ns", "run", "nest", &sc]).ok();
+    let cg = inst.task_cgroup("ns", "nest");
+    let listed = || inst.lanco(Some(ALICE), &["ns", "ls"]).stdout();
+    let both = |out: &str| out.matches(&format!(" sleep {s}\n")).count() == 2;
+    assert!(
+        wait_for(Duration::from_secs(5), || both(&listed())),
+        "both sleeps, one in a nested cgroup, are listed: {}",
+        listed()
+    );
+    assert_eq!(
+        Cgroup::new(cg.path().join("inner")).procs().unwrap().len(),
+        1
+    );
+    inst.lanco(Some(ALICE), &["ns", "stop", "nest"]).ok();
+    assert!(pids_with(&s).is_empty());
+    assert!(
+        !cg.exists(),
+        "the task's cgroup and the one it made are removed"
+    );
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "nest", "true"])
+        .ok();
 }
