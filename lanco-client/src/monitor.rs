@@ -18,13 +18,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::cgroupfs::{self, Cgroup, EventsFile};
 use lanco_proto::wire::{Request, Response};
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -208,7 +207,7 @@ struct Monitor {
     killed_after_timeout: bool,
     waiters: Vec<UnixStream>,
     sigfd: SignalFd,
-    inotify: Inotify,
+    events: EventsFile,
 }
 
 impl Monitor {
@@ -292,14 +291,7 @@ impl Monitor {
             listener
                 .set_nonblocking(true)
                 .map_err(|e| Error::system("control socket", e))?;
-            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-                .map_err(|e| Error::system("inotify", e))?;
-            inotify
-                .add_watch(
-                    &claim.cgroup.file(cgroupfs::CGROUP_EVENTS),
-                    AddWatchFlags::IN_MODIFY,
-                )
-                .map_err(|e| Error::system("watch cgroup.events", e))?;
+            let events = claim.cgroup.open_events()?;
             let pid = start_process(&claim.cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log)?;
             let user = uzers::get_current_username()
                 .map(|u| u.to_string_lossy().into_owned())
@@ -322,9 +314,9 @@ impl Monitor {
                 log: log_path.display().to_string(),
                 cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
             };
-            Ok((log_path, log, listener, inotify, pid, state))
+            Ok((log_path, log, listener, events, pid, state))
         })();
-        let (log_path, log, listener, inotify, pid, state) = match r {
+        let (log_path, log, listener, events, pid, state) = match r {
             Ok(v) => v,
             Err(e) => {
                 undo(&claim);
@@ -348,7 +340,7 @@ impl Monitor {
             killed_after_timeout: false,
             waiters: Vec::new(),
             sigfd,
-            inotify,
+            events,
             spec,
         };
         if let Err(e) = record::write_json(&m.layout.task_state(&m.spec.ns, &m.spec.task), &m.state)
@@ -378,7 +370,8 @@ impl Monitor {
         let mut next_log_check = Instant::now() + LOG_CHECK;
         loop {
             self.reap();
-            let populated = self.claim.cgroup.populated().unwrap_or(false);
+            // Reading also re-arms the poll notification.
+            let populated = self.events.read().map(|e| e.populated).unwrap_or(false);
             if self.main_exit.is_some() && !populated {
                 match self.phase {
                     Phase::Task => {
@@ -421,7 +414,7 @@ impl Monitor {
             };
             let mut fds = [
                 PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN),
+                PollFd::new(self.events.as_fd(), EventsFile::POLL),
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
             ];
             let _ = nix::poll::poll(&mut fds, timeout);
@@ -435,7 +428,6 @@ impl Monitor {
             if term {
                 self.begin_stop(None, "SIGTERM to the monitor");
             }
-            let _ = self.inotify.read_events();
             if control_ready {
                 self.accept_controls();
             }

@@ -9,7 +9,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::unistd::{Gid, Uid};
 
 pub const CGROUP_PROCS: &str = "cgroup.procs";
@@ -118,6 +117,54 @@ pub struct Events {
     pub frozen: bool,
 }
 
+fn parse_events(text: &str) -> Events {
+    let mut ev = Events::default();
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("populated", v)) => ev.populated = v.trim() == "1",
+            Some(("frozen", v)) => ev.frozen = v.trim() == "1",
+            _ => {}
+        }
+    }
+    ev
+}
+
+/// An open `cgroup.events`. The kernel wakes poll(2) on it (POLLPRI) when a
+/// value changes, and each read re-arms that. Unlike inotify this needs no
+/// inotify instance, of which a user gets only 128 by default: one per task
+/// monitor would cap a user at 128 tasks.
+#[derive(Debug)]
+pub struct EventsFile {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl EventsFile {
+    /// What to poll for.
+    pub const POLL: nix::poll::PollFlags =
+        nix::poll::PollFlags::POLLPRI.union(nix::poll::PollFlags::POLLERR);
+
+    /// Reads the current values (and re-arms the notification). A cgroup
+    /// removed meanwhile reads as empty.
+    pub fn read(&self) -> Result<Events, CgroupError> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 256];
+        match self.file.read_at(&mut buf, 0) {
+            Ok(n) => Ok(parse_events(&String::from_utf8_lossy(&buf[..n]))),
+            Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENODEV as i32) => {
+                Ok(Events::default())
+            }
+            Err(e) => Err(io("read", &self.path)(e)),
+        }
+    }
+}
+
+impl AsFd for EventsFile {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 /// One cgroup directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cgroup {
@@ -217,18 +264,15 @@ impl Cgroup {
         Ok(out)
     }
 
+    /// Opens `cgroup.events` for reading and for waiting on its changes.
+    pub fn open_events(&self) -> Result<EventsFile, CgroupError> {
+        let path = self.file(CGROUP_EVENTS);
+        let file = fs::File::open(&path).map_err(io("open", &path))?;
+        Ok(EventsFile { file, path })
+    }
+
     pub fn events(&self) -> Result<Events, CgroupError> {
-        let p = self.file(CGROUP_EVENTS);
-        let text = fs::read_to_string(&p).map_err(io("read", &p))?;
-        let mut ev = Events::default();
-        for line in text.lines() {
-            match line.split_once(' ') {
-                Some(("populated", v)) => ev.populated = v.trim() == "1",
-                Some(("frozen", v)) => ev.frozen = v.trim() == "1",
-                _ => {}
-            }
-        }
-        Ok(ev)
+        self.open_events()?.read()
     }
 
     /// Is any process alive in this cgroup or below? A missing cgroup is empty.
@@ -257,44 +301,35 @@ impl Cgroup {
         self.write(CGROUP_PROCS, &pid.to_string())
     }
 
-    /// Waits (by inotify on `cgroup.events`, never by polling) until `done`
-    /// holds or `timeout` passes; returns whether it held.
+    /// Waits (poll(2) on `cgroup.events`, never by polling in a loop) until
+    /// `done` holds or `timeout` passes; returns whether it held. A cgroup
+    /// that does not exist counts as empty.
     pub fn wait_events(
         &self,
         timeout: Duration,
         done: impl Fn(&Events) -> bool,
     ) -> Result<bool, CgroupError> {
-        let p = self.file(CGROUP_EVENTS);
-        let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .map_err(|e| io("inotify", &p)(e.into()))?;
-        match ino.add_watch(&p, AddWatchFlags::IN_MODIFY) {
-            Err(nix::errno::Errno::ENOENT) => return Ok(done(&Events::default())),
-            r => r.map_err(|e| io("watch", &p)(e.into()))?,
+        let ev = match self.open_events() {
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => {
+                return Ok(done(&Events::default()))
+            }
+            r => r?,
         };
         let deadline = Instant::now() + timeout;
         loop {
-            let ev = match self.events() {
-                Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Events::default(),
-                r => r?,
-            };
-            if done(&ev) {
+            if done(&ev.read()?) {
                 return Ok(true);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(false);
             }
-            let mut fds = [nix::poll::PollFd::new(
-                ino.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let mut fds = [nix::poll::PollFd::new(ev.as_fd(), EventsFile::POLL)];
             let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
                 Err(nix::errno::Errno::EINTR) | Ok(_) => {}
-                Err(e) => return Err(io("poll", &p)(e.into())),
+                Err(e) => return Err(io("poll", &ev.path)(e.into())),
             }
-            // Drain; the contents do not matter, the file is re-read above.
-            let _ = ino.read_events();
         }
     }
 

@@ -49,3 +49,31 @@ fn fifty_concurrent_runs_of_one_name_start_exactly_one() {
     let acct = std::fs::read_to_string(inst.state_file("ns", "accounting.jsonl")).unwrap();
     assert_eq!(acct.lines().count(), 1, "one run, one accounting line");
 }
+
+#[test]
+fn one_user_runs_more_tasks_than_it_has_inotify_instances() {
+    let Some(inst) = setup("many_tasks") else {
+        return;
+    };
+    inst.init("many", BOB, OPS);
+    // Monitors wait on cgroup.events with poll(2), not inotify, whose
+    // instances are limited per user (128 by default).
+    let limit: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances")
+        .map(|s| s.trim().parse().unwrap_or(128))
+        .unwrap_or(128);
+    let n = (limit + 20).min(300);
+    if n <= limit {
+        eprintln!("note: max_user_instances is {limit} here; running {n} tasks proves less");
+    }
+    let s = unique_sleep();
+    for i in 0..n {
+        inst.lanco(Some(BOB), &["many", "run", &format!("t{i}"), "sleep", &s])
+            .ok();
+    }
+    let ls = inst.lanco(Some(BOB), &["many", "ls", "--json"]);
+    let tasks: serde_json::Value = serde_json::from_str(&ls.stdout()).unwrap();
+    assert_eq!(tasks.as_array().unwrap().len(), n);
+    assert_eq!(inst.monitors("many").len(), n);
+    inst.lanco(None, &["many", "destroy", "--force"]).ok();
+    assert!(pids_with(&s).is_empty());
+}
