@@ -293,14 +293,10 @@ impl Monitor {
                 .map_err(|e| Error::system("control socket", e))?;
             let events = claim.cgroup.open_events()?;
             let pid = start_process(&claim.cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log)?;
-            let user = uzers::get_current_username()
-                .map(|u| u.to_string_lossy().into_owned())
-                .unwrap_or_default();
             let start = crate::time::now_secs();
             let state = TaskState {
                 namespace: ns.to_string(),
                 task: task.to_string(),
-                user,
                 uid: nix::unistd::getuid().as_raw(),
                 command: spec
                     .argv
@@ -533,7 +529,8 @@ impl Monitor {
         let rec = ExitRecord {
             namespace: s.namespace.clone(),
             task: s.task.clone(),
-            user: s.user.clone(),
+            // Resolved now, off the start path: name lookups can be slow (NSS).
+            user: record::user_name(s.uid),
             uid: s.uid,
             command: s.command.clone(),
             pid: s.pid,

@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 pub struct TaskState {
     pub namespace: String,
     pub task: String,
-    pub user: String,
     pub uid: u32,
     pub command: Vec<String>,
     pub pid: i32,
@@ -107,10 +106,16 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     }
 }
 
-/// Replaces `path` atomically, mode 0660 (the namespace group shares it).
+/// Replaces `path` atomically (write, rename), mode 0660: the namespace
+/// group shares it. Not fsync'ed: these files describe the current or last
+/// run and are rewritten by the next; the accounting journal is the durable
+/// record.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let fail = |e: std::io::Error| Error::system(format!("cannot write {}", path.display()), e);
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| Error::system(path.display(), e))?;
+    bytes.push(b'\n');
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -118,12 +123,15 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         .mode(0o660)
         .open(&tmp)
         .map_err(fail)?;
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::system(path.display(), e))?;
-    f.write_all(&bytes)
-        .and_then(|()| f.write_all(b"\n"))
-        .and_then(|()| f.sync_all())
-        .map_err(fail)?;
+    f.write_all(&bytes).map_err(fail)?;
     fs::rename(&tmp, path).map_err(fail)
+}
+
+/// The name of `uid`, or the number if it has none.
+pub fn user_name(uid: u32) -> String {
+    uzers::get_user_by_uid(uid)
+        .map(|u| u.name().to_string_lossy().into_owned())
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// Appends one line with a single O_APPEND write, so concurrent monitors

@@ -454,7 +454,7 @@ fn finalize_lost_with(
     let rec = ExitRecord {
         namespace: s.namespace,
         task: s.task,
-        user: s.user,
+        user: record::user_name(s.uid),
         uid: s.uid,
         command: s.command,
         pid: s.pid,

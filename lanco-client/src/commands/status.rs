@@ -28,7 +28,11 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
             lines.push(format!("task {task} is running"));
             if let Some(s) = info {
                 lines.push(format!("  main pid:    {}", s.pid));
-                lines.push(format!("  started:     {} by {}", s.start_time, s.user));
+                lines.push(format!(
+                    "  started:     {} by {}",
+                    s.start_time,
+                    crate::record::user_name(s.uid)
+                ));
                 lines.push(format!("  command:     {}", s.command.join(" ")));
                 lines.push(format!("  log:         {}", s.log));
                 let m = if *monitor_alive {
