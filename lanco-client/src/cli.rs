@@ -185,14 +185,18 @@ pub fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
+            // clap's message without its usage block, on one line.
             let rendered = e.render().to_string();
-            let first = rendered
-                .lines()
-                .next()
-                .unwrap_or("bad usage")
-                .trim_start_matches("error: ");
-            crate::msg::error("usage", &format_args!("{first} (see lanco --help)"));
+            let message = rendered.split("\n\n").next().unwrap_or("bad usage");
+            let message: Vec<&str> = message.split_whitespace().collect();
+            let message = message.join(" ");
+            let message = message.trim_start_matches("error: ");
+            crate::msg::error("usage", &format_args!("{message} (see lanco --help)"));
             return ExitCode::from(exit::USAGE);
         }
     };
