@@ -39,7 +39,6 @@ use crate::sys;
 const MAX_SPEC: u64 = 16 << 20;
 /// How often a running task's log size is checked against `log_max_bytes`.
 const LOG_CHECK: Duration = Duration::from_secs(10);
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Everything the monitor needs, sent by `lanco run` on the monitor's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -497,20 +496,8 @@ impl Monitor {
         }
     }
 
-    /// Freeze, read every pid, signal each, thaw. Frozen processes can neither
-    /// fork nor exit, and this monitor reaps nothing until the sweep is over,
-    /// so every pid read is still the process it named when signalled.
     fn signal_all(&self, sig: Signal) -> Result<()> {
-        let cg = &self.claim.cgroup;
-        cg.set_frozen(true, FREEZE_TIMEOUT)?;
-        let pids = cg.procs_recursive();
-        if let Ok(pids) = &pids {
-            for pid in pids {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), sig);
-            }
-        }
-        cg.set_frozen(false, FREEZE_TIMEOUT)?;
-        pids.map(|_| ()).map_err(Error::from)
+        crate::task::signal_frozen(&self.claim.cgroup, sig)
     }
 
     /// The payload and all its processes are gone: record it.

@@ -24,6 +24,9 @@ use crate::record::{self, Exit, ExitRecord, TaskState};
 
 /// Default time a task gets between SIGTERM and cgroup.kill (as in Dinit).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a freeze to take hold (a process in uninterruptible
+/// sleep delays it); the sweep goes on regardless.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 const MONITOR_NAME: &str = "lanco-monitor";
 const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 
@@ -275,12 +278,19 @@ impl Namespace {
         // The monitor answers once the cgroup is empty; give it the task's
         // full stop timeout (unknown here when not given) plus a margin.
         let wait = timeout.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30);
-        match self.ask_monitor(task, &req, Some(wait)) {
-            Some(Ok(ControlReply::Done { .. })) => Ok(()),
+        // Freeze at once (members may: cgroup.freeze is delegated), so a
+        // task that forks without end stops eating CPU before the monitor is
+        // even scheduled; the monitor's sweep thaws it.
+        let cg = self.cgroup(task);
+        let _ = cg.write(cgroupfs::CGROUP_FREEZE, "1");
+        let r = match self.ask_monitor(task, &req, Some(wait)) {
+            Some(Ok(ControlReply::Done { .. })) => return Ok(()),
             Some(Ok(ControlReply::Error { message })) => Err(Error::System(message)),
             Some(Err(e)) => Err(e),
-            None => self.stop_orphan(task, timeout.unwrap_or(DEFAULT_STOP_TIMEOUT)),
-        }
+            None => return self.stop_orphan(task, timeout.unwrap_or(DEFAULT_STOP_TIMEOUT)),
+        };
+        let _ = cg.thaw();
+        r
     }
 
     /// Stop a task whose monitor was killed. Nobody reaps its orphans but
@@ -397,20 +407,22 @@ pub(crate) fn not_member(ns: &NamespaceName) -> Error {
     Error::Denied(format!("you are not a member of namespace {ns}"))
 }
 
-/// Freeze, signal each pid, thaw.
-fn signal_frozen(cg: &Cgroup, sig: nix::sys::signal::Signal) -> Result<()> {
-    let t = Duration::from_secs(5);
-    cg.set_frozen(true, t)?;
+/// Freeze, read every pid, signal each, thaw. Frozen processes can neither
+/// fork nor exit, so every pid read is still the process it named when
+/// signalled, provided nobody reaps in between: the monitor, which reaps the
+/// task's orphans, calls this from its own single thread.
+pub(crate) fn signal_frozen(cg: &Cgroup, sig: nix::sys::signal::Signal) -> Result<()> {
+    cg.freeze(FREEZE_TIMEOUT)?;
     let pids = cg.procs_recursive();
     for pid in pids.iter().flatten() {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
     }
-    cg.set_frozen(false, t)?;
+    cg.thaw()?;
     pids.map(|_| ()).map_err(Error::from)
 }
 
 fn cmdline(pid: i32) -> String {
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(4096);
     let _ = fs::File::open(format!("/proc/{pid}/cmdline"))
         .and_then(|f| f.take(64 * 1024).read_to_end(&mut buf));
     while buf.last() == Some(&0) {
