@@ -200,6 +200,8 @@ struct Monitor {
     main_exit: Option<Exit>,
     phase: Phase,
     record: Option<ExitRecord>,
+    /// Synced to disk once `stop` has been answered.
+    accounting: Option<File>,
     listener: UnixListener,
     stop_deadline: Option<Instant>,
     stopped: bool,
@@ -329,6 +331,7 @@ impl Monitor {
             main_exit: None,
             phase: Phase::Task,
             record: None,
+            accounting: None,
             listener,
             stop_deadline: None,
             stopped: false,
@@ -533,15 +536,17 @@ impl Monitor {
             peak_memory_source: source.map(str::to_owned),
         };
         let (ns, task) = (&self.spec.ns, &self.spec.task);
+        let accounting = record::append_accounting(&self.layout.accounting_file(ns), &rec);
         for r in [
             record::write_json(&self.layout.task_exit(ns, task), &rec),
-            record::append_accounting(&self.layout.accounting_file(ns), &rec),
+            accounting.as_ref().map(|_| ()).map_err(Clone::clone),
             record::remove_if_exists(&self.layout.task_state(ns, task)),
         ] {
             if let Err(e) = r {
                 self.note(&e);
             }
         }
+        self.accounting = accounting.ok();
         self.record = Some(rec);
     }
 
@@ -608,6 +613,13 @@ impl Monitor {
         }
         if let Some(rec) = &self.record {
             let _ = send(report, &Report::finished(rec.exit));
+        }
+        if let Some(Err(e)) = self.accounting.as_ref().map(File::sync_data) {
+            // (self.note needs all of self; the lock is already given back.)
+            let _ = writeln!(
+                &self.log,
+                "[lanco-monitor] cannot sync the accounting journal: {e}"
+            );
         }
         std::process::exit(0)
     }

@@ -3,7 +3,7 @@
 //! JSON line per finished run). Files are replaced atomically (write, fsync,
 //! rename) so a reader never sees half a record.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -135,8 +135,9 @@ pub fn user_name(uid: u32) -> String {
 }
 
 /// Appends one line with a single O_APPEND write, so concurrent monitors
-/// never interleave within a line.
-pub fn append_accounting(path: &Path, rec: &ExitRecord) -> Result<()> {
+/// never interleave within a line. Returns the file so the caller can
+/// `sync_data` it when it suits (the monitor does so after answering `stop`).
+pub fn append_accounting(path: &Path, rec: &ExitRecord) -> Result<File> {
     let fail = |e: std::io::Error| Error::system(format!("cannot append to {}", path.display()), e);
     let mut line = serde_json::to_vec(rec).map_err(|e| Error::system(path.display(), e))?;
     line.push(b'\n');
@@ -146,9 +147,8 @@ pub fn append_accounting(path: &Path, rec: &ExitRecord) -> Result<()> {
         .mode(0o660)
         .open(path)
         .map_err(fail)?;
-    f.write_all(&line)
-        .and_then(|()| f.sync_data())
-        .map_err(fail)
+    f.write_all(&line).map_err(fail)?;
+    Ok(f)
 }
 
 pub fn remove_if_exists(path: &Path) -> Result<()> {

@@ -482,7 +482,9 @@ fn finalize_lost_with(
         peak_memory_source: None,
     };
     record::write_json(&layout.task_exit(ns, task), &rec)?;
-    record::append_accounting(&layout.accounting_file(ns), &rec)?;
+    record::append_accounting(&layout.accounting_file(ns), &rec)?
+        .sync_data()
+        .map_err(|e| Error::system("cannot sync the accounting journal", e))?;
     record::remove_if_exists(&state_path)
 }
 
