@@ -150,6 +150,8 @@ fn bad_names_are_rejected_and_change_nothing() {
         let o = inst.lanco(Some(ALICE), &["ns", "run", bad, "true"]);
         assert_eq!(o.code(), 2, "task name {bad:?}: {o}");
         assert_eq!(o.stderr().lines().count(), 1, "{o}");
+        let o = inst.lanco(Some(ALICE), &["ns", "check", bad]);
+        assert_eq!(o.code(), 2, "check of task name {bad:?}: {o}");
         let o = inst.lanco(None, &[bad, "init", "-u", ALICE]);
         assert_eq!(o.code(), 2, "namespace name {bad:?}: {o}");
     }
