@@ -115,23 +115,23 @@ pub fn recv<T: for<'de> Deserialize<'de>>(r: &mut impl Read, max: u64) -> std::i
 
 /// Entry point of `lanco-monitor`. Returns only in the short-lived first
 /// process; the detached monitor ends with `exit`.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> u8 {
     let spec: Spec = match recv(&mut std::io::stdin().lock(), MAX_SPEC) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lanco-monitor: cannot read the task spec on stdin: {e}");
-            return std::process::ExitCode::from(2);
+            return 2;
         }
     };
     // Detach: `lanco run` reaps this first process at once, so a daemon that
     // links the library never collects zombies, and the monitor lives on
     // re-parented to init (or the nearest subreaper).
     match sys::fork_single_threaded() {
-        Ok(sys::Forked::Parent) => return std::process::ExitCode::SUCCESS,
+        Ok(sys::Forked::Parent) => return 0,
         Ok(sys::Forked::Child) => {}
         Err(e) => {
             eprintln!("lanco-monitor: fork: {e}");
-            return std::process::ExitCode::from(2);
+            return 2;
         }
     }
     let report = match detach() {
