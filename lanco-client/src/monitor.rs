@@ -8,6 +8,7 @@
 //! removes the cgroup and exits. If it is killed, the task runs on: the cgroup,
 //! not the monitor, is the task.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -39,6 +40,8 @@ use crate::sys;
 const MAX_SPEC: u64 = 16 << 20;
 /// How often a running task's log size is checked against `log_max_bytes`.
 const LOG_CHECK: Duration = Duration::from_secs(10);
+/// How often a stop looks for processes that escaped its SIGTERM sweep.
+const RESWEEP: Duration = Duration::from_secs(1);
 
 /// Everything the monitor needs, sent by `lanco run` on the monitor's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +207,10 @@ struct Monitor {
     accounting: Option<File>,
     listener: UnixListener,
     stop_deadline: Option<Instant>,
+    /// When a stop is under way: pids already sent SIGTERM, and when to look
+    /// for new ones.
+    termed: HashSet<i32>,
+    next_sweep: Option<Instant>,
     stopped: bool,
     killed_after_timeout: bool,
     waiters: Vec<UnixStream>,
@@ -334,6 +341,8 @@ impl Monitor {
             accounting: None,
             listener,
             stop_deadline: None,
+            termed: HashSet::new(),
+            next_sweep: None,
             stopped: false,
             killed_after_timeout: false,
             waiters: Vec::new(),
@@ -383,6 +392,12 @@ impl Monitor {
                 self.finish(&mut report);
             }
             let now = Instant::now();
+            if self.next_sweep.is_some_and(|t| now >= t)
+                && populated
+                && self.stop_deadline.is_some()
+            {
+                self.sweep_term();
+            }
             if let Some(d) = self.stop_deadline {
                 if now >= d && populated {
                     self.note(
@@ -399,7 +414,7 @@ impl Monitor {
             }
             let mut wake = next_log_check;
             if let Some(d) = self.stop_deadline {
-                wake = wake.min(d);
+                wake = wake.min(d).min(self.next_sweep.unwrap_or(d));
             }
             let ms = wake
                 .saturating_duration_since(Instant::now())
@@ -490,9 +505,7 @@ impl Monitor {
                 "stop ({by}): SIGTERM to every process, cgroup.kill after {}s",
                 timeout.as_secs_f64()
             ));
-            if let Err(e) = self.signal_all(Signal::SIGTERM) {
-                self.note(&e);
-            }
+            self.sweep_term();
         }
         if self.stop_deadline.is_none_or(|d| deadline < d) && !self.killed_after_timeout {
             self.stop_deadline = Some(deadline);
@@ -500,7 +513,20 @@ impl Monitor {
     }
 
     fn signal_all(&self, sig: Signal) -> Result<()> {
-        crate::task::signal_frozen(&self.claim.cgroup, sig)
+        crate::task::signal_frozen(&self.claim.cgroup, sig, &mut HashSet::new())
+    }
+
+    /// SIGTERM to every process of the task not yet sent one. Repeated while
+    /// a stop waits: when a freeze cannot complete in time (a machine too
+    /// loaded to schedule a thousand forking processes), a late fork can miss
+    /// a sweep; it gets the next one rather than only cgroup.kill.
+    fn sweep_term(&mut self) {
+        if let Err(e) =
+            crate::task::signal_frozen(&self.claim.cgroup, Signal::SIGTERM, &mut self.termed)
+        {
+            self.note(&e);
+        }
+        self.next_sweep = Some(Instant::now() + RESWEEP);
     }
 
     /// The payload and all its processes are gone: record it.

@@ -3,6 +3,7 @@
 //! state files the namespace's members were granted. The `lanco` command is
 //! a thin layer over this.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{ErrorKind, Read};
@@ -298,7 +299,7 @@ impl Namespace {
     /// the timeout is exact regardless.
     fn stop_orphan(&self, task: &TaskName, timeout: Duration) -> Result<()> {
         let cg = self.cgroup(task);
-        signal_frozen(&cg, nix::sys::signal::Signal::SIGTERM)?;
+        signal_frozen(&cg, nix::sys::signal::Signal::SIGTERM, &mut HashSet::new())?;
         let mut killed = false;
         if !cg.wait_events(timeout, |e| !e.populated)? {
             cg.kill()?;
@@ -325,7 +326,7 @@ impl Namespace {
             Some(Ok(ControlReply::Done { .. })) => Ok(()),
             Some(Ok(ControlReply::Error { message })) => Err(Error::System(message)),
             Some(Err(e)) => Err(e),
-            None => signal_frozen(&self.cgroup(task), signal),
+            None => signal_frozen(&self.cgroup(task), signal, &mut HashSet::new()),
         }
     }
 
@@ -410,12 +411,19 @@ pub(crate) fn not_member(ns: &NamespaceName) -> Error {
 /// Freeze, read every pid, signal each, thaw. Frozen processes can neither
 /// fork nor exit, so every pid read is still the process it named when
 /// signalled, provided nobody reaps in between: the monitor, which reaps the
-/// task's orphans, calls this from its own single thread.
-pub(crate) fn signal_frozen(cg: &Cgroup, sig: nix::sys::signal::Signal) -> Result<()> {
+/// task's orphans, calls this from its own single thread. Pids in `done` are
+/// skipped and every pid signalled is added to it.
+pub(crate) fn signal_frozen(
+    cg: &Cgroup,
+    sig: nix::sys::signal::Signal,
+    done: &mut HashSet<i32>,
+) -> Result<()> {
     cg.freeze(FREEZE_TIMEOUT)?;
     let pids = cg.procs_recursive();
     for pid in pids.iter().flatten() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+        if done.insert(*pid) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+        }
     }
     cg.thaw()?;
     pids.map(|_| ()).map_err(Error::from)

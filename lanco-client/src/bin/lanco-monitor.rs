@@ -7,6 +7,9 @@
 #![allow(unsafe_code)] // `no_mangle` only: no unsafe block.
 
 #[unsafe(no_mangle)]
-pub extern "C" fn main(_argc: std::ffi::c_int, _argv: *const *const std::ffi::c_char) -> std::ffi::c_int {
+pub extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
     std::ffi::c_int::from(lanco_client::monitor::main())
 }
