@@ -50,6 +50,8 @@ pub enum NsError {
     },
     #[error("namespace {0} does not exist")]
     NotFound(NamespaceName),
+    #[error("cannot create the task root ({0}); under systemd, is lanco-tasks.service running?")]
+    TaskRoot(CgroupError),
     #[error("namespace {ns} has running tasks ({tasks}); stop them or use --force")]
     Busy { ns: NamespaceName, tasks: String },
 }
@@ -218,8 +220,13 @@ fn apply_inner(
     let (uid, gid) = (Uid::from_raw(rec.uid), Gid::from_raw(rec.gid));
     let root = Cgroup::new(&layout.cgroup_root);
     if !root.exists() {
-        // The task root's parents (e.g. system.slice) are never ours to make.
-        make_cgroup(root, undo)?;
+        // The task root's parents (e.g. system.slice) are never ours to make;
+        // under systemd the root is lanco-tasks.service's delegated cgroup,
+        // which exists only while that unit runs.
+        make_cgroup(root, undo).map_err(|e| match e {
+            NsError::Cgroup(c) => NsError::TaskRoot(c),
+            e => e,
+        })?;
     }
     let created = !layout.ns_cgroup(ns).exists();
     // The namespace directory and its cgroup.procs are the tenant's: moving a

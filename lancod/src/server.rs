@@ -282,7 +282,10 @@ fn ns_error(e: NsError) -> Response {
         NsError::OwnedByOther { .. } => ErrorCode::AlreadyExists,
         NsError::NotFound(_) => ErrorCode::NotFound,
         NsError::Busy { .. } => ErrorCode::Busy,
-        NsError::Cgroup(_) | NsError::Io { .. } | NsError::BadRecord { .. } => ErrorCode::Internal,
+        NsError::Cgroup(_)
+        | NsError::TaskRoot(_)
+        | NsError::Io { .. }
+        | NsError::BadRecord { .. } => ErrorCode::Internal,
     };
     warn!("request failed: {e}");
     err(code, &e.to_string())

@@ -359,3 +359,28 @@ fn restore_after_reboot_and_destroy() {
         1
     );
 }
+
+#[test]
+fn a_missing_task_root_parent_is_a_clear_error() {
+    let Some(mut inst) = setup("missing_root") else {
+        return;
+    };
+    // Like system.slice/lanco-tasks.service while that unit is stopped: the
+    // root's parent is not lancod's to create.
+    inst.kill_lancod(Signal::SIGTERM);
+    let gone = format!("{}-absent/root", inst.cgroup_root.display());
+    let text = std::fs::read_to_string(&inst.config).unwrap();
+    let text = text.replace(
+        &format!("cgroup_root = \"{}\"", inst.cgroup_root.display()),
+        &format!("cgroup_root = \"{gone}\""),
+    );
+    std::fs::write(&inst.config, text).unwrap();
+    inst.start_lancod();
+    inst.lanco(None, &["ns", "init", "-u", ALICE, "-g", OPS])
+        .fails(7, "is lanco-tasks.service running?");
+    assert!(!std::path::Path::new(&gone).exists());
+    assert!(
+        !inst.state_dir.join("namespaces/ns.toml").exists(),
+        "no registration for a failed init"
+    );
+}
