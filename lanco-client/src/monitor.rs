@@ -531,36 +531,19 @@ impl Monitor {
 
     /// The payload and all its processes are gone: record it.
     fn task_ended(&mut self) {
-        let cg = &self.claim.cgroup;
-        let (peak, source) = match cg.optional_u64(cgroupfs::MEMORY_PEAK) {
-            Ok(Some(p)) => (Some(p), Some("memory.peak")),
-            _ => match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-            {
-                Ok(u) => (Some(u.max_rss() as u64 * 1024), Some("max_rss")),
-                Err(_) => (None, None),
-            },
-        };
-        let end = crate::time::now_secs();
-        let s = &self.state;
-        let rec = ExitRecord {
-            namespace: s.namespace.clone(),
-            task: s.task.clone(),
-            // Resolved now, off the start path: name lookups can be slow (NSS).
-            user: record::user_name(s.uid),
-            uid: s.uid,
-            command: s.command.clone(),
-            pid: s.pid,
-            start: s.start,
-            start_time: s.start_time.clone(),
-            end,
-            end_time: crate::time::utc(end),
-            exit: self.main_exit.unwrap_or(Exit::Lost),
-            stopped: self.stopped,
-            killed_after_timeout: self.killed_after_timeout,
-            cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
-            peak_memory_bytes: peak,
-            peak_memory_source: source.map(str::to_owned),
-        };
+        // RUSAGE_CHILDREN covers every descendant that was waited for: the
+        // payload and the orphans this subreaper reaped.
+        let max_rss = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+            .ok()
+            .map(|u| u.max_rss() as u64 * 1024);
+        let rec = ExitRecord::ended(
+            &self.state,
+            &self.claim.cgroup,
+            self.main_exit.unwrap_or(Exit::Lost),
+            self.stopped,
+            self.killed_after_timeout,
+            max_rss,
+        );
         let (ns, task) = (&self.spec.ns, &self.spec.task);
         let accounting = record::append_accounting(&self.layout.accounting_file(ns), &rec);
         for r in [

@@ -8,6 +8,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use lanco_proto::cgroupfs::{self, Cgroup};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -90,6 +91,45 @@ pub struct ExitRecord {
     /// memory controller is not available.
     pub peak_memory_bytes: Option<u64>,
     pub peak_memory_source: Option<String>,
+}
+
+impl ExitRecord {
+    /// The record of a run that has just ended, from its state file and its
+    /// (now empty) cgroup. Peak memory comes from `memory.peak` where the
+    /// memory controller offers it, else from `max_rss` if the caller has it.
+    pub fn ended(
+        s: &TaskState,
+        cg: &Cgroup,
+        exit: Exit,
+        stopped: bool,
+        killed_after_timeout: bool,
+        max_rss: Option<u64>,
+    ) -> Self {
+        let (peak_memory_bytes, source) = match cg.optional_u64(cgroupfs::MEMORY_PEAK) {
+            Ok(Some(p)) => (Some(p), Some("memory.peak")),
+            _ => (max_rss, max_rss.map(|_| "max_rss")),
+        };
+        let end = crate::time::now_secs();
+        ExitRecord {
+            namespace: s.namespace.clone(),
+            task: s.task.clone(),
+            // Resolved now, off the start path: name lookups can be slow (NSS).
+            user: user_name(s.uid),
+            uid: s.uid,
+            command: s.command.clone(),
+            pid: s.pid,
+            start: s.start,
+            start_time: s.start_time.clone(),
+            end,
+            end_time: crate::time::utc(end),
+            exit,
+            stopped,
+            killed_after_timeout,
+            cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
+            peak_memory_bytes,
+            peak_memory_source: source.map(str::to_owned),
+        }
+    }
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {

@@ -470,25 +470,7 @@ fn finalize_lost_with(
         return Ok(());
     };
     let cg = Cgroup::new(layout.task_cgroup(ns, task));
-    let end = crate::time::now_secs();
-    let rec = ExitRecord {
-        namespace: s.namespace,
-        task: s.task,
-        user: record::user_name(s.uid),
-        uid: s.uid,
-        command: s.command,
-        pid: s.pid,
-        start: s.start,
-        start_time: s.start_time,
-        end,
-        end_time: crate::time::utc(end),
-        exit: Exit::Lost,
-        stopped,
-        killed_after_timeout: killed,
-        cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
-        peak_memory_bytes: cg.optional_u64(cgroupfs::MEMORY_PEAK).ok().flatten(),
-        peak_memory_source: None,
-    };
+    let rec = ExitRecord::ended(&s, &cg, Exit::Lost, stopped, killed, None);
     record::write_json(&layout.task_exit(ns, task), &rec)?;
     record::append_accounting(&layout.accounting_file(ns), &rec)?
         .sync_data()
