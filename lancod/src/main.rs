@@ -1,5 +1,5 @@
-//! lancod: serve the helper socket (default), or re-create every registered
-//! namespace (`lancod restore`).
+//! lancod: serve the helper socket (default), re-create every registered
+//! namespace (`lancod restore`), or end every task (`lancod stop-all`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,6 +25,13 @@ enum Cmd {
     /// Re-create the cgroups and directories of every registered namespace
     /// (they vanish at reboot). Safe to run at any time.
     Restore,
+    /// End every task of every namespace, each as `lanco NS stop` would
+    /// (its exit record says "stopped"); kill what is left after TIMEOUT
+    /// seconds. ExecStop of lanco-tasks.service.
+    StopAll {
+        #[arg(long, value_name = "SECS", default_value_t = 20)]
+        timeout: u64,
+    },
 }
 
 fn init_logging() {
@@ -95,6 +102,17 @@ fn run(cmd: Cmd) -> Result<(), String> {
             if failed > 0 {
                 return Err(format!("{failed} namespace(s) could not be restored"));
             }
+            Ok(())
+        }
+        Cmd::StopAll { timeout } => {
+            let t0 = std::time::Instant::now();
+            let n = namespace::stop_all(&ctx.layout, Duration::from_secs(timeout))
+                .map_err(|e| e.to_string())?;
+            tracing::info!(
+                monitors = n,
+                "stop-all: every task ended in {} ms",
+                t0.elapsed().as_millis()
+            );
             Ok(())
         }
     }

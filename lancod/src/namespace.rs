@@ -6,11 +6,12 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lanco_proto::cgroupfs::{self, Cgroup, CgroupError};
 use lanco_proto::layout::{self, Layout};
 use lanco_proto::NamespaceName;
+use nix::sys::signal::Signal;
 use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
 
@@ -330,4 +331,56 @@ pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), N
     }
     let reg = layout.registry_file(ns);
     fs::remove_file(&reg).map_err(io("remove", &reg))
+}
+
+/// Ends every task of every registered namespace as `lanco stop` would, for
+/// `systemctl stop lanco-tasks.service`: SIGTERM to each monitor, which then
+/// stops its task (freeze, SIGTERM to each process, thaw; cgroup.kill after
+/// the task's stop timeout) and writes an exit record that says "stopped".
+/// Whatever is still alive at `timeout`, or once its namespace's monitors
+/// are gone (a task whose monitor had died), is killed with cgroup.kill.
+/// Returns how many monitors were signalled.
+pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
+    let namespaces = registered(layout)?;
+    let mut signalled = 0;
+    for (ns, _) in &namespaces {
+        let monitors = Cgroup::new(layout.monitor_cgroup(ns));
+        if !monitors.exists() {
+            continue;
+        }
+        // Frozen, a monitor can neither exit nor have its pid reused between
+        // reading cgroup.procs and kill(2).
+        // A freeze that does not complete still stops most of them: go on,
+        // and thaw in any case.
+        if let Err(e) = monitors.freeze(Duration::from_secs(5)) {
+            tracing::warn!(%ns, "{e}");
+        }
+        let pids = monitors.procs();
+        for pid in pids.iter().flatten() {
+            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGTERM).is_ok() {
+                signalled += 1;
+            }
+        }
+        let thawed = monitors.thaw();
+        pids?;
+        thawed?;
+    }
+    let deadline = Instant::now() + timeout;
+    for (ns, _) in &namespaces {
+        let left = deadline.saturating_duration_since(Instant::now());
+        Cgroup::new(layout.monitor_cgroup(ns)).wait_events(left, |e| !e.populated)?;
+        let cg = Cgroup::new(layout.ns_cgroup(ns));
+        if cg.exists() && cg.populated()? {
+            tracing::warn!(%ns, "processes left after the monitors: cgroup.kill");
+            cg.kill()?;
+            if !cg.wait_events(Duration::from_secs(5), |e| !e.populated)? {
+                return Err(NsError::Io {
+                    op: "empty (cgroup.kill)",
+                    path: cg.path().to_owned(),
+                    source: ErrorKind::TimedOut.into(),
+                });
+            }
+        }
+    }
+    Ok(signalled)
 }

@@ -519,11 +519,12 @@ c_reboot() {
     fails as_user alice lanco nsa check t4 || return 1    # the reboot ended it
     ok as_user alice lanco nsa run t5 sh -c "$TICKER" || return 1
     ok as_user alice lanco nsa check t5 || return 1
-    ok as_user bob lanco nsb run b3 sleep 100000
+    ok as_user bob lanco nsb run b3 sleep 100000 || return 1
+    ok as_user bob lanco nsb run b7 sh -c 'trap "exit 7" TERM; while :; do sleep 0.2; done'
 }
 c_stop_root() {
     local pids
-    pids=$(task_pids nsa t5; task_pids nsb b3; monitor_pids nsa; monitor_pids nsb)
+    pids=$(task_pids nsa t5; task_pids nsb b3; task_pids nsb b7; monitor_pids nsa; monitor_pids nsb)
     echo "before: $(echo $pids)"
     [ -n "$pids" ] || return 1
     ok ct systemctl stop lanco-tasks.service || return 1
@@ -531,13 +532,17 @@ c_stop_root() {
     for p in $pids; do ct test -d "/proc/$p" && { echo "pid $p survives"; bad=1; }; done
     fails as_user alice lanco nsa check t5 || bad=1
     fails as_user bob lanco nsb check b3 || bad=1
-    # Each monitor took systemd's SIGTERM as a stop: the records say so, with
-    # the task's real status (not "lost").
+    # ExecStop (lancod stop-all) had each monitor stop its task: the records
+    # say so, with the task's real status (not "lost"), and the unit ends
+    # cleanly, not by timeout.
     local rec
-    for rec in /var/lib/lanco/ns-nsa/task-t5.exit.json /var/lib/lanco/ns-nsb/task-b3.exit.json; do
+    for rec in /var/lib/lanco/ns-nsa/task-t5.exit.json /var/lib/lanco/ns-nsb/task-b3.exit.json \
+        /var/lib/lanco/ns-nsb/task-b7.exit.json; do
         ok ct grep -q '"stopped": true' "$rec" || bad=1
         fails ct grep -q '"lost"' "$rec" || bad=1
     done
+    ok ct sh -c "tr -d ' \n' < /var/lib/lanco/ns-nsb/task-b7.exit.json | grep -q '\"exit\":{\"kind\":\"code\",\"value\":7}'" || bad=1
+    fails ct systemctl is-failed --quiet lanco-tasks.service || bad=1
     return $bad
 }
 c_destroy() {

@@ -384,3 +384,58 @@ fn a_missing_task_root_parent_is_a_clear_error() {
         "no registration for a failed init"
     );
 }
+
+/// `lancod stop-all` (ExecStop of lanco-tasks.service) stops every task of
+/// every namespace through its monitor, so each run is recorded as stopped
+/// with its real exit status; a task whose monitor had died is killed too.
+#[test]
+fn stop_all_ends_every_task_with_its_record() {
+    let Some(inst) = setup("stop_all") else {
+        return;
+    };
+    inst.init("a", ALICE, OPS);
+    inst.init("b", BOB, BOB);
+    let s = unique_sleep();
+    inst.lanco(Some(ALICE), &["a", "run", "plain", "sleep", &s])
+        .ok();
+    let trap = format!("trap 'exit 7' TERM; echo ready; while :; do sleep 0.2; done; sleep {s}");
+    inst.lanco(Some(ALICE), &["a", "run", "trap", "sh", "-c", &trap])
+        .ok();
+    inst.lanco(Some(BOB), &["b", "run", "orphan", "sleep", &s])
+        .ok();
+    let monitor = inst.status("b", "orphan")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    assert!(wait_for(Duration::from_secs(5), || inst
+        .read_log("a", "trap")
+        .contains("ready")));
+    assert_eq!(pids_with(&s).len(), 2 + 1);
+
+    let o = inst
+        .lancod_cmd()
+        .args(["stop-all", "--timeout", "20"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pids_with(&s).is_empty(), "{:?}", pids_with(&s));
+    for ns in ["a", "b"] {
+        assert!(
+            !inst.ns_cgroup(ns).populated().unwrap(),
+            "{ns} still populated"
+        );
+    }
+    let plain = inst.status("a", "plain");
+    assert_eq!(plain["last"]["stopped"], true, "{plain}");
+    assert_eq!(plain["last"]["exit"]["kind"], "signal", "{plain}");
+    assert_eq!(plain["last"]["exit"]["value"], Signal::SIGTERM as i32);
+    let trapped = inst.status("a", "trap");
+    assert_eq!(trapped["last"]["stopped"], true, "{trapped}");
+    assert_eq!(trapped["last"]["exit"]["kind"], "code", "{trapped}");
+    assert_eq!(trapped["last"]["exit"]["value"], 7);
+    assert_eq!(inst.lanco(Some(BOB), &["b", "check", "orphan"]).code(), 1);
+    assert_eq!(inst.status("b", "orphan")["last"]["exit"]["kind"], "lost");
+    // Nothing is left that would stop the namespaces from being used again.
+    inst.lanco(Some(ALICE), &["a", "run", "-f", "plain", "true"])
+        .ok();
+}
