@@ -685,12 +685,24 @@ def bomb_argv(pace):
             % nap]
 
 
-def u_bomb_stop(name):
+def u_bomb_stop(name, cg, watchdog):
     """As the user: exec /bin/true once (the floor, under the same load),
-    then `lanco stop` the bomb."""
+    then `lanco stop` the bomb. A watchdog (the user may write the task's
+    cgroup.kill) kills a bomb that `stop` has not ended within `watchdog`
+    seconds of being spawned; returns whether it had to."""
     t_true = timed(["/bin/true"])
+    wd = os.fork()
+    if wd == 0:
+        time.sleep(watchdog)
+        try:
+            write(os.path.join(cg, "cgroup.kill"), "1")
+            os._exit(3)
+        except OSError:
+            os._exit(0)
     t_stop = timed(lanco("stop", name))
-    return t_true, t_stop
+    os.kill(wd, signal.SIGKILL)
+    _, st = os.waitpid(wd, 0)
+    return t_true, t_stop, os.WIFEXITED(st) and os.WEXITSTATUS(st) == 3
 
 
 def phase_forkbomb(n, pace):
@@ -714,6 +726,7 @@ def phase_forkbomb(n, pace):
     argv = bomb_argv(pace)
     for i in range(n):
         name = "bomb%d-%d" % (int(pace * 1000), i)
+        t0 = time.monotonic()
         as_user(u_one, lanco("run", name, *argv))
         cg = task_cg(name)
         end = time.monotonic() + 20
@@ -725,20 +738,15 @@ def phase_forkbomb(n, pace):
             time.sleep(0.01)
         time.sleep(0.2)
         sizes.append(len(cg_procs_recursive(cg)))
-        # Watchdog: a forked root process that cgroup.kills the bomb late.
-        wd = os.fork()
-        if wd == 0:
-            time.sleep(WATCHDOG)
-            try:
-                write(os.path.join(cg, "cgroup.kill"), "1")
-                os._exit(3)
-            except OSError:
-                os._exit(0)
-        t_true, t_stop = as_user(u_bomb_stop, name)
-        os.kill(wd, signal.SIGKILL)
-        _, st = os.waitpid(wd, 0)
-        if os.WIFEXITED(st) and os.WEXITSTATUS(st) == 3:
-            rescued += 1
+        # The watchdog's clock starts when `stop` is spawned: under a
+        # saturating bomb, merely forking the user's harness child and
+        # exec'ing /bin/true before it was once seen to take over 10 s, and a
+        # watchdog started here killed the bomb before `stop` ran.
+        t1 = time.monotonic()
+        t_true, t_stop, late = as_user(u_bomb_stop, name, cg, WATCHDOG)
+        rescued += late
+        log("  %s: %d procs after %.1f s; stop %.0f ms, harness round trip %.1f s"
+            % (name, sizes[-1], t1 - t0, t_stop, time.monotonic() - t1))
         stop_xs.append(t_stop)
         true_xs.append(t_true)
         left = cg_procs_recursive(cg) if os.path.isdir(cg) else []
@@ -765,6 +773,7 @@ def phase_bomb_floor(n, pace):
     argv = bomb_argv(pace)
     for i in range(n):
         name = "bombfloor%d-%d" % (int(pace * 1000), i)
+        t0 = time.monotonic()
         as_user(u_one, lanco("run", name, *argv))
         cg = task_cg(name)
         end = time.monotonic() + 20

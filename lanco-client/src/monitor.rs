@@ -659,7 +659,7 @@ impl Monitor {
 /// Takes the task's name: the lock first (one starter at a time, held by the
 /// monitor for life), then the cgroup. An existing cgroup that still holds
 /// processes is a running task whose monitor died; an empty one is a leftover
-/// and is reused.
+/// and is made anew.
 fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
     if !layout.ns_cgroup(ns).is_dir() {
         return Err(Error::NoNamespace(ns.clone()));
@@ -683,8 +683,15 @@ fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> 
         Err((_, e)) => return Err(Error::system("flock", e)),
     };
     let cgroup = Cgroup::new(layout.task_cgroup(ns, task));
-    if !cgroup.create()? && cgroup.populated()? {
-        return Err(Error::AlreadyRunning(task.clone()));
+    if !cgroup.create()? {
+        if cgroup.populated()? {
+            return Err(Error::AlreadyRunning(task.clone()));
+        }
+        // A leftover of a run whose monitor died. Made anew rather than
+        // reused: if it was killed (cgroup.kill), the kernel would kill
+        // every process born into it from the monitors' cgroup.
+        cgroup.remove_tree()?;
+        cgroup.create()?;
     }
     // A previous run whose monitor died left a state file: close its record.
     crate::task::finalize_lost(layout, ns, task)?;
@@ -819,20 +826,41 @@ fn start_process(
         e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
     })?;
     drop(wr);
-    let mut buf = [0u8; 4];
+    // Until EOF: the ALIVE byte, then an errno if chdir or exec failed.
+    let mut buf = [0u8; 5];
+    let mut n = 0;
     let mut rd = File::from(rd);
-    let n = loop {
-        match rd.read(&mut buf) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            r => break r.unwrap_or(0),
+    while n < buf.len() {
+        match rd.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
-    };
-    if n == 4 {
-        let _ = waitpid(Pid::from_raw(pid), None);
-        let errno = Errno::from_raw(i32::from_ne_bytes(buf));
-        return Err(unable(&errno.desc()));
     }
-    Ok(pid)
+    match (n, buf[0]) {
+        (1, sys::ALIVE) => Ok(pid),
+        (5, sys::ALIVE) => {
+            let _ = waitpid(Pid::from_raw(pid), None);
+            let errno = Errno::from_raw(i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]));
+            Err(unable(&errno.desc()))
+        }
+        // It never ran. Seen after someone wrote cgroup.kill of the
+        // namespace's cgroup: the kernel (6.18 here) compares the kill
+        // count of the forking process's cgroup (monitors/, bumped) with the
+        // new task cgroup's (fresh: 0) and kills every child born into it.
+        _ => {
+            let how = match waitpid(Pid::from_raw(pid), None) {
+                Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig} before it ran"),
+                _ => "it ended before it ran".to_owned(),
+            };
+            Err(unable(&format!(
+                "{how}; if the namespace's cgroup was killed (cgroup.kill), \
+                 the kernel kills every new task of it until the namespace \
+                 is destroyed and initialised again"
+            )))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// The byte a child writes to [`ExecPlan::report`] first.
+pub const ALIVE: u8 = b'+';
+
 const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
@@ -36,8 +39,11 @@ pub struct ExecPlan<'a> {
     pub cwd: &'a CString,
     pub stdin: BorrowedFd<'a>,
     pub stdout: BorrowedFd<'a>,
-    /// Receives the errno (4 bytes, native endian) if chdir or execve fails;
-    /// close-on-exec, so a successful exec closes it with nothing written.
+    /// Receives [`ALIVE`] as the child's first act, then the errno (4 bytes,
+    /// native endian) if chdir or execve fails; close-on-exec, so a
+    /// successful exec closes it after the one byte. A child killed before it
+    /// ran (e.g. by the kernel, as it was born into a cgroup being killed)
+    /// closes it with nothing written.
     pub report: BorrowedFd<'a>,
 }
 
@@ -109,6 +115,7 @@ unsafe fn child_setup_and_exec(
         libc::_exit(127)
     };
     let report = plan.report.as_raw_fd();
+    libc::write(report, (&ALIVE as *const u8).cast(), 1);
     // The monitor ignores SIGPIPE and blocks nothing; dispositions set to
     // ignore survive execve, so give the payload the defaults.
     let mut set: libc::sigset_t = std::mem::zeroed();

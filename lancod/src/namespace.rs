@@ -337,50 +337,84 @@ pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), N
 /// `systemctl stop lanco-tasks.service`: SIGTERM to each monitor, which then
 /// stops its task (freeze, SIGTERM to each process, thaw; cgroup.kill after
 /// the task's stop timeout) and writes an exit record that says "stopped".
-/// Whatever is still alive at `timeout`, or once its namespace's monitors
-/// are gone (a task whose monitor had died), is killed with cgroup.kill.
+/// At `timeout`, or as soon as a namespace has no monitor left (a task whose
+/// monitor had died), the task cgroups still populated are killed with
+/// cgroup.kill and removed; monitors still alive a few seconds later get
+/// SIGKILL. Never cgroup.kill on a namespace's own cgroup: the kernel then
+/// kills every task the namespace's monitors start afterwards.
 /// Returns how many monitors were signalled.
 pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
     let namespaces = registered(layout)?;
     let mut signalled = 0;
     for (ns, _) in &namespaces {
-        let monitors = Cgroup::new(layout.monitor_cgroup(ns));
-        if !monitors.exists() {
-            continue;
-        }
-        // Frozen, a monitor can neither exit nor have its pid reused between
-        // reading cgroup.procs and kill(2).
-        // A freeze that does not complete still stops most of them: go on,
-        // and thaw in any case.
-        if let Err(e) = monitors.freeze(Duration::from_secs(5)) {
-            tracing::warn!(%ns, "{e}");
-        }
-        let pids = monitors.procs();
-        for pid in pids.iter().flatten() {
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGTERM).is_ok() {
-                signalled += 1;
-            }
-        }
-        let thawed = monitors.thaw();
-        pids?;
-        thawed?;
+        signalled += signal_monitors(layout, ns, Signal::SIGTERM)?;
     }
     let deadline = Instant::now() + timeout;
     for (ns, _) in &namespaces {
+        let monitors = Cgroup::new(layout.monitor_cgroup(ns));
         let left = deadline.saturating_duration_since(Instant::now());
-        Cgroup::new(layout.monitor_cgroup(ns)).wait_events(left, |e| !e.populated)?;
-        let cg = Cgroup::new(layout.ns_cgroup(ns));
-        if cg.exists() && cg.populated()? {
-            tracing::warn!(%ns, "processes left after the monitors: cgroup.kill");
-            cg.kill()?;
-            if !cg.wait_events(Duration::from_secs(5), |e| !e.populated)? {
-                return Err(NsError::Io {
-                    op: "empty (cgroup.kill)",
-                    path: cg.path().to_owned(),
-                    source: ErrorKind::TimedOut.into(),
-                });
+        monitors.wait_events(left, |e| !e.populated)?;
+        let mut killed = Vec::new();
+        for cg in Cgroup::new(layout.ns_cgroup(ns)).children()? {
+            let is_task = cg
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(layout::task_of_cgroup_entry)
+                .is_some();
+            if is_task && cg.populated()? {
+                tracing::warn!(%ns, cgroup = %cg.path().display(), "still running: cgroup.kill");
+                cg.kill()?;
+                killed.push(cg);
             }
+        }
+        for cg in &killed {
+            cg.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+        }
+        // Their monitors, if alive, now record the end and exit.
+        if !monitors.wait_events(Duration::from_secs(5), |e| !e.populated)? {
+            tracing::warn!(%ns, "monitors still alive: SIGKILL");
+            signal_monitors(layout, ns, Signal::SIGKILL)?;
+            monitors.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+        }
+        for cg in killed {
+            // A killed cgroup is not reused (see above); a monitor that
+            // outlived the kill removes its own.
+            cg.remove_tree()?;
+        }
+        let cg = Cgroup::new(layout.ns_cgroup(ns));
+        if cg.populated()? {
+            return Err(NsError::Io {
+                op: "empty",
+                path: cg.path().to_owned(),
+                source: ErrorKind::TimedOut.into(),
+            });
         }
     }
     Ok(signalled)
+}
+
+/// Sends `sig` to every monitor of `ns`. Frozen, a monitor can neither exit
+/// nor have its pid reused between reading cgroup.procs and kill(2).
+fn signal_monitors(layout: &Layout, ns: &NamespaceName, sig: Signal) -> Result<usize, NsError> {
+    let monitors = Cgroup::new(layout.monitor_cgroup(ns));
+    if !monitors.exists() {
+        return Ok(0);
+    }
+    // A freeze that does not complete still holds most of them: go on, and
+    // thaw in any case.
+    if let Err(e) = monitors.freeze(Duration::from_secs(5)) {
+        tracing::warn!(%ns, "{e}");
+    }
+    let pids = monitors.procs();
+    let mut n = 0;
+    for pid in pids.iter().flatten() {
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig).is_ok() {
+            n += 1;
+        }
+    }
+    let thawed = monitors.thaw();
+    pids?;
+    thawed?;
+    Ok(n)
 }

@@ -435,7 +435,44 @@ fn stop_all_ends_every_task_with_its_record() {
     assert_eq!(trapped["last"]["exit"]["value"], 7);
     assert_eq!(inst.lanco(Some(BOB), &["b", "check", "orphan"]).code(), 1);
     assert_eq!(inst.status("b", "orphan")["last"]["exit"]["kind"], "lost");
-    // Nothing is left that would stop the namespaces from being used again.
+    // Nothing is left that would stop the namespaces from being used again
+    // (a cgroup.kill of a namespace's cgroup would: see the next test).
     inst.lanco(Some(ALICE), &["a", "run", "-f", "plain", "true"])
         .ok();
+    inst.lanco(Some(BOB), &["b", "run", "-f", "orphan", "true"])
+        .ok();
+    inst.lanco(Some(BOB), &["b", "run", "-f", "new", "true"])
+        .ok();
+}
+
+/// After someone kills a namespace's whole cgroup (cgroup.kill), this kernel
+/// kills every process later born into a new task cgroup from the monitors'
+/// cgroup. `run` must then fail with the reason, and never report a start
+/// that did not happen; on a kernel without that behaviour the task runs.
+#[test]
+fn run_never_reports_a_start_that_did_not_happen() {
+    let Some(inst) = setup("killed_ns") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let s = unique_sleep();
+    inst.lanco(Some(ALICE), &["ns", "run", "before", "sleep", &s])
+        .ok();
+    let ns = inst.ns_cgroup("ns");
+    ns.kill().unwrap();
+    assert!(ns
+        .wait_events(Duration::from_secs(10), |e| !e.populated)
+        .unwrap());
+    let out = inst.lanco(Some(ALICE), &["ns", "run", "after", "sleep", &s]);
+    if out.code() == 0 {
+        eprintln!("this kernel starts tasks in a killed namespace");
+        inst.lanco(Some(ALICE), &["ns", "check", "after"]).ok();
+        assert_eq!(pids_with(&s).len(), 1);
+    } else {
+        out.fails(6, "unable to run sleep: killed by SIGKILL before it ran");
+        assert!(pids_with(&s).is_empty());
+        assert!(!inst.task_cgroup("ns", "after").exists());
+        assert!(!inst.state_file("ns", "task-after.state.json").exists());
+        assert_eq!(inst.lanco(Some(ALICE), &["ns", "check", "after"]).code(), 1);
+    }
 }

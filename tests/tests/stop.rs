@@ -206,6 +206,41 @@ fn task_survives_its_monitor_being_killed() {
         .ok();
 }
 
+/// The cgroup a dead monitor's task leaves behind, once killed with
+/// cgroup.kill (its user may), is made anew by the next run of the name: reused, the kernel
+/// would kill every process born into it.
+#[test]
+fn a_killed_leftover_cgroup_is_not_reused() {
+    let Some(inst) = setup("killed_leftover") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let s = unique_sleep();
+    inst.lanco(Some(ALICE), &["ns", "run", "t", "sleep", &s])
+        .ok();
+    let monitor = inst.status("ns", "t")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !alive(monitor)));
+    let cg = inst.task_cgroup("ns", "t");
+    cg.kill().unwrap();
+    assert!(cg
+        .wait_events(Duration::from_secs(5), |e| !e.populated)
+        .unwrap());
+    assert!(cg.exists());
+    inst.lanco(Some(ALICE), &["ns", "run", "t", "sleep", &s])
+        .ok();
+    inst.lanco(Some(ALICE), &["ns", "check", "t"]).ok();
+    assert_eq!(pids_with(&s).len(), 1);
+    let rec = std::fs::read_to_string(inst.state_file("ns", "task-t.exit.json")).unwrap();
+    assert!(rec.contains("\"lost\""), "{rec}");
+}
+
 #[test]
 fn task_survives_its_callers_cgroup_being_killed_and_a_hangup() {
     let Some(mut inst) = setup("caller_killed") else {
