@@ -388,7 +388,7 @@ impl Namespace {
         Ok(Status::NotRunning { last })
     }
 
-    /// Waits until the task is no longer running (inotify on cgroup.events).
+    /// Waits until the task is no longer running (poll on cgroup.events).
     pub fn wait(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
         let t = timeout.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
         Ok(self.cgroup(task).wait_events(t, |e| !e.populated)?)

@@ -58,9 +58,18 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
     }
 }
 
-/// The cgroup2 mount point, from `/proc/self/mountinfo` (`/sys/fs/cgroup` on a
-/// unified host, `/sys/fs/cgroup/unified` on a hybrid one).
+/// The cgroup2 mount point: `/sys/fs/cgroup` on a unified host,
+/// `/sys/fs/cgroup/unified` on a hybrid one, else the first cgroup2 mount in
+/// `/proc/self/mountinfo`. The two usual places are tried with statfs(2)
+/// first: every command needs the mount, and the kernel formats the whole
+/// mount table anew for each read of mountinfo.
 pub fn cgroup2_mount() -> Result<PathBuf, CgroupError> {
+    use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
+    for usual in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+        if statfs(usual).is_ok_and(|s| s.filesystem_type() == CGROUP2_SUPER_MAGIC) {
+            return Ok(PathBuf::from(usual));
+        }
+    }
     let p = Path::new("/proc/self/mountinfo");
     let text = fs::read_to_string(p).map_err(io("read", p))?;
     parse_mountinfo(&text).ok_or(CgroupError::NoCgroup2)
