@@ -338,8 +338,10 @@ wait_helper_exit() { # the helper exits by itself within idle_timeout (2 s) + sl
     return 1
 }
 # The ticking payload: a background sleep (a second process in the task) and
-# a line every 0.3 s.
-TICKER='sleep 100000 & while :; do echo "tick $(date +%s.%N)"; sleep 0.3; done'
+# a line every 0.3 s. Its only short-lived process is `sleep 0.3`, which
+# task_pids leaves out (a `$(date)` here once put a passing subshell, with
+# the same command line as the loop, into a snapshot).
+TICKER='sleep 100000 & n=0; while :; do n=$((n + 1)); echo "tick $n"; sleep 0.3; done'
 
 # -------------------------------------------------------------- the checks
 c_boot() { boot_container first; }

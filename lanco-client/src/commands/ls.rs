@@ -8,11 +8,13 @@ const WIDTH: usize = 80;
 
 pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
     let tasks = ns.list()?;
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout alone writes each line with its own write(2).
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let fail = |e: std::io::Error| Error::system("stdout", e);
     if json {
         serde_json::to_writer_pretty(&mut out, &tasks).map_err(|e| Error::system("stdout", e))?;
         writeln!(out).map_err(fail)?;
+        out.flush().map_err(fail)?;
         return Ok(0);
     }
     // The original lanco's tree: the task, then one "→ PID cmdline" per process.
@@ -28,6 +30,7 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
             writeln!(out, "{line}").map_err(fail)?;
         }
     }
+    out.flush().map_err(fail)?;
     Ok(0)
 }
 
