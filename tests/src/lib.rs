@@ -429,16 +429,21 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
 }
 
 pub fn alive(pid: i32) -> bool {
-    // A zombie is dead for our purposes.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    // A zombie is dead for our purposes, and so is a process already in
+    // exit(2) (PF_EXITING in the flags field): the kernel has taken it out of
+    // its cgroup's cgroup.procs before it turns into a zombie.
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    fields.first().is_some_and(|s| *s != "Z") && flags & PF_EXITING == 0
 }
 
 /// A unique `sleep` duration: a payload of `sleep <it>` (and every copy it

@@ -52,9 +52,18 @@ fn quick_tour() {
     let loop_cmd = format!("while true; do (sleep {s} &)& sleep 0.1; done");
     inst.lanco(a, &["testns", "run", "second-task", "sh", "-c", &loop_cmd])
         .ok();
-    assert!(wait_for(Duration::from_secs(10), || pids_with(&s).len() >= 3));
-    // Every copy alive both before and after the listing must be in it.
-    let before = pids_with(&s);
+    // The `sleep S` copies (not the loop's short-lived subshells, whose
+    // command line names S too) live on: each must be in the listing.
+    let sleeps = || {
+        pids_with(&s)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(wait_for(Duration::from_secs(10), || sleeps().len() >= 3));
+    let before = sleeps();
     let ls = inst.lanco(a, &["testns", "ls", "-l"]).stdout();
     let section = ls
         .split("second-task\n")
