@@ -378,9 +378,11 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
             monitors.wait_events(Duration::from_secs(5), |e| !e.populated)?;
         }
         for cg in killed {
-            // A killed cgroup is not reused (see above); a monitor that
-            // outlived the kill removes its own.
-            cg.remove_tree()?;
+            // A killed cgroup must not be reused (see above); a monitor that
+            // outlived the kill may have removed it already.
+            if let Err(e) = cg.remove_tree() {
+                tracing::warn!(%ns, "{e}");
+            }
         }
         let cg = Cgroup::new(layout.ns_cgroup(ns));
         if cg.populated()? {
