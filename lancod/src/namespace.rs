@@ -276,6 +276,16 @@ pub fn init(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, N
 
 /// Names of the tasks whose cgroups still hold a process.
 pub fn running_tasks(layout: &Layout, ns: &NamespaceName) -> Result<Vec<String>, NsError> {
+    Ok(running_task_cgroups(layout, ns)?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect())
+}
+
+fn running_task_cgroups(
+    layout: &Layout,
+    ns: &NamespaceName,
+) -> Result<Vec<(String, Cgroup)>, NsError> {
     let mut out = Vec::new();
     for cg in Cgroup::new(layout.ns_cgroup(ns)).children()? {
         let entry = cg
@@ -285,7 +295,7 @@ pub fn running_tasks(layout: &Layout, ns: &NamespaceName) -> Result<Vec<String>,
             .unwrap_or_default();
         if let Some(t) = layout::task_of_cgroup_entry(entry) {
             if cg.populated()? {
-                out.push(t.to_string());
+                out.push((t.to_string(), cg));
             }
         }
     }
@@ -355,18 +365,10 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
         let left = deadline.saturating_duration_since(Instant::now());
         monitors.wait_events(left, |e| !e.populated)?;
         let mut killed = Vec::new();
-        for cg in Cgroup::new(layout.ns_cgroup(ns)).children()? {
-            let is_task = cg
-                .path()
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(layout::task_of_cgroup_entry)
-                .is_some();
-            if is_task && cg.populated()? {
-                tracing::warn!(%ns, cgroup = %cg.path().display(), "still running: cgroup.kill");
-                cg.kill()?;
-                killed.push(cg);
-            }
+        for (task, cg) in running_task_cgroups(layout, ns)? {
+            tracing::warn!(%ns, task, "still running: cgroup.kill");
+            cg.kill()?;
+            killed.push(cg);
         }
         for cg in &killed {
             cg.wait_events(Duration::from_secs(5), |e| !e.populated)?;

@@ -316,6 +316,21 @@ impl Install {
         serde_json::from_slice(&o.0.stdout).unwrap_or_else(|e| panic!("status json: {e}: {o}"))
     }
 
+    /// Sends `sig` to the monitor of a running task and waits until it is
+    /// gone; returns its pid.
+    pub fn signal_monitor(&self, ns: &str, task: &str, sig: nix::sys::signal::Signal) -> i32 {
+        let st = self.status(ns, task);
+        let pid = st["info"]["monitor_pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no monitor pid: {st}")) as i32;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).expect("kill the monitor");
+        assert!(
+            wait_for(Duration::from_secs(10), || !alive(pid)),
+            "monitor {pid} outlived {sig}"
+        );
+        pid
+    }
+
     /// A cgroup outside lanco's root, as a login session would be.
     pub fn session_cgroup(&mut self, tag: &str) -> Cgroup {
         let p = PathBuf::from(format!("{}-{tag}", self.cgroup_root.display()));

@@ -403,10 +403,7 @@ fn stop_all_ends_every_task_with_its_record() {
         .ok();
     inst.lanco(Some(BOB), &["b", "run", "orphan", "sleep", &s])
         .ok();
-    let monitor = inst.status("b", "orphan")["info"]["monitor_pid"]
-        .as_i64()
-        .unwrap() as i32;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), Signal::SIGKILL).unwrap();
+    inst.signal_monitor("b", "orphan", Signal::SIGKILL);
     assert!(wait_for(Duration::from_secs(5), || inst
         .read_log("a", "trap")
         .contains("ready")));

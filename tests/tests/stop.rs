@@ -176,14 +176,7 @@ fn task_survives_its_monitor_being_killed() {
     let cmd = format!("sleep {s} & sleep {s}");
     inst.lanco(Some(ALICE), &["ns", "run", "orphan", "sh", "-c", &cmd])
         .ok();
-    let st = inst.status("ns", "orphan");
-    let monitor = st["info"]["monitor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_for(Duration::from_secs(5), || !alive(monitor)));
+    inst.signal_monitor("ns", "orphan", nix::sys::signal::Signal::SIGKILL);
     // Still listed, checkable and stoppable.
     inst.lanco(Some(ALICE), &["ns", "check", "orphan"]).ok();
     assert!(inst
@@ -218,15 +211,7 @@ fn a_killed_leftover_cgroup_is_not_reused() {
     let s = unique_sleep();
     inst.lanco(Some(ALICE), &["ns", "run", "t", "sleep", &s])
         .ok();
-    let monitor = inst.status("ns", "t")["info"]["monitor_pid"]
-        .as_i64()
-        .unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    assert!(wait_for(Duration::from_secs(5), || !alive(monitor)));
+    inst.signal_monitor("ns", "t", nix::sys::signal::Signal::SIGKILL);
     let cg = inst.task_cgroup("ns", "t");
     cg.kill().unwrap();
     assert!(cg
@@ -299,15 +284,7 @@ fn sigterm_to_the_monitor_stops_the_task_and_keeps_its_status() {
         ],
     )
     .ok();
-    let monitor = inst.status("ns", "t")["info"]["monitor_pid"]
-        .as_i64()
-        .unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    assert!(wait_for(Duration::from_secs(10), || !alive(monitor)));
+    inst.signal_monitor("ns", "t", nix::sys::signal::Signal::SIGTERM);
     let st = inst.status("ns", "t");
     assert_eq!(
         st["last"]["exit"],
