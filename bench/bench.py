@@ -705,6 +705,18 @@ def u_bomb_stop(name, cg, watchdog):
     return t_true, t_stop, os.WIFEXITED(st) and os.WEXITSTATUS(st) == 3
 
 
+def start_bomb(name, argv):
+    """Runs the bomb as the user, waits (at most 20 s) until it has 1000
+    processes and 0.2 s more; returns its cgroup."""
+    as_user(u_one, lanco("run", name, *argv))
+    cg = task_cg(name)
+    end = time.monotonic() + 20
+    while time.monotonic() < end and len(cg_procs_recursive(cg)) < 1000:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    return cg
+
+
 def phase_forkbomb(n, pace):
     """`lanco stop` of a running fork bomb.
 
@@ -727,16 +739,7 @@ def phase_forkbomb(n, pace):
     for i in range(n):
         name = "bomb%d-%d" % (int(pace * 1000), i)
         t0 = time.monotonic()
-        as_user(u_one, lanco("run", name, *argv))
-        cg = task_cg(name)
-        end = time.monotonic() + 20
-        live = 0
-        while time.monotonic() < end:
-            live = len(cg_procs_recursive(cg))
-            if live >= 1000:
-                break
-            time.sleep(0.01)
-        time.sleep(0.2)
+        cg = start_bomb(name, argv)
         sizes.append(len(cg_procs_recursive(cg)))
         # The watchdog's clock starts when `stop` is spawned: under a
         # saturating bomb, merely forking the user's harness child and
@@ -773,13 +776,7 @@ def phase_bomb_floor(n, pace):
     argv = bomb_argv(pace)
     for i in range(n):
         name = "bombfloor%d-%d" % (int(pace * 1000), i)
-        t0 = time.monotonic()
-        as_user(u_one, lanco("run", name, *argv))
-        cg = task_cg(name)
-        end = time.monotonic() + 20
-        while time.monotonic() < end and len(cg_procs_recursive(cg)) < 1000:
-            time.sleep(0.01)
-        time.sleep(0.2)
+        cg = start_bomb(name, argv)
         t0 = time.perf_counter_ns()
         write(os.path.join(cg, "cgroup.kill"), "1")
         while cg_populated(cg):
