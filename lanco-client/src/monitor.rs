@@ -513,7 +513,7 @@ impl Monitor {
     }
 
     fn signal_all(&self, sig: Signal) -> Result<()> {
-        crate::task::signal_frozen(&self.claim.cgroup, sig, &mut HashSet::new())
+        Ok(self.claim.cgroup.signal_frozen(sig, &mut HashSet::new())?)
     }
 
     /// SIGTERM to every process of the task not yet sent one. Repeated while
@@ -521,8 +521,10 @@ impl Monitor {
     /// loaded to schedule a thousand forking processes), a late fork can miss
     /// a sweep; it gets the next one rather than only cgroup.kill.
     fn sweep_term(&mut self) {
-        if let Err(e) =
-            crate::task::signal_frozen(&self.claim.cgroup, Signal::SIGTERM, &mut self.termed)
+        if let Err(e) = self
+            .claim
+            .cgroup
+            .signal_frozen(Signal::SIGTERM, &mut self.termed)
         {
             self.note(&e);
         }

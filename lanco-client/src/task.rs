@@ -25,9 +25,6 @@ use crate::record::{self, Exit, ExitRecord, TaskState};
 
 /// Default time a task gets between SIGTERM and cgroup.kill (as in Dinit).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for a freeze to take hold (a process in uninterruptible
-/// sleep delays it); the sweep goes on regardless.
-const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
 const MONITOR_NAME: &str = "lanco-monitor";
 const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 
@@ -299,7 +296,7 @@ impl Namespace {
     /// the timeout is exact regardless.
     fn stop_orphan(&self, task: &TaskName, timeout: Duration) -> Result<()> {
         let cg = self.cgroup(task);
-        signal_frozen(&cg, nix::sys::signal::Signal::SIGTERM, &mut HashSet::new())?;
+        cg.signal_frozen(nix::sys::signal::Signal::SIGTERM, &mut HashSet::new())?;
         let mut killed = false;
         if !cg.wait_events(timeout, |e| !e.populated)? {
             cg.kill()?;
@@ -326,7 +323,9 @@ impl Namespace {
             Some(Ok(ControlReply::Done { .. })) => Ok(()),
             Some(Ok(ControlReply::Error { message })) => Err(Error::System(message)),
             Some(Err(e)) => Err(e),
-            None => signal_frozen(&self.cgroup(task), signal, &mut HashSet::new()),
+            None => Ok(self
+                .cgroup(task)
+                .signal_frozen(signal, &mut HashSet::new())?),
         }
     }
 
@@ -406,27 +405,6 @@ impl Namespace {
 
 pub(crate) fn not_member(ns: &NamespaceName) -> Error {
     Error::Denied(format!("you are not a member of namespace {ns}"))
-}
-
-/// Freeze, read every pid, signal each, thaw. Frozen processes can neither
-/// fork nor exit, so every pid read is still the process it named when
-/// signalled, provided nobody reaps in between: the monitor, which reaps the
-/// task's orphans, calls this from its own single thread. Pids in `done` are
-/// skipped and every pid signalled is added to it.
-pub(crate) fn signal_frozen(
-    cg: &Cgroup,
-    sig: nix::sys::signal::Signal,
-    done: &mut HashSet<i32>,
-) -> Result<()> {
-    cg.freeze(FREEZE_TIMEOUT)?;
-    let pids = cg.procs_recursive();
-    for pid in pids.iter().flatten() {
-        if done.insert(*pid) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
-        }
-    }
-    cg.thaw()?;
-    pids.map(|_| ()).map_err(Error::from)
 }
 
 fn cmdline(pid: i32) -> String {

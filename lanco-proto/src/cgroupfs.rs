@@ -3,6 +3,7 @@
 //! operation. Nothing here decides who may do what; callers run with whatever
 //! credentials they have and the kernel's delegation rules apply.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
@@ -328,6 +329,29 @@ impl Cgroup {
     /// acted on as each process runs again.
     pub fn thaw(&self) -> Result<(), CgroupError> {
         self.write(CGROUP_FREEZE, "0")
+    }
+
+    /// Freezes the subtree, sends `sig` to each of its processes not in
+    /// `done` (adding it), and thaws in any case. Frozen processes can
+    /// neither fork nor exit, so every pid read still names its process when
+    /// signalled, provided nobody reaps in between (the monitor, which reaps
+    /// the task's orphans, calls this from its single thread). A freeze that
+    /// does not complete within 5 s (a process in uninterruptible sleep)
+    /// still holds most of them: the sweep goes on.
+    pub fn signal_frozen(
+        &self,
+        sig: nix::sys::signal::Signal,
+        done: &mut HashSet<i32>,
+    ) -> Result<(), CgroupError> {
+        let frozen = self.freeze(Duration::from_secs(5));
+        let pids = self.procs_recursive();
+        for pid in pids.iter().flatten() {
+            if done.insert(*pid) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+            }
+        }
+        let thawed = self.thaw();
+        frozen.and(pids).and(thawed)
     }
 
     /// SIGKILLs every process in the subtree at once, concurrent forks included.

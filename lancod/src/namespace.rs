@@ -357,7 +357,7 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
     let namespaces = registered(layout)?;
     let mut signalled = 0;
     for (ns, _) in &namespaces {
-        signalled += signal_monitors(layout, ns, Signal::SIGTERM)?;
+        signalled += signal_monitors(layout, ns, Signal::SIGTERM);
     }
     let deadline = Instant::now() + timeout;
     for (ns, _) in &namespaces {
@@ -376,7 +376,7 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
         // Their monitors, if alive, now record the end and exit.
         if !monitors.wait_events(Duration::from_secs(5), |e| !e.populated)? {
             tracing::warn!(%ns, "monitors still alive: SIGKILL");
-            signal_monitors(layout, ns, Signal::SIGKILL)?;
+            signal_monitors(layout, ns, Signal::SIGKILL);
             monitors.wait_events(Duration::from_secs(5), |e| !e.populated)?;
         }
         for cg in killed {
@@ -398,27 +398,14 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
     Ok(signalled)
 }
 
-/// Sends `sig` to every monitor of `ns`. Frozen, a monitor can neither exit
-/// nor have its pid reused between reading cgroup.procs and kill(2).
-fn signal_monitors(layout: &Layout, ns: &NamespaceName, sig: Signal) -> Result<usize, NsError> {
+/// Sends `sig` to every monitor of `ns`; returns how many.
+fn signal_monitors(layout: &Layout, ns: &NamespaceName, sig: Signal) -> usize {
     let monitors = Cgroup::new(layout.monitor_cgroup(ns));
-    if !monitors.exists() {
-        return Ok(0);
-    }
-    // A freeze that does not complete still holds most of them: go on, and
-    // thaw in any case.
-    if let Err(e) = monitors.freeze(Duration::from_secs(5)) {
-        tracing::warn!(%ns, "{e}");
-    }
-    let pids = monitors.procs();
-    let mut n = 0;
-    for pid in pids.iter().flatten() {
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig).is_ok() {
-            n += 1;
+    let mut done = std::collections::HashSet::new();
+    if monitors.exists() {
+        if let Err(e) = monitors.signal_frozen(sig, &mut done) {
+            tracing::warn!(%ns, "{e}");
         }
     }
-    let thawed = monitors.thaw();
-    pids?;
-    thawed?;
-    Ok(n)
+    done.len()
 }
