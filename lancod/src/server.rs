@@ -280,14 +280,13 @@ fn err(code: ErrorCode, message: &str) -> Response {
 fn ns_error(e: NsError) -> Response {
     let code = match &e {
         NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::InvalidRequest,
-        NsError::OwnedByOther { .. } => ErrorCode::AlreadyExists,
+        NsError::OwnedByOther { .. } | NsError::Unexpected { .. } => ErrorCode::AlreadyExists,
         NsError::NotFound(_) => ErrorCode::NotFound,
         NsError::Busy { .. } => ErrorCode::Busy,
         NsError::NotInGroup { .. } => ErrorCode::InvalidRequest,
         NsError::Cgroup(_)
         | NsError::TaskRoot(_)
         | NsError::File(_)
-        | NsError::Unexpected { .. }
         | NsError::Several(_)
         | NsError::BadRecord { .. } => ErrorCode::Internal,
     };

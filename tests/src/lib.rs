@@ -120,7 +120,14 @@ pub fn ensure_users() {
 
 /// The directory cargo put the workspace binaries in (the test executable
 /// lives in its `deps/`).
+///
+/// `LANCO_E2E_BIN` names another directory of binaries instead (e.g. an
+/// older release's, to show that an attack test fails there); nothing is
+/// built then.
 fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LANCO_E2E_BIN") {
+        return dir.into();
+    }
     let exe = std::env::current_exe().expect("current_exe");
     exe.parent()
         .and_then(Path::parent)
@@ -133,6 +140,9 @@ fn target_dir() -> PathBuf {
 fn build_binaries() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        if std::env::var_os("LANCO_E2E_BIN").is_some() {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
@@ -530,6 +540,23 @@ pub fn unique_sleep() -> String {
         std::process::id() % 1_000_000,
         1
     )
+}
+
+/// Runs `sh -c script` as `user` (a real process of that user, with its
+/// groups), for attacks done by hand: planting links, writing files.
+pub fn sh_as(user: &str, script: &str) -> Out {
+    Out(Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv sh"))
 }
 
 /// Writes a small shell script into the installation and returns its path.
