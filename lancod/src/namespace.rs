@@ -278,6 +278,7 @@ pub fn apply(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, 
         save_record(layout, ns, rec)?;
         Ok(created)
     })
+    .inspect(|_| tidy_legacy(layout, ns))
 }
 
 /// init: refuses to hand an existing namespace to somebody else.
