@@ -355,6 +355,7 @@ impl Cgroup {
             .filter_map(|pid| crate::sys::pidfd_open(*pid).ok().map(|fd| (*pid, fd)))
             .collect();
         let still = self.procs_recursive();
+        let mut denied = 0;
         if let Ok(still) = &still {
             let still: HashSet<i32> = still.iter().copied().collect();
             for (pid, fd) in &pinned {
@@ -362,12 +363,24 @@ impl Cgroup {
                 // while it still has it, so `pid` listed now is that process.
                 if still.contains(pid) {
                     done.insert(*pid);
-                    let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32);
+                    if crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32)
+                        == Err(nix::errno::Errno::EPERM)
+                    {
+                        denied += 1;
+                    }
                 }
             }
         }
         let thawed = self.thaw();
-        frozen.and(pids).and(still).and(thawed).map(drop)
+        frozen.and(pids).and(still).and(thawed)?;
+        if denied > 0 {
+            // Another user's processes (a member stopping a task whose
+            // monitor is gone): only cgroup.kill reaches them.
+            return Err(io("signal", &self.path)(std::io::Error::from(
+                std::io::ErrorKind::PermissionDenied,
+            )));
+        }
+        Ok(())
     }
 
     /// SIGKILLs every process in the subtree at once, concurrent forks included.

@@ -4,7 +4,7 @@ use lanco_proto::TaskName;
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
-use crate::task::Namespace;
+use crate::namespace::Namespace;
 
 /// `TERM`, `SIGTERM`, `term` or `15`.
 pub fn parse_signal(s: &str) -> Result<Signal> {

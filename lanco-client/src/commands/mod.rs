@@ -14,7 +14,7 @@ use lanco_proto::{Config, NamespaceName};
 
 use crate::cli::{parse_name, Cli, Command};
 use crate::error::{Error, Result};
-use crate::task::Namespace;
+use crate::namespace::Namespace;
 
 fn load_config(cli: &Cli) -> Result<Config> {
     match &cli.config {

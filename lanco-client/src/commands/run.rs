@@ -1,6 +1,7 @@
 use crate::cli::{parse_name, RunArgs};
 use crate::error::{Error, Result};
-use crate::task::{Namespace, TaskSpec};
+use crate::namespace::Namespace;
+use crate::start::TaskSpec;
 
 pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     let mut spec = TaskSpec::new(parse_name(o.task)?, o.command)?;
