@@ -29,11 +29,11 @@ pub const DELEGATED_FILES: &[&str] = &[CGROUP_PROCS, CGROUP_THREADS, CGROUP_SUBT
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("unexpected contents in {path}: {what}")]
     Parse { path: PathBuf, what: String },
@@ -46,17 +46,17 @@ pub enum CgroupError {
 impl CgroupError {
     pub fn io_kind(&self) -> Option<ErrorKind> {
         match self {
-            CgroupError::Io { source, .. } => Some(source.kind()),
+            CgroupError::Io { error, .. } => Some(error.kind()),
             _ => None,
         }
     }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io {
+    move |error| CgroupError::Io {
         op,
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
