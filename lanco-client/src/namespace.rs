@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
-use lanco_proto::files::{self, Dir, FileError};
+use lanco_proto::files::Dir;
 use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
 use nix::fcntl::{Flock, FlockArg};
@@ -108,21 +108,15 @@ impl Namespace {
     }
 
     /// The member who owns `task`'s name: the owner of its lock file.
+    /// Anything but a plain file there (a FIFO, a link someone planted)
+    /// names no run: no monitor can hold it (`run` refuses it, naming its
+    /// owner).
     pub(crate) fn name_owner(&self, task: &TaskName) -> Result<Option<u32>> {
         let names = self.ns_dir()?.sub(layout::NAMES)?;
-        match names.entry(&layout::lock_name(task))? {
-            None => Ok(None),
-            Some(e) if e.is_file() => Ok(Some(e.uid)),
-            Some(e) => Err(Error::System(
-                FileError::Planted {
-                    path: names.join(&layout::lock_name(task)),
-                    what: e.kind,
-                    owner: files::user_name(e.uid),
-                    expected: "a member".into(),
-                }
-                .to_string(),
-            )),
-        }
+        Ok(names
+            .entry(&layout::lock_name(task))?
+            .filter(|e| e.is_file())
+            .map(|e| e.uid))
     }
 
     /// Where `task` is, if its name was ever used (or a 0.1 task of that
@@ -239,6 +233,9 @@ impl Namespace {
             if let Some(f) = names.open_read(&layout::lock_name(task), found.owner)? {
                 if let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
                     self.finalize_lost_run(task, &found, false, false)?;
+                    // What the dead monitor would have removed.
+                    let _ = dir.remove_socket(&layout::socket_name(task));
+                    let _ = found.cgroup.remove_tree();
                 }
             }
         }

@@ -123,8 +123,12 @@ pub fn registered(layout: &Layout) -> Result<Vec<(NamespaceName, Record)>, NsErr
         let Some(ns) = layout::ns_of_registry_entry(&entry) else {
             continue;
         };
-        if let Some(rec) = load_record(layout, &ns)? {
-            out.push((ns, rec));
+        // One unreadable record must not stop restore or stop-all from
+        // serving every other namespace.
+        match load_record(layout, &ns) {
+            Ok(Some(rec)) => out.push((ns, rec)),
+            Ok(None) => {}
+            Err(e) => tracing::error!(%ns, "skipped: {e}"),
         }
     }
     Ok(out)
@@ -501,9 +505,20 @@ fn stop_rest(layout: &Layout, ns: &NamespaceName, deadline: Instant) -> Result<(
             m.wait_events(Duration::from_secs(5), |e| !e.populated)?;
         }
     }
+    // Processes a member put outside its tasks (a cgroup of its own in its
+    // subtree, or the subtree's own cgroup.procs) end too. The member's
+    // subtree is then removed, as a killed cgroup must not be reused (see
+    // above); its next admission makes it anew.
+    for (uid, user) in layout::user_cgroups(layout, ns)? {
+        if user.populated()? {
+            tracing::warn!(%ns, uid, "processes outside any task: cgroup.kill");
+            user.kill()?;
+            user.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+            killed.push(user);
+        }
+    }
     for cg in killed {
-        // A killed cgroup must not be reused (see above); a monitor that
-        // outlived the kill may have removed it already.
+        // A monitor that outlived the kill may have removed it already.
         if let Err(e) = cg.remove_tree() {
             tracing::warn!(%ns, "{e}");
         }
