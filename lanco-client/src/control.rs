@@ -15,7 +15,11 @@ use lanco_proto::wire::{self, FrameError};
 use nix::sys::stat::Mode;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+// The serde attributes give 0.1's JSON shape (`{"stop":{"timeout_ms":10}}`),
+// still spoken to monitors started by lanco 0.1 (see `legacy`); postcard
+// ignores them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
     /// Graceful stop; the reply comes when every process is gone.
     Stop { timeout_ms: Option<u64> },
@@ -24,6 +28,7 @@ pub enum ControlRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ControlReply {
     Done { killed_after_timeout: bool },
     Error { message: String },
@@ -62,9 +67,54 @@ pub fn recv<T: DeserializeOwned>(s: &UnixStream, timeout: Option<Duration>) -> s
     })
 }
 
+/// lanco 0.1's monitors, still running tasks started before an upgrade,
+/// speak JSON lines on this socket; they are asked in their own language
+/// until they end.
+pub mod legacy {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::{ControlReply, ControlRequest};
+
+    pub fn ask(
+        s: &mut UnixStream,
+        req: &ControlRequest,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<ControlReply> {
+        let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        s.write_all(&line)?;
+        s.set_read_timeout(timeout)?;
+        let mut reply = Vec::new();
+        BufReader::new((&*s).take(4096)).read_until(b'\n', &mut reply)?;
+        serde_json::from_slice(&reply)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_json_shape() {
+        assert_eq!(
+            serde_json::to_string(&ControlRequest::Stop {
+                timeout_ms: Some(10)
+            })
+            .unwrap(),
+            r#"{"stop":{"timeout_ms":10}}"#
+        );
+        let r: ControlReply =
+            serde_json::from_str(r#"{"done":{"killed_after_timeout":false}}"#).unwrap();
+        assert_eq!(
+            r,
+            ControlReply::Done {
+                killed_after_timeout: false
+            }
+        );
+    }
 
     #[test]
     fn frames_roundtrip_and_are_bounded() {

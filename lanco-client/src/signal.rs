@@ -57,10 +57,15 @@ impl Namespace {
         let Some(mut conn) = self.connect_monitor(task, found)? else {
             return Ok(None);
         };
-        if control::send(&mut conn, req).is_err() {
-            return Ok(None);
-        }
-        control::recv(&conn, wait)
+        let reply = if found.legacy {
+            control::legacy::ask(&mut conn, req, wait)
+        } else {
+            if control::send(&mut conn, req).is_err() {
+                return Ok(None);
+            }
+            control::recv(&conn, wait)
+        };
+        reply
             .map(Some)
             .map_err(|e| Error::System(format!("no answer from the monitor of task {task}: {e}")))
     }
