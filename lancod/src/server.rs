@@ -3,7 +3,7 @@
 //! request, answer it, and exit when idle.
 
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdListener;
@@ -363,9 +363,10 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         }
     };
     // The process that connected must still be the caller, with the caller's
-    // identity (not, say, a set-uid program it exec'd since), before and after
-    // the move: a pid cannot be reused while its pidfd shows it alive.
-    let same_caller = || alive(pidfd.as_fd()) && uids_are(peer.pid, peer.uid);
+    // identity (not, say, a set-uid or set-gid program it exec'd since),
+    // before and after the move: a pid cannot be reused while its pidfd shows
+    // it alive.
+    let same_caller = || alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
     if !same_caller() {
         info!(%ns, "admission denied: caller changed identity or exited");
         return err(
@@ -395,14 +396,40 @@ fn alive(pidfd: BorrowedFd<'_>) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
-/// Real, effective, saved and filesystem uids of `pid` all equal `uid`.
-fn uids_are(pid: i32, uid: u32) -> bool {
-    let mut s = String::new();
-    let ok = fs::File::open(format!("/proc/{pid}/status"))
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .is_ok();
-    ok && s
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .is_some_and(|ids| ids.split_whitespace().all(|i| i.parse() == Ok(uid)))
+/// Real, effective, saved and filesystem uids of `pid` all equal `uid`, and
+/// its four gids all equal `gid` (SO_PEERCRED's, from connect(2)). A set-gid
+/// program exec'd since connecting changes the gids only: checking uids alone
+/// let it through with a group the caller is not in.
+fn ids_are(pid: i32, uid: u32, gid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let four_equal = |key: &str, want: u32| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|ids| {
+                let ids: Vec<_> = ids.split_whitespace().map(str::parse::<u32>).collect();
+                ids.len() == 4 && ids.iter().all(|i| i.as_ref() == Ok(&want))
+            })
+    };
+    four_equal("Uid:", uid) && four_equal("Gid:", gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_compares_all_uids_and_gids() {
+        let pid = std::process::id() as i32;
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        assert!(ids_are(pid, uid, gid));
+        assert!(!ids_are(pid, uid, gid.wrapping_add(1)));
+        assert!(!ids_are(pid, uid.wrapping_add(1), gid));
+        assert!(!ids_are(i32::MAX, uid, gid), "no such process");
+    }
 }
