@@ -299,6 +299,41 @@ fn a_flood_from_many_uids_never_fails_another_uids_request() {
     drop(flood);
 }
 
+#[test]
+fn a_uid_that_floods_lancod_only_delays_itself_and_retries_through() {
+    let Some(inst) = setup("flood_self") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    // alice herself holds all her connections, reopening each a second
+    // after lancod cuts it at the request deadline.
+    let (alice, alice_gid) = ids_of(ALICE);
+    let flood = Flood::start(&inst, &[(alice, alice_gid)], PER_UID, 1.0);
+    assert!(
+        wait_for(Duration::from_secs(10), || flood.last(alice).held
+            == PER_UID),
+        "alice holds all her connections: {:?}",
+        flood.last(alice)
+    );
+    // Her run is answered Busy until a slot frees, and retries until then.
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    let turned_away = |uid: u32| {
+        let log = std::fs::read_to_string(inst.dir.join("lancod.log")).unwrap();
+        log.lines()
+            .filter(|l| l.contains("answered Busy") && l.contains(&format!("uid={uid} ")))
+            .count()
+    };
+    assert!(
+        turned_away(alice) > 0,
+        "the run was turned away at least once"
+    );
+    // Nobody else waits for her.
+    inst.lanco(Some(BOB), &["ns", "run", "-f", "u", "true"])
+        .ok();
+    assert_eq!(turned_away(ids_of(BOB).0), 0);
+}
+
 /// Sends `bytes` to lancod as `user`, all at once (`delay` 0) or one byte
 /// every `delay` seconds until lancod answers; returns the seconds until
 /// lancod closed the connection, the bytes sent and lancod's answer.
