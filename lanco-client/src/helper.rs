@@ -1,18 +1,63 @@
-//! Talking to lancod: one request per connection.
+//! Talking to lancod: one request per connection, retried with backoff while
+//! lancod answers `Busy`.
 
+use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lanco_proto::wire::{self, ErrorCode, Request, Response};
+use nix::sys::socket::{send, MsgFlags};
 
 use crate::error::{Error, Result};
 
 /// Longest lancod may take to answer (a forced destroy waits up to 10 s for
 /// the kernel to empty the namespace).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `Busy` means lancod holds as many connections as it serves (for this uid,
+/// or in all). Its connections last milliseconds, so one frees soon: retry
+/// after 10 ms, then twice as long each time up to half a second apart, for
+/// 3 s in all. Longer than that someone is flooding lancod, and the caller
+/// should hear so rather than hang.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 
 pub fn request(socket: &Path, req: &Request) -> Result<Response> {
+    let started = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match exchange(socket, req)? {
+            Response::Error {
+                code: ErrorCode::Busy,
+                message,
+            } => {
+                if started.elapsed() + backoff > BUSY_RETRY_FOR {
+                    return Err(Error::Helper(format!(
+                        "{message} (still busy after retrying for {} s)",
+                        BUSY_RETRY_FOR.as_secs()
+                    )));
+                }
+                std::thread::sleep(jittered(backoff));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Response::Error { code, message } => {
+                return Err(match code {
+                    ErrorCode::PermissionDenied => Error::Denied(message),
+                    ErrorCode::InvalidRequest => Error::Usage(message),
+                    ErrorCode::NotFound => Error::Missing(message),
+                    ErrorCode::AlreadyExists => Error::Refused(message),
+                    _ => Error::Helper(format!("lancod: {message}")),
+                })
+            }
+            r => return Ok(r),
+        }
+    }
+}
+
+/// One connection: send `req`, read lancod's answer.
+fn exchange(socket: &Path, req: &Request) -> Result<Response> {
     let unreachable = |e: &dyn std::fmt::Display| {
         Error::Helper(format!("cannot reach lancod at {}: {e}", socket.display()))
     };
@@ -20,19 +65,119 @@ pub fn request(socket: &Path, req: &Request) -> Result<Response> {
     s.set_read_timeout(Some(REPLY_TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(REPLY_TIMEOUT)))
         .map_err(|e| unreachable(&e))?;
-    wire::write_frame(&mut s, req).map_err(|e| unreachable(&e))?;
-    match wire::read_frame(&mut s) {
-        Ok(Response::Error { code, message }) => Err(match code {
-            ErrorCode::PermissionDenied => Error::Denied(message),
-            ErrorCode::InvalidRequest => Error::Usage(message),
-            ErrorCode::NotFound => Error::Missing(message),
-            ErrorCode::AlreadyExists | ErrorCode::Busy => Error::Refused(message),
-            _ => Error::Helper(format!("lancod: {message}")),
-        }),
-        Ok(r) => Ok(r),
-        Err(wire::FrameError::Closed) => Err(Error::Helper(
+    // lancod answers Busy at accept, before reading, and closes: the write can
+    // then fail (EPIPE) while the answer waits to be read.
+    let sent = wire::write_frame(&mut NoSigpipe(&s), req);
+    match (wire::read_frame(&mut s), sent) {
+        (Ok(r), _) => Ok(r),
+        (Err(_), Err(e)) => Err(unreachable(&e)),
+        (Err(wire::FrameError::Closed), Ok(())) => Err(Error::Helper(
             "lancod closed the connection without answering (did it crash or restart?)".into(),
         )),
-        Err(e) => Err(Error::Helper(format!("bad answer from lancod: {e}"))),
+        (Err(e), Ok(())) => Err(Error::Helper(format!("bad answer from lancod: {e}"))),
+    }
+}
+
+/// Writes with MSG_NOSIGNAL: `lanco` leaves SIGPIPE at its default (see
+/// main.rs), and a write to a connection lancod has closed must be an error,
+/// not the end of the process.
+struct NoSigpipe<'a>(&'a UnixStream);
+
+impl Write for NoSigpipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        send(self.0.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL).map_err(std::io::Error::from)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Somewhere in [d/2, d], so clients turned away together do not all come
+/// back together.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let half = d / 2;
+    half + Duration::from_nanos(u64::from(nanos) % (half.as_nanos() as u64 + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A fake lancod that answers its connections with `answers` in turn,
+    /// without reading their requests, then stops listening.
+    fn fake_lancod(tag: &str, answers: Vec<Response>) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "lanco-helper-test-{}-{tag}.sock",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for a in answers {
+                let (mut s, _) = listener.accept().unwrap();
+                let _ = wire::write_frame(&mut s, &a);
+            }
+        });
+        path
+    }
+
+    fn admit() -> Request {
+        Request::Admit {
+            ns: "ns".try_into().unwrap(),
+        }
+    }
+
+    fn busy() -> Response {
+        Response::Error {
+            code: ErrorCode::Busy,
+            message: "lancod is busy: test".into(),
+        }
+    }
+
+    #[test]
+    fn busy_is_retried_until_answered() {
+        let path = fake_lancod("retried", vec![busy(), busy(), busy(), Response::Admitted]);
+        assert_eq!(request(&path, &admit()).unwrap(), Response::Admitted);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn busy_for_too_long_is_one_clear_error() {
+        let path = fake_lancod("gives-up", vec![busy(); 100]);
+        let t0 = Instant::now();
+        let e = request(&path, &admit()).unwrap_err();
+        assert!(t0.elapsed() >= BUSY_RETRY_FOR / 2, "{:?}", t0.elapsed());
+        assert!(matches!(e, Error::Helper(_)), "{e:?}");
+        let text = e.to_string();
+        assert_eq!(
+            text,
+            "lancod is busy: test (still busy after retrying for 3 s)"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let denied = Response::Error {
+            code: ErrorCode::PermissionDenied,
+            message: "no".into(),
+        };
+        let path = fake_lancod("denied", vec![denied, Response::Admitted]);
+        assert!(matches!(request(&path, &admit()), Err(Error::Denied(m)) if m == "no"));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_whole() {
+        for ms in [10, 20, 500] {
+            let d = Duration::from_millis(ms);
+            let j = jittered(d);
+            assert!(j >= d / 2 && j <= d, "{j:?} for {d:?}");
+        }
     }
 }

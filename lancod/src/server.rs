@@ -2,31 +2,56 @@
 //! bind), accept, identify each peer from the kernel, bound and decode one
 //! request, answer it, and exit when idle.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::UnixListener as StdListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use lanco_proto::wire::{self, ErrorCode, FrameError, Request, Response, HEADER_LEN};
 use lanco_proto::{Config, Layout, NamespaceName};
-use nix::sys::socket::{getsockopt, sockopt};
+use nix::sys::socket::{getsockopt, sockopt, UnixCredentials};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tracing::{info, warn, Instrument};
+use tokio::task::AbortHandle;
+use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::{self, Action, Peer, Verdict};
 use crate::namespace::{self, NsError};
 use crate::sys;
 
-/// How long a client may take to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are answered `Busy`.
-const MAX_CONNECTIONS: usize = 64;
+/// A request must have arrived in full this long after accept. lanco's
+/// clients send theirs (a few dozen bytes) the moment they connect; a peer
+/// still sending after this is holding a connection, not talking. It is one
+/// deadline for the whole request, not one per read, so a peer that trickles
+/// a byte at a time is cut off too.
+const RECEIVE_DEADLINE: Duration = Duration::from_secs(2);
+/// Writing the answer (under 4 KiB, into the connection's still empty socket
+/// buffer) does not wait for the peer; this bounds it should it ever have to.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections one uid may hold at once; more are answered `Busy` at accept,
+/// and the client retries with backoff. A user's requests are its monitors'
+/// admissions (a start that finds no warm monitor), rarely more than a few at
+/// a time; so a flood from one uid delays that uid only.
+const PER_UID: usize = 8;
+/// Connections held at once by all uids together: a bound on lancod's file
+/// descriptors (a socket and a pidfd each; systemd's default soft limit is
+/// 1024) and memory. 256 is 32 uids at their own bound at the same moment;
+/// a host rarely has more than a handful of users starting tasks at once.
+/// Distinct uids are cheap for some users, though (useradd hands each 65536
+/// subordinate uids in /etc/subuid, which newuidmap lets them use), so a full
+/// table does not simply turn newcomers away, or anyone holding 32 uids could
+/// lock everyone out: a newcomer displaces the oldest connection still
+/// waiting for its request. An honest client has sent its request before
+/// lancod even accepts it, so only a dawdler is ever the oldest one waiting.
+const MAX_CONNECTIONS: usize = 256;
+/// Pause after a failed accept(2) (EMFILE, ENOBUFS): the listener stays
+/// readable, and retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub struct Context {
     pub layout: Layout,
@@ -124,7 +149,6 @@ fn activated_listener() -> Result<Option<StdListener>, String> {
 }
 
 struct Activity {
-    active: AtomicUsize,
     last: Mutex<Instant>,
 }
 
@@ -148,9 +172,9 @@ pub async fn serve(listener: StdListener, ctx: Context, idle: Duration) -> std::
     let listener = UnixListener::from_std(listener)?;
     let ctx = Arc::new(ctx);
     let activity = Arc::new(Activity {
-        active: AtomicUsize::new(0),
         last: Mutex::new(Instant::now()),
     });
+    let slots = Arc::new(Slots::default());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let deadline = activity.last() + idle;
@@ -158,23 +182,39 @@ pub async fn serve(listener: StdListener, ctx: Context, idle: Duration) -> std::
             r = listener.accept() => {
                 let (stream, _) = match r {
                     Ok(s) => s,
-                    Err(e) => { warn!("accept failed: {e}"); continue; }
+                    Err(e) => {
+                        warn!("accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
                 };
                 activity.touch();
-                if activity.active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
-                    activity.active.fetch_sub(1, Ordering::SeqCst);
-                    tokio::spawn(refuse_busy(stream));
-                    continue;
-                }
+                let received_by = Instant::now() + RECEIVE_DEADLINE;
+                // Identity first, from the kernel, before a byte is read: the
+                // slot is counted against this uid.
+                let cred = match getsockopt(&stream, sockopt::PeerCredentials) {
+                    Ok(c) => c,
+                    Err(e) => { warn!("cannot identify peer: {e}"); continue; }
+                };
+                let slot = match slots.take(cred.uid()) {
+                    Ok(s) => s,
+                    Err(why) => {
+                        debug!(uid = cred.uid(), pid = cred.pid(), "answered Busy: {why}");
+                        refuse_busy(&stream, why);
+                        continue;
+                    }
+                };
+                let id = slot.id;
                 let (ctx, activity) = (ctx.clone(), activity.clone());
-                tokio::spawn(async move {
-                    connection(stream, ctx).await;
+                let task = tokio::spawn(async move {
+                    connection(stream, ctx, cred, &slot, received_by).await;
+                    drop(slot);
                     activity.touch();
-                    activity.active.fetch_sub(1, Ordering::SeqCst);
                 });
+                slots.set_abort(id, task.abort_handle());
             }
             _ = tokio::time::sleep_until(deadline.into()), if !idle.is_zero() => {
-                if activity.active.load(Ordering::SeqCst) == 0 && activity.last().elapsed() >= idle {
+                if slots.total() == 0 && activity.last().elapsed() >= idle {
                     info!("idle for {}s, exiting", idle.as_secs());
                     return Ok(());
                 }
@@ -187,20 +227,147 @@ pub async fn serve(listener: StdListener, ctx: Context, idle: Duration) -> std::
     }
 }
 
-async fn refuse_busy(mut stream: UnixStream) {
-    let resp = Response::Error {
-        code: ErrorCode::Busy,
-        message: "lancod is busy, try again".into(),
-    };
-    if let Ok(b) = wire::encode(&resp) {
-        let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(&b)).await;
+/// Why a connection gets no slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Its uid holds [`PER_UID`] connections already.
+    Uid,
+    /// [`MAX_CONNECTIONS`] are held and none is still waiting for its request.
+    Full,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Uid => write!(f, "this user has {PER_UID} requests in flight already"),
+            Refusal::Full => write!(f, "it is serving as many requests as it can"),
+        }
     }
 }
 
-/// The kernel's record of who connected, pinned by a pidfd where the kernel
-/// offers SO_PEERPIDFD.
-fn identify(fd: BorrowedFd<'_>) -> std::io::Result<(Peer, Option<OwnedFd>)> {
-    let cred = getsockopt(&fd, sockopt::PeerCredentials)?;
+/// Connection slots: how many each uid holds, and which connections are
+/// still waiting for their request (and may be displaced).
+#[derive(Default)]
+struct Slots {
+    table: Mutex<SlotTable>,
+}
+
+#[derive(Default)]
+struct SlotTable {
+    total: usize,
+    per_uid: HashMap<u32, usize>,
+    /// Connections still receiving their request, oldest first, with the
+    /// handle that ends their task (set right after it is spawned).
+    receiving: BTreeMap<u64, Option<AbortHandle>>,
+    next_id: u64,
+}
+
+impl Slots {
+    fn table(&self) -> MutexGuard<'_, SlotTable> {
+        // Poisoned would mean a panic while the lock was held, which nothing
+        // here can do; carry on with the counts rather than panic in turn.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn total(&self) -> usize {
+        self.table().total
+    }
+
+    /// A slot for a new connection from `uid`, displacing the oldest
+    /// connection still waiting for its request if every slot is taken.
+    fn take(self: &Arc<Self>, uid: u32) -> Result<Slot, Refusal> {
+        let mut t = self.table();
+        if t.per_uid.get(&uid).copied().unwrap_or(0) >= PER_UID {
+            return Err(Refusal::Uid);
+        }
+        let mut displaced = None;
+        if t.total >= MAX_CONNECTIONS {
+            match t.receiving.pop_first() {
+                Some((_, handle)) => displaced = handle,
+                None => return Err(Refusal::Full),
+            }
+        }
+        // The displaced connection gives its slot back when its task is
+        // dropped, moments later; until then the total is over the bound by
+        // the connections on their way out.
+        t.total += 1;
+        *t.per_uid.entry(uid).or_default() += 1;
+        let id = t.next_id;
+        t.next_id += 1;
+        t.receiving.insert(id, None);
+        drop(t);
+        if let Some(h) = displaced {
+            // Its task was still waiting for the request (it leaves
+            // `receiving` under this lock once the request is in), and on
+            // lancod's one-thread runtime it cannot move on before the abort
+            // drops it there: the peer sees the connection closed, with
+            // nothing done.
+            h.abort();
+        }
+        Ok(Slot {
+            slots: self.clone(),
+            uid,
+            id,
+        })
+    }
+
+    fn set_abort(&self, id: u64, handle: AbortHandle) {
+        if let Some(h) = self.table().receiving.get_mut(&id) {
+            *h = Some(handle);
+        }
+    }
+}
+
+/// One connection's slot, given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    uid: u32,
+    id: u64,
+}
+
+impl Slot {
+    /// The request has arrived (or will not): the connection is no longer
+    /// one a newcomer may displace.
+    fn received(&self) {
+        self.slots.table().receiving.remove(&self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut t = self.slots.table();
+        t.total = t.total.saturating_sub(1);
+        t.receiving.remove(&self.id);
+        if let Some(n) = t.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                t.per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// Answers `Busy` at once, without a task of its own: the answer fits in the
+/// new connection's empty socket buffer. A non-blocking send(2) on the fd, so
+/// the answer goes out whatever tokio's reactor knows yet of the new socket.
+fn refuse_busy(stream: &UnixStream, why: Refusal) {
+    use nix::sys::socket::{send, MsgFlags};
+    if let Ok(b) = wire::encode(&err(ErrorCode::Busy, &format!("lancod is busy: {why}"))) {
+        let _ = send(
+            stream.as_raw_fd(),
+            &b,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// The kernel's record of who connected (SO_PEERCRED, taken at accept),
+/// with its supplementary groups, pinned by a pidfd where the kernel offers
+/// SO_PEERPIDFD.
+fn identify(
+    fd: BorrowedFd<'_>,
+    cred: &UnixCredentials,
+) -> std::io::Result<(Peer, Option<OwnedFd>)> {
     let groups = sys::peer_groups(fd)?;
     let pidfd = getsockopt(&fd, sockopt::PeerPidfd).ok();
     Ok((
@@ -214,8 +381,21 @@ fn identify(fd: BorrowedFd<'_>) -> std::io::Result<(Peer, Option<OwnedFd>)> {
     ))
 }
 
-async fn connection(mut stream: UnixStream, ctx: Arc<Context>) {
-    let (peer, pidfd) = match identify(stream.as_fd()) {
+/// One connection, from its first read to its answer. The request must be in
+/// by `received_by`; the handler, once started, runs to its end even past
+/// it: its work cannot be cancelled (it runs on a blocking thread), and
+/// abandoning it would give the uid's slot back while the work goes on, so
+/// the per-uid bound would no longer bound it. Handlers bound themselves: a
+/// member's admission is a few file reads and one cgroup write; only an
+/// administrator's `destroy --force` waits, up to 10 s, for tasks to end.
+async fn connection(
+    mut stream: UnixStream,
+    ctx: Arc<Context>,
+    cred: UnixCredentials,
+    slot: &Slot,
+    received_by: Instant,
+) {
+    let (peer, pidfd) = match identify(stream.as_fd(), &cred) {
         Ok(p) => p,
         Err(e) => {
             warn!("cannot identify peer: {e}");
@@ -224,9 +404,14 @@ async fn connection(mut stream: UnixStream, ctx: Arc<Context>) {
     };
     let span = tracing::info_span!("conn", uid = peer.uid, pid = peer.pid);
     async move {
-        let resp = match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
+        let received = tokio::time::timeout_at(received_by.into(), read_request(&mut stream)).await;
+        slot.received();
+        let resp = match received {
             Err(_) => {
-                warn!("request not received within {}s", READ_TIMEOUT.as_secs());
+                warn!(
+                    "request not received within {}s",
+                    RECEIVE_DEADLINE.as_secs()
+                );
                 err(ErrorCode::InvalidRequest, "request timed out")
             }
             Ok(Err(FrameError::Closed)) => return,
@@ -251,7 +436,7 @@ async fn connection(mut stream: UnixStream, ctx: Arc<Context>) {
             }
         };
         if let Ok(bytes) = wire::encode(&resp) {
-            let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(&bytes)).await;
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, stream.write_all(&bytes)).await;
         }
     }
     .instrument(span)
@@ -280,9 +465,13 @@ fn err(code: ErrorCode, message: &str) -> Response {
 fn ns_error(e: NsError) -> Response {
     let code = match &e {
         NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::InvalidRequest,
-        NsError::OwnedByOther { .. } | NsError::Unexpected { .. } => ErrorCode::AlreadyExists,
+        // `Busy` on the wire means "lancod is overloaded, try again", which
+        // clients retry; a namespace still in use is a conflict of state,
+        // answered like one.
+        NsError::OwnedByOther { .. } | NsError::Unexpected { .. } | NsError::Busy { .. } => {
+            ErrorCode::AlreadyExists
+        }
         NsError::NotFound(_) => ErrorCode::NotFound,
-        NsError::Busy { .. } => ErrorCode::Busy,
         NsError::NotInGroup { .. } => ErrorCode::InvalidRequest,
         NsError::Cgroup(_)
         | NsError::TaskRoot(_)
@@ -363,9 +552,10 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         }
     };
     // The process that connected must still be the caller, with the caller's
-    // identity (not, say, a set-uid program it exec'd since), before and after
-    // the move: a pid cannot be reused while its pidfd shows it alive.
-    let same_caller = || alive(pidfd.as_fd()) && uids_are(peer.pid, peer.uid);
+    // identity (not, say, a set-uid or set-gid program it exec'd since),
+    // before and after the move: a pid cannot be reused while its pidfd shows
+    // it alive.
+    let same_caller = || alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
     if !same_caller() {
         info!(%ns, "admission denied: caller changed identity or exited");
         return err(
@@ -406,14 +596,40 @@ fn alive(pidfd: BorrowedFd<'_>) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
-/// Real, effective, saved and filesystem uids of `pid` all equal `uid`.
-fn uids_are(pid: i32, uid: u32) -> bool {
-    let mut s = String::new();
-    let ok = fs::File::open(format!("/proc/{pid}/status"))
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .is_ok();
-    ok && s
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .is_some_and(|ids| ids.split_whitespace().all(|i| i.parse() == Ok(uid)))
+/// Real, effective, saved and filesystem uids of `pid` all equal `uid`, and
+/// its four gids all equal `gid` (SO_PEERCRED's, from connect(2)). A set-gid
+/// program exec'd since connecting changes the gids only: checking uids alone
+/// let it through with a group the caller is not in.
+fn ids_are(pid: i32, uid: u32, gid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let four_equal = |key: &str, want: u32| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|ids| {
+                let ids: Vec<_> = ids.split_whitespace().map(str::parse::<u32>).collect();
+                ids.len() == 4 && ids.iter().all(|i| i.as_ref() == Ok(&want))
+            })
+    };
+    four_equal("Uid:", uid) && four_equal("Gid:", gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_compares_all_uids_and_gids() {
+        let pid = std::process::id() as i32;
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        assert!(ids_are(pid, uid, gid));
+        assert!(!ids_are(pid, uid, gid.wrapping_add(1)));
+        assert!(!ids_are(pid, uid.wrapping_add(1), gid));
+        assert!(!ids_are(i32::MAX, uid, gid), "no such process");
+    }
 }
