@@ -16,6 +16,7 @@ Nothing here asserts: a benchmark prints figures (shared/TESTING.md).
 
 import argparse
 import grp
+import json
 import os
 import pickle
 import platform
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 import traceback
+
+from lib import layout
 
 # ---------------------------------------------------------------------------
 # set-up
@@ -399,24 +402,55 @@ def u_pueue_setup():
 
 
 def task_cg(name):
-    return os.path.join(E.cg_root, "ns-" + E.ns, "task-" + name)
+    return E.layout.task_cgroup(E.ns, E.uid, name)
 
 
 def ns_cg():
-    return os.path.join(E.cg_root, "ns-" + E.ns)
+    return E.layout.ns_cgroup(E.ns)
+
+
+def task_cgs():
+    """{name: cgroup} of the bench user's tasks."""
+    return layout.task_cgroups(E.layout, E.ns, E.uid)
 
 
 def monitor_pids():
-    pids = []
-    for d in os.listdir(ns_cg()):
-        p = os.path.join(ns_cg(), d)
-        if os.path.isdir(p) and not d.startswith("task-"):
-            pids += cg_procs_recursive(p)
-    return pids
+    return cg_procs_recursive(E.layout.monitor_cgroup(E.ns, E.uid))
+
+
+def u_status_json(name):
+    out = subprocess.run(lanco("status", "--json", name), env=E.user_env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def check_layout(name):
+    """bench/lib/layout.py against the binaries, on one running task: where
+    `lanco status` says its main pid, monitor and log are, and that its state
+    and lock files are where the layout puts them. A mismatch stops the run:
+    every figure that reads cgroups would be wrong."""
+    st = as_user(u_status_json, name)
+    info = st.get("info") or {}
+    wrong = []
+    if st.get("state") != "running" or not info:
+        wrong.append("status: %r" % st)
+    elif info["pid"] not in cg_procs(task_cg(name)):
+        wrong.append("main pid %d not in %s" % (info["pid"], task_cg(name)))
+    elif info["monitor_pid"] not in monitor_pids():
+        wrong.append("monitor pid %d not in %s"
+                     % (info["monitor_pid"], E.layout.monitor_cgroup(E.ns, E.uid)))
+    elif info["log"] != E.layout.task_log(E.ns, name):
+        wrong.append("log %s, not %s" % (info["log"], E.layout.task_log(E.ns, name)))
+    for f in (E.layout.state_file(E.ns, E.uid, name), E.layout.lock_file(E.ns, name)):
+        if not os.path.isfile(f):
+            wrong.append("no %s" % f)
+    if wrong:
+        raise SystemExit("bench/lib/layout.py disagrees with lanco (lanco-proto/src/layout.rs): "
+                         + "; ".join(wrong))
 
 
 def count_tasks():
-    return sum(1 for d in os.listdir(ns_cg()) if d.startswith("task-"))
+    return len(task_cgs())
 
 
 def start_lancod(cfg, log_name):
@@ -470,10 +504,8 @@ def setup(args):
     E.home = os.path.join(E.dir, "home")
     os.mkdir(E.home)
     os.chown(E.home, E.uid, E.gid)
-    base = """cgroup_root = "%s"
-state_dir = "%s/state"
-log_dir = "%s/log"
-""" % (E.cg_root, E.dir, E.dir)
+    E.layout = layout.Layout(E.cg_root, os.path.join(E.dir, "state"), os.path.join(E.dir, "log"))
+    base = E.layout.config_keys()
     E.cfg = os.path.join(E.dir, "lanco.toml")
     write(E.cfg, 'socket = "%s"\nidle_timeout = 0\n' % E.sock + base)
     # The same installation behind a second, socket-activated helper.
@@ -550,13 +582,12 @@ def cleanup():
         if not hasattr(E, k):
             setattr(E, k, None)
     # Every task cgroup at once; the monitors then record, rmdir and exit.
-    if hasattr(E, "ns") and os.path.isdir(ns_cg()):
-        for d in os.listdir(ns_cg()):
-            if d.startswith("task-"):
-                try:
-                    write(os.path.join(ns_cg(), d, "cgroup.kill"), "1")
-                except OSError:
-                    pass
+    if hasattr(E, "layout") and os.path.isdir(ns_cg()):
+        for cg in task_cgs().values():
+            try:
+                write(os.path.join(cg, "cgroup.kill"), "1")
+            except OSError:
+                pass
         end = time.monotonic() + 60
         while monitor_pids() and time.monotonic() < end:
             time.sleep(0.1)
@@ -881,6 +912,7 @@ def body(args, R, N):
     base = 10
     as_user(u_fill, "base", 0, base, 1)
     E.count = base
+    check_layout("base-0")
 
     # -- systemd-run (probe) ---------------------------------------------------
     sdr = phase_systemd_run(R)
@@ -910,12 +942,11 @@ def body(args, R, N):
     E.count += seq_n
     mon = [m for m in (smaps_rollup(p) for p in monitor_pids()) if m]
     payload_pss = []
-    for d in os.listdir(ns_cg()):
-        if d.startswith("task-"):
-            for p in cg_procs(os.path.join(ns_cg(), d)):
-                m = smaps_rollup(p)
-                if m:
-                    payload_pss.append(m["Pss"])
+    for cg in task_cgs().values():
+        for p in cg_procs(cg):
+            m = smaps_rollup(p)
+            if m:
+                payload_pss.append(m["Pss"])
     tasks_at_mem = count_tasks()
 
     pueue_seq = pueue_par = None

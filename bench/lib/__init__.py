@@ -1,0 +1,1 @@
+"""The benchmark harness's library: see bench/bench.py for how it fits."""
