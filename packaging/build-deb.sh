@@ -67,7 +67,6 @@ done
 
 # Configuration (conffiles) and the state directory.
 inst 0644 "$here/etc/lanco.toml" /etc/lanco/lanco.toml
-inst 0644 "$here/etc/logrotate" /etc/logrotate.d/lanco
 install -d -m 0755 "$stage/var/lib/lanco"
 
 # Man pages and completions from the clap definition of lanco.
@@ -98,10 +97,10 @@ printf 'lanco (%s) unstable; urgency=medium\n\n  * Package built from the lanco 
     gzip -9n > "$stage/usr/share/doc/lanco/changelog.gz"
 
 # Maintainer scripts and conffiles.
-for s in postinst prerm postrm; do
+for s in preinst postinst prerm postrm; do
     install -m 0755 "$here/debian/$s" "$stage/DEBIAN/$s"
 done
-printf '/etc/lanco/lanco.toml\n/etc/logrotate.d/lanco\n' > "$stage/DEBIAN/conffiles"
+printf '/etc/lanco/lanco.toml\n' > "$stage/DEBIAN/conffiles"
 
 # Depends from the binaries' shared libraries.
 depends="libc6, libgcc-s1"
@@ -125,7 +124,7 @@ Architecture: $arch
 Maintainer: lanco developers <lanco@localhost>
 Installed-Size: $size
 Depends: $depends
-Recommends: systemd, logrotate
+Recommends: systemd
 Section: admin
 Priority: optional
 Homepage: https://example.invalid/lanco

@@ -49,8 +49,7 @@ done
 CACHE=/var/cache/lanco-nspawn
 SUITE=bookworm
 # man-db: systemd-analyze verify checks the units' Documentation= man pages.
-# logrotate: the packaged snippet is checked with logrotate -d.
-INCLUDE=systemd,systemd-sysv,dbus,procps,man-db,logrotate
+INCLUDE=systemd,systemd-sysv,dbus,procps,man-db
 DEADLINE=${LANCO_NSPAWN_DEADLINE:-300}   # seconds for the scenarios (after build and cache)
 start_time=$SECONDS
 
@@ -395,6 +394,8 @@ c_install() {
     cp "$deb1" "$deb2" "$ROOT/root/"
     ok ct dpkg -i "/root/$(basename "$deb1")" || return 1
     ok ct dpkg-query -W -f '${Version}\n' lanco
+    # No logrotate snippet (packaging/NOTES.md): the monitor bounds the logs.
+    fails ct test -e /etc/logrotate.d/lanco || return 1
     # The test's helper lingers 2 s instead of 30.
     ok ct sed -i 's/^idle_timeout *=.*/idle_timeout = 2/' /etc/lanco/lanco.toml
     ct grep -n idle_timeout /etc/lanco/lanco.toml
@@ -540,19 +541,6 @@ c_stop_task() {
     for p in $SNAP_T1; do ct test -d "/proc/$p" && { echo "pid $p survives"; return 1; }; done
     return 0
 }
-c_logrotate() {
-    ok ct logrotate -d /etc/logrotate.d/lanco 2>&1 | tail -n 5
-    ok ct logrotate -f /etc/logrotate.d/lanco || return 1
-    ct ls -la /var/log/lanco-nsb/
-    local sz
-    sleep 1
-    sz=$(log_size nsb b1); echo "b1 log after copytruncate: $sz bytes"
-    ok ct sh -c 'ls /var/log/lanco-nsb/ | grep -q "^task-b1.log-"' || return 1
-    # The task writes on into the truncated file, at its new end (O_APPEND),
-    # with no hole of NULs before it.
-    ok ct sh -c '[ "$(tr -d "\n[:print:]" < /var/log/lanco-nsb/task-b1.log | wc -c)" = 0 ]' || return 1
-    [ "$sz" -gt 0 ] && ok as_user bob lanco nsb check b1
-}
 c_reboot() {
     ok as_user alice lanco nsa run t4 sleep 100000 || return 1
     reboot_container || return 1
@@ -651,7 +639,6 @@ run_checks() {
     check "systemctl daemon-reexec: tasks untouched" c_reexec
     check "dpkg -i $ver2 (upgrade): tasks untouched, task root not restarted" c_upgrade
     check "systemctl status lanco-tasks.service shows the tasks" c_status_shows_tasks
-    check "logrotate (copytruncate) while b1 runs" c_logrotate
     check "stop ends the task and leaves nothing" c_stop_task
     check "reboot: namespaces back without init, users run at once" c_reboot
     check "systemctl stop lanco-tasks.service ends every task" c_stop_root
