@@ -5,8 +5,9 @@
 #
 # VERSION defaults to the workspace version in Cargo.toml. --no-build skips
 # `cargo build --release --workspace` and packages the binaries already in
-# $LANCO_BIN_DIR (default: target/release), e.g. to make a second package
-# with a bumped version from the same build. The package is written to
+# $LANCO_BIN_DIR (default: where cargo puts them, $CARGO_TARGET_DIR/release
+# or target/release), e.g. to make a second package with a bumped version
+# from the same build. The package is written to
 # $LANCO_DEB_DIR (default: target/deb) and its path printed on the last line.
 set -euo pipefail
 
@@ -24,7 +25,13 @@ if ! [[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]]; then
     exit 2
 fi
 arch=$(dpkg --print-architecture)
-bindir=${LANCO_BIN_DIR:-$top/target/release}
+# cargo resolves a relative CARGO_TARGET_DIR from where it runs: $top.
+case "${CARGO_TARGET_DIR:-}" in
+"") cargo_target=$top/target ;;
+/*) cargo_target=$CARGO_TARGET_DIR ;;
+*) cargo_target=$top/$CARGO_TARGET_DIR ;;
+esac
+bindir=${LANCO_BIN_DIR:-$cargo_target/release}
 outdir=${LANCO_DEB_DIR:-$top/target/deb}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "build-deb: $1 not found (apt-get install -y $2)" >&2; exit 1; }; }

@@ -8,7 +8,8 @@
 #
 #   --layout    cgroup layout of the container: hybrid (the host's default
 #               here), unified (pure cgroup2), both (default).
-#   --no-build  package the binaries already in target/release.
+#   --no-build  package the binaries already in $CARGO_TARGET_DIR/release
+#               (default target/release).
 #   --deb/--deb2  use these packages (the second must have a higher version)
 #               instead of building two.
 #   --keep      keep the work directory (default: removed).
