@@ -352,13 +352,26 @@ reboot_container() {
 cgroot() {
     ct sh -c 'm=$(sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \([^ ]*\) .* - cgroup2 .*/\1/p" /proc/self/mountinfo | head -n 1); echo "$m/system.slice/lanco-tasks.service"'
 }
-# Long-lived processes of a task (the payload's `sleep 0.3` children come and go).
+# Long-lived processes of a task (the payload's `sleep 0.3` children come and
+# go), wherever its cgroup is: ns-NS/task-T (0.1 layout) or
+# ns-NS/user-UID/task-T (0.2's per-user subtrees).
 task_pids() {
-    ct sh -c 'd=$1; [ -d "$d" ] || exit 0; for f in $(find "$d" -name cgroup.procs); do cat "$f"; done |
+    ct sh -c 'find "$1" -mindepth 1 -maxdepth 2 -type d -name "task-$2" 2>/dev/null |
+        while read -r d; do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done |
         while read -r p; do c=$(tr "\0" " " < /proc/$p/cmdline 2>/dev/null) || continue
-            [ "$c" = "sleep 0.3 " ] || echo "$p"; done | sort -n' sh "$CGROOT/ns-$1/task-$2"
+            [ "$c" = "sleep 0.3 " ] || echo "$p"; done | sort -n' sh "$CGROOT/ns-$1" "$2"
 }
-monitor_pids() { ct sh -c 'cat "$1"/cgroup.procs 2>/dev/null | sort -n' sh "$CGROOT/ns-$1/monitors"; }
+# The monitors of a namespace: ns-NS/monitors (0.1), ns-NS/user-UID/monitors (0.2).
+monitor_pids() {
+    ct sh -c 'find "$1" -mindepth 1 -maxdepth 2 -type d -name monitors 2>/dev/null |
+        while read -r d; do cat "$d/cgroup.procs" 2>/dev/null; done | sort -n' sh "$CGROOT/ns-$1"
+}
+# The path of a task's exit record: state_dir/ns-NS/ (0.1 layout) or
+# state_dir/ns/NS/user-UID/ (0.2).
+exit_record() {
+    ct sh -c 'for f in /var/lib/lanco/ns/"$1"/user-*/task-"$2".exit.json /var/lib/lanco/ns-"$1"/task-"$2".exit.json; do
+        [ -e "$f" ] && { echo "$f"; exit 0; }; done; echo "/var/lib/lanco/(no exit record of $1/$2)"' sh "$1" "$2"
+}
 log_size() { ct stat -c %s "/var/log/lanco-$1/task-$2.log" 2>/dev/null || echo 0; }
 helper_starts() { ct journalctl -q -o cat -u lancod.service --no-pager 2>/dev/null | grep -c '^Started '; }
 # wait_starts N: until the journal shows more than N starts of the helper.
@@ -570,12 +583,11 @@ c_stop_root() {
     # say so, with the task's real status (not "lost"), and the unit ends
     # cleanly, not by timeout.
     local rec
-    for rec in /var/lib/lanco/ns-nsa/task-t5.exit.json /var/lib/lanco/ns-nsb/task-b3.exit.json \
-        /var/lib/lanco/ns-nsb/task-b7.exit.json; do
+    for rec in "$(exit_record nsa t5)" "$(exit_record nsb b3)" "$(exit_record nsb b7)"; do
         ok ct grep -q '"stopped": true' "$rec" || bad=1
         fails ct grep -q '"lost"' "$rec" || bad=1
     done
-    ok ct sh -c "tr -d ' \n' < /var/lib/lanco/ns-nsb/task-b7.exit.json | grep -q '\"exit\":{\"kind\":\"code\",\"value\":7}'" || bad=1
+    ok ct sh -c "tr -d ' \n' < '$(exit_record nsb b7)' | grep -q '\"exit\":{\"kind\":\"code\",\"value\":7}'" || bad=1
     fails ct systemctl is-failed --quiet lanco-tasks.service || bad=1
     return $bad
 }
