@@ -4,7 +4,9 @@
 # the .deb installed inside, two real users in two namespaces.
 #
 #   tests/nspawn/run.sh [--layout hybrid|unified|both] [--no-build]
-#                       [--deb OLD.deb --deb2 NEW.deb] [--keep]
+#                       [--deb OLD.deb --deb2 NEW.deb] [--keep] [--prepare]
+#                       [--prev-ref REF | --prev-deb FILE]
+#                       [--no-migration | --migration-only]
 #
 #   --layout    cgroup layout of the container: hybrid (the host's default
 #               here), unified (pure cgroup2), both (default).
@@ -14,6 +16,20 @@
 #               instead of building two.
 #   --keep      keep the work directory (default: removed).
 #   --prepare   only install the host tools and build the cached rootfs.
+#   --prev-ref  the commit of the previous release (0.1 layout) that the
+#               migration scenario upgrades from [$LANCO_PREV_REF, else
+#               970ec59]; its release binaries are built from `git archive`
+#               in $LANCO_PREV_TARGET_DIR [/var/cache/lanco-nspawn/prev-target]
+#               and packaged by its own packaging/build-deb.sh. A ref that is
+#               not in this clone is a FAIL, not a skip.
+#   --prev-deb  use this package of the previous release instead.
+#   --no-migration / --migration-only  leave out / run only the migration
+#               scenario (it runs in the unified layout, when that is tested).
+#
+# Scenarios: per layout, the current package on a fresh system (install,
+# activation, restarts, upgrade, reboot, stop-all, remove, purge); in the
+# unified layout also the migration: a host running the previous release
+# keeps its running tasks through the upgrade to this one.
 #
 # Runs as root. Installs systemd-container and debootstrap when missing.
 # The debootstrapped rootfs is cached in /var/cache/lanco-nspawn/ (about 45 s
@@ -29,6 +45,9 @@ build=1
 deb1="" deb2=""
 keep=0
 prepare_only=0
+PREV_REF=${LANCO_PREV_REF:-970ec59}
+prev_deb_arg=""
+migration=1        # 0: --no-migration; only: --migration-only
 while [ $# -gt 0 ]; do
     case "$1" in
     --layout) shift; [ "$1" = both ] && layouts="hybrid unified" || layouts=$1 ;;
@@ -37,17 +56,29 @@ while [ $# -gt 0 ]; do
     --deb2) shift; deb2=$1 ;;
     --keep) keep=1 ;;
     --prepare) prepare_only=1 ;;
-    *) echo "usage: $0 [--layout hybrid|unified|both] [--no-build] [--deb OLD --deb2 NEW] [--keep] [--prepare]" >&2; exit 2 ;;
+    --prev-ref) shift; PREV_REF=$1 ;;
+    --prev-deb) shift; prev_deb_arg=$1 ;;
+    --no-migration) migration=0 ;;
+    --migration-only) migration=only ;;
+    *) echo "usage: $0 [--layout hybrid|unified|both] [--no-build] [--deb OLD --deb2 NEW] [--keep] [--prepare]" \
+            "[--prev-ref REF | --prev-deb FILE] [--no-migration | --migration-only]" >&2; exit 2 ;;
     esac
     shift
 done
 for l in $layouts; do
     case "$l" in hybrid|unified) ;; *) echo "bad layout $l" >&2; exit 2 ;; esac
 done
+if [ "$migration" = only ]; then
+    layouts=unified
+elif [ "$migration" = 1 ] && [[ " $layouts " != *" unified "* ]]; then
+    migration=0
+    echo "run.sh: the migration scenario runs in the unified layout only: not run" >&2
+fi
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root" >&2; exit 2; }
 
 CACHE=/var/cache/lanco-nspawn
+PREV_TARGET=${LANCO_PREV_TARGET_DIR:-$CACHE/prev-target}
 SUITE=bookworm
 # man-db: systemd-analyze verify checks the units' Documentation= man pages.
 INCLUDE=systemd,systemd-sysv,dbus,procps,man-db
@@ -211,6 +242,46 @@ fi
 ver1=$(dpkg-deb -f "$deb1" Version)
 ver2=$(dpkg-deb -f "$deb2" Version)
 dpkg --compare-versions "$ver2" gt "$ver1" || { echo "run.sh: $ver2 is not newer than $ver1" >&2; exit 2; }
+
+# The previous release's package, for the migration scenario: its own
+# sources (git archive of $PREV_REF, unpacked once per commit under $CACHE),
+# its own Cargo.lock, its own build-deb.sh and version. The target directory
+# is kept across runs, so only the first run pays for the release build.
+prev_deb="" prev_ver=""
+build_prev_deb() {
+    local commit src t0=$SECONDS
+    if [ -n "$prev_deb_arg" ]; then
+        prev_deb=$prev_deb_arg
+    else
+        commit=$(git -C "$top" rev-parse --verify --quiet "$PREV_REF^{commit}") || {
+            echo "the previous release $PREV_REF is not a commit of the clone in $top."
+            echo "The migration scenario builds the previous package from it: use a full clone"
+            echo "(git fetch --unshallow), set LANCO_PREV_REF or --prev-ref to a previous-release"
+            echo "commit that is here, or give the package with --prev-deb FILE."
+            return 1
+        }
+        src=$CACHE/prev-src/$commit
+        echo "building the previous release from $PREV_REF ($commit) in $src, target $PREV_TARGET"
+        mkdir -p "$CACHE/prev-src"
+        (
+            flock 8
+            if [ ! -e "$src/.complete" ]; then
+                rm -rf "$src" && mkdir -p "$src" &&
+                    git -C "$top" archive --format=tar "$commit" | tar -x -C "$src" &&
+                    touch "$src/.complete" || exit 1
+            fi
+            cd "$src" && CARGO_TARGET_DIR=$PREV_TARGET cargo build --release --workspace --locked || exit 1
+            mkdir -p "$WORK/debs-prev"
+            LANCO_BIN_DIR=$PREV_TARGET/release LANCO_DEB_DIR=$WORK/debs-prev \
+                "$src/packaging/build-deb.sh" --no-build > "$WORK/debs-prev/out" || exit 1
+        ) 8> "$CACHE/.prev.lock" || { echo "building the previous package failed"; return 1; }
+        prev_deb=$(tail -n 1 "$WORK/debs-prev/out")
+    fi
+    prev_ver=$(dpkg-deb -f "$prev_deb" Version) || return 1
+    echo "previous package: $prev_deb, version $prev_ver ($((SECONDS - t0)) s)"
+    dpkg --compare-versions "$ver1" gt "$prev_ver" ||
+        { echo "this tree's package $ver1 is not newer than the previous release's $prev_ver"; return 1; }
+}
 
 # ------------------------------------------------------------------ checks
 passed=0 failed=0 layout=-
@@ -615,6 +686,255 @@ c_remove_purge() {
     ok ct systemctl stop lanco-tasks.service
 }
 
+# ------------------------------------------------- the migration scenario
+# A host running the previous release (0.1 layout) keeps its running tasks
+# through the upgrade: install the previous package, two members of one
+# group each run a task, upgrade, then with the new lanco check, list and
+# stop them, run and stop new tasks, and compare the migrated namespace
+# with the 0.2 layout's table of owners and modes.
+
+# expect_stat MODE USER:GROUP PATH...: each PATH has that mode (stat %a)
+# and owner; "-" for any of the three matches anything.
+expect_stat() {
+    local mode=$1 user=${2%%:*} group=${2#*:} p got m u g bad=0
+    shift 2
+    for p in "$@"; do
+        got=$(ct stat -c '%a %U %G' "$p" 2>&1)
+        read -r m u g <<< "$got"
+        if [ -n "$g" ] && { [ "$mode" = - ] || [ "$m" = "$mode" ]; } &&
+            { [ "$user" = - ] || [ "$u" = "$user" ]; } && { [ "$group" = - ] || [ "$g" = "$group" ]; }; then
+            echo "ok   $m $u:$g $p"
+        else
+            echo "BAD  $p: $got; expected $mode $user:$group"
+            bad=1
+        fi
+    done
+    return $bad
+}
+# proc_ids PID...: "PID:STARTTIME" for each (STARTTIME from /proc/PID/stat,
+# so a reused pid does not pass for the same process), "PID:gone" if none.
+proc_ids() {
+    ct sh -c 'for p; do s=$(sed "s/.*) //" /proc/$p/stat 2>/dev/null | cut -d" " -f20)
+        echo "$p:${s:-gone}"; done' sh "$@"
+}
+# The members' tasks are ticking loops, so the logs show they go on writing.
+m_install_prev() {
+    cp "$prev_deb" "$deb1" "$ROOT/root/"
+    ok ct dpkg -i "/root/$(basename "$prev_deb")" || return 1
+    local v
+    v=$(ct dpkg-query -W -f '${Version}' lanco); echo "installed: $v"
+    [ "$v" = "$prev_ver" ] || return 1
+    ok ct test -f /etc/logrotate.d/lanco || return 1        # its snippet, which the upgrade removes
+    ok ct systemctl is-active lanco-tasks.service lancod.socket
+}
+m_users() {
+    ok ct groupadd team && ok ct useradd -m -s /bin/sh -G team carol &&
+        ok ct useradd -m -s /bin/sh -G team dave || return 1
+    M_CUID=$(ct id -u carol); M_DUID=$(ct id -u dave)
+    echo "carol=$M_CUID dave=$M_DUID group team=$(ct getent group team)"
+}
+m_prev_tasks() {
+    ok ct lanco nsm init -u carol -g team || return 1
+    ok as_user carol lanco nsm run c1 sh -c "$TICKER" || return 1
+    ok as_user dave lanco nsm run d1 sh -c "$TICKER" || return 1
+    ok as_user carol lanco nsm check d1 || return 1
+    ok as_user dave lanco nsm check c1 || return 1
+    # An idle namespace whose cgroups are then removed: the postinst's
+    # `lancod restore` must bring them back (the sign that it ran).
+    ok ct lanco nsx init -u carol -g team || return 1
+    ok ct find "$CGROOT/ns-nsx" -depth -type d -exec rmdir {} + || return 1
+    fails ct test -e "$CGROOT/ns-nsx" || return 1
+    sleep 1
+    M_C1=$(task_pids nsm c1); M_D1=$(task_pids nsm d1); M_MON=$(monitor_pids nsm)
+    M_IDS=$(proc_ids $M_C1 $M_D1 $M_MON)
+    M_LOG=$(log_size nsm c1)
+    M_TASKROOT=$(ct systemctl show -P MainPID lanco-tasks.service)
+    echo "c1: $(echo $M_C1) d1: $(echo $M_D1) monitors: $(echo $M_MON) c1 log: $M_LOG task root MainPID: $M_TASKROOT"
+    echo "ids: $(echo $M_IDS)"
+    ct find "$CGROOT/ns-nsm" -type d
+    [ -n "$M_C1" ] && [ -n "$M_D1" ] && [ -n "$M_MON" ] && [[ "$M_IDS" != *gone* ]]
+}
+m_upgrade() {
+    local out rc v m
+    echo "+ dpkg -i $(basename "$deb1")"
+    out=$(ct dpkg -i --force-confdef --force-confold "/root/$(basename "$deb1")" 2>&1); rc=$?
+    echo "$out"
+    [ $rc = 0 ] || { echo "  -> exit $rc"; return 1; }
+    v=$(ct dpkg-query -W -f '${Version}' lanco); echo "installed: $v"
+    [ "$v" = "$ver1" ] || return 1
+    m=$(ct systemctl show -P MainPID lanco-tasks.service)
+    [ "$m" = "$M_TASKROOT" ] || { echo "lanco-tasks.service was restarted ($M_TASKROOT -> $m)"; return 1; }
+    # preinst/postinst: dpkg-maintscript-helper rm_conffile.
+    ok ct ls -la /etc/logrotate.d/
+    fails ct sh -c 'ls -d /etc/logrotate.d/lanco* 2>/dev/null | grep .' || return 1
+    ! grep -q "'lancod restore' failed" <<< "$out" || { echo "the postinst's restore failed"; return 1; }
+    ok ct test -d "$CGROOT/ns-nsx"
+}
+# Right after the upgrade, before any request: the postinst's restore has
+# migrated the namespace (cgroups and logs table of the 0.2 layout).
+m_layout_cgroup_log() {
+    local bad=0
+    expect_stat 711 root:root "$CGROOT" || bad=1
+    expect_stat 750 root:team "$CGROOT/ns-nsm" "$CGROOT/ns-nsx" || bad=1
+    expect_stat - root:- "$CGROOT/ns-nsm/cgroup.procs" "$CGROOT/ns-nsm/cgroup.threads" \
+        "$CGROOT/ns-nsm/cgroup.subtree_control" || bad=1
+    expect_stat 1770 root:team /var/log/lanco-nsm || bad=1
+    return $bad
+}
+m_layout_state() {
+    local bad=0
+    expect_stat 755 root:root /var/lib/lanco || bad=1
+    expect_stat 700 root:root /var/lib/lanco/namespaces || bad=1
+    expect_stat 711 root:root /var/lib/lanco/ns || bad=1
+    expect_stat 750 root:team /var/lib/lanco/ns/nsm /var/lib/lanco/ns/nsx || bad=1
+    expect_stat 1770 root:team /var/lib/lanco/ns/nsm/names /var/lib/lanco/ns/nsx/names || bad=1
+    # 0.1's state directory stays while its monitors run (they write their
+    # exit records there).
+    ok ct test -d /var/lib/lanco/ns-nsm || bad=1
+    return $bad
+}
+m_check_ls() {
+    local u out bad=0
+    for u in carol dave; do
+        ok as_user $u lanco nsm check c1 || bad=1
+        ok as_user $u lanco nsm check d1 || bad=1
+        out=$(as_user $u lanco nsm ls); echo "ls as $u:"; echo "$out"
+        grep -qw c1 <<< "$out" && grep -qw d1 <<< "$out" || { echo "ls as $u misses c1 or d1"; bad=1; }
+    done
+    return $bad
+}
+m_same_processes() {
+    local ids p sz bad=0
+    sleep 1
+    ids=$(proc_ids $M_C1 $M_D1 $M_MON)
+    echo "before: $(echo $M_IDS)"; echo "after:  $(echo $ids)"
+    [ "$ids" = "$M_IDS" ] || { echo "the 0.1 tasks' or monitors' processes changed"; bad=1; }
+    for p in $M_C1 $M_D1; do
+        ct grep -q "/lanco-tasks.service/ns-nsm/" "/proc/$p/cgroup" ||
+            { echo "pid $p is no longer in ns-nsm: $(ct cat /proc/$p/cgroup)"; bad=1; }
+    done
+    sz=$(log_size nsm c1); echo "c1 log: $M_LOG -> $sz"
+    [ "$sz" -gt "$M_LOG" ] || { echo "c1's log did not grow"; bad=1; }
+    return $bad
+}
+# wait_gone PID...: until none of these processes lives (5 s).
+wait_gone() {
+    local i left
+    for i in $(seq 1 50); do
+        left=$(proc_ids "$@" | grep -v ':gone$')
+        [ -z "$left" ] && return 0
+        sleep 0.1
+    done
+    echo "still alive: $(echo $left)"
+    return 1
+}
+m_stop_prev() {
+    local bad=0
+    ok as_user carol lanco nsm stop c1 || bad=1
+    ok as_user dave lanco nsm stop d1 || bad=1
+    # Not running: exit status 1.
+    as_user carol lanco nsm check c1; [ $? = 1 ] || { echo "check c1: expected exit 1"; bad=1; }
+    as_user dave lanco nsm check d1; [ $? = 1 ] || { echo "check d1: expected exit 1"; bad=1; }
+    wait_gone $M_C1 $M_D1 $M_MON || bad=1
+    return $bad
+}
+# Once the 0.1 monitors are gone, `lancod restore` retires 0.1's state
+# directory into destroyed/.
+m_retire_prev_state() {
+    ok ct lancod restore || return 1
+    fails ct test -e /var/lib/lanco/ns-nsm || return 1
+    ok ct ls -la /var/lib/lanco/destroyed/
+    local d
+    d=$(ct sh -c 'ls -d /var/lib/lanco/destroyed/nsm-* 2>/dev/null | head -n 1')
+    [ -n "$d" ] || { echo "no destroyed/nsm-* record"; return 1; }
+    expect_stat 700 root:root "$d"
+}
+m_new_tasks() {
+    local bad=0
+    ok as_user carol lanco nsm run c2 sleep 100000 || return 1
+    ok as_user dave lanco nsm run d2 sleep 100000 || return 1
+    ok as_user dave lanco nsm check c2 || bad=1
+    ok as_user carol lanco nsm check d2 || bad=1
+    M_C2=$(task_pids nsm c2); M_D2=$(task_pids nsm d2)
+    echo "c2: $(echo $M_C2) d2: $(echo $M_D2)"
+    [ -n "$M_C2" ] && [ -n "$M_D2" ] || bad=1
+    return $bad
+}
+# A name belongs to the member who ran it first, running or not: another
+# member's run is refused with exit 3.
+m_name_owner() {
+    ok as_user carol lanco nsm run c3 true || return 1
+    sleep 0.5
+    as_user dave lanco nsm run c3 true; local rc=$?
+    [ $rc = 3 ] || { echo "dave's run of carol's c3: exit $rc, expected 3"; return 1; }
+}
+# The running new tasks' cgroups, state and logs (0.2 table, per user).
+m_layout_user() {
+    local u uid t cg st bad=0 gw
+    for u in carol:$M_CUID:c2 dave:$M_DUID:d2; do
+        uid=${u#*:}; t=${uid#*:}; uid=${uid%%:*}; u=${u%%:*}
+        cg=$CGROOT/ns-nsm/user-$uid; st=/var/lib/lanco/ns/nsm/user-$uid
+        expect_stat 2750 "$u:team" "$cg" "$cg/monitors" "$cg/task-$t" "$st" || bad=1
+        expect_stat - "$u:team" "$cg/cgroup.procs" "$cg/cgroup.threads" "$cg/cgroup.subtree_control" \
+            "$cg/monitors/cgroup.procs" || bad=1
+        expect_stat - root:- "$cg/cgroup.max.descendants" || bad=1
+        # cgroup.kill and cgroup.freeze are the only group-writable files.
+        gw=$(ct find "$cg/task-$t" -maxdepth 1 -type f -perm -g+w -printf '%f ' | tr ' ' '\n' | sort | xargs)
+        [ "$gw" = "cgroup.freeze cgroup.kill" ] || { echo "BAD  group-writable in task-$t: '$gw'"; bad=1; }
+        expect_stat 640 "$u:team" "$st/task-$t.state.json" || bad=1
+        expect_stat 660 "$u:team" "$st/task-$t.sock" || bad=1
+        expect_stat 640 "$u:-" /var/lib/lanco/ns/nsm/names/task-$t.lock /var/log/lanco-nsm/task-$t.log || bad=1
+    done
+    return $bad
+}
+m_stop_new() {
+    local bad=0
+    ok as_user carol lanco nsm stop c2 || bad=1
+    ok as_user dave lanco nsm stop d2 || bad=1
+    as_user carol lanco nsm check c2; [ $? = 1 ] || { echo "check c2: expected exit 1"; bad=1; }
+    as_user dave lanco nsm check d2; [ $? = 1 ] || { echo "check d2: expected exit 1"; bad=1; }
+    wait_gone $M_C2 $M_D2 || bad=1
+    return $bad
+}
+
+run_migration() {
+    layout=unified
+    local t0=$SECONDS
+    say "== migration: $prev_ver -> $ver1 (layout: $layout)"
+    if [ -z "$prev_deb" ]; then
+        say "   not run: no previous package (its FAIL above)"
+        return
+    fi
+    migration_checks
+    stop_container
+    note "migration took $((SECONDS - t0)) s"
+}
+
+migration_checks() {
+    ROOT=$WORK/migration/root
+    MACHINE=lanco-t$$-mig
+    mkdir -p "$WORK/migration"
+    cp -a "$ROOTFS_CACHE" "$ROOT"
+    echo "$MACHINE" > "$ROOT/etc/hostname"
+
+    check "migration: container boots" boot_container migration || return 0
+    CGROOT=$(cgroot)
+    check "migration: dpkg -i $prev_ver (built from $PREV_REF)" m_install_prev || return 0
+    check "migration: users carol and dave in group team" m_users || return 0
+    check "migration: under $prev_ver, carol and dave each run a task in nsm" m_prev_tasks || return 0
+    check "migration: dpkg -i $ver1: task root not restarted, 0.1's logrotate conffile removed, postinst ran lancod restore" m_upgrade || return 0
+    check "migration: ns cgroup root:team 0750, log dir root:team 1770 (before any request)" m_layout_cgroup_log
+    check "migration: state directories as in the 0.2 table (before any request)" m_layout_state
+    check "migration: carol and dave with $ver1: check says running, ls lists both" m_check_ls
+    check "migration: the 0.1 tasks and monitors are the same processes, still writing" m_same_processes
+    check "migration: stop ends each 0.1 task, nothing left" m_stop_prev
+    check "migration: lancod restore retires 0.1's state dir into destroyed/" m_retire_prev_state
+    check "migration: carol and dave run new tasks in the migrated namespace" m_new_tasks || return 0
+    check "migration: dave's run of carol's task name is refused (exit 3)" m_name_owner
+    check "migration: the new tasks' cgroups, state and logs as in the 0.2 table" m_layout_user
+    check "migration: stop ends the new tasks, nothing left" m_stop_new
+}
+
 run_layout() {
     layout=$1
     local t0=$SECONDS
@@ -659,15 +979,27 @@ run_checks() {
     check "dpkg -r leaves the task root running; dpkg -P removes state and config" c_remove_purge
 }
 
+if [ "$migration" != 0 ]; then
+    layout=build
+    if check "previous release's package (from ${prev_deb_arg:-$PREV_REF})" build_prev_deb; then
+        note "$(grep '^previous package: ' "$LOG" | tail -n 1)"
+    else
+        prev_deb=""
+    fi
+fi
+
 (
     trap 'kill "$sp" 2>/dev/null; exit 0' TERM
     sleep "$DEADLINE" & sp=$!
     wait "$sp" && { echo "run.sh: deadline of $DEADLINE s reached" >&2; kill -TERM $$; }
 ) &
 watchdog=$!
-for l in $layouts; do
-    run_layout "$l"
-done
+if [ "$migration" != only ]; then
+    for l in $layouts; do
+        run_layout "$l"
+    done
+fi
+[ "$migration" = 0 ] || run_migration
 kill "$watchdog" 2>/dev/null
 
 say ""
