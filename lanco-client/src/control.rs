@@ -1,17 +1,17 @@
 //! The per-task control socket: how `stop` and `kill` ask a task's monitor to
 //! signal the task. The monitor does the sweep itself because it reaps the
 //! task's orphans: only it can guarantee no pid is reaped and reused between
-//! reading `cgroup.procs` and signalling. Members reach the socket through the
-//! namespace's group-only state directory; that is the whole access check.
+//! reading `cgroup.procs` and signalling. The socket lives in the task
+//! owner's state directory, group-connectable (0660): any member may stop the
+//! task. Clients open it with `files::Dir::open_socket`, checked to be the
+//! owner's socket, never a planted one.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::time::Duration;
 
-use lanco_proto::TaskName;
-use nix::fcntl::{open, OFlag};
+use lanco_proto::files::Dir;
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
@@ -34,33 +34,21 @@ pub enum ControlReply {
     Error { message: String },
 }
 
-/// `sun_path` is 108 bytes; `/proc/self/fd/N/task-NAME.sock` always fits.
-fn via_dir_fd(state_dir: &Path, task: &TaskName) -> std::io::Result<(OwnedFd, String)> {
-    let dir = open(
-        state_dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
+/// Binds the control socket `name` in this member's state directory `dir`
+/// (replacing a stale one of ours), reachable by the namespace's group.
+/// Through `/proc/self/fd/N/NAME`: `sun_path` is 108 bytes, and this always
+/// fits.
+pub fn bind(dir: &Dir, name: &str) -> std::io::Result<UnixListener> {
+    dir.remove_socket(name).map_err(std::io::Error::other)?;
+    let l = UnixListener::bind(format!("/proc/self/fd/{}/{name}", dir.as_fd().as_raw_fd()))?;
+    // connect(2) needs write permission on the socket.
+    nix::sys::stat::fchmodat(
+        dir.as_fd(),
+        name,
+        Mode::from_bits_truncate(0o660),
+        nix::sys::stat::FchmodatFlags::FollowSymlink,
     )?;
-    let path = format!(
-        "/proc/self/fd/{}/{}",
-        dir.as_raw_fd(),
-        lanco_proto::layout::task_socket_name(task)
-    );
-    Ok((dir, path))
-}
-
-pub fn bind(state_dir: &Path, task: &TaskName) -> std::io::Result<UnixListener> {
-    let (_dir, path) = via_dir_fd(state_dir, task)?;
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    UnixListener::bind(&path)
-}
-
-pub fn connect(state_dir: &Path, task: &TaskName) -> std::io::Result<UnixStream> {
-    let (_dir, path) = via_dir_fd(state_dir, task)?;
-    UnixStream::connect(&path)
+    Ok(l)
 }
 
 pub fn send_line<T: Serialize>(s: &mut UnixStream, msg: &T) -> std::io::Result<()> {

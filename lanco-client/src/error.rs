@@ -2,6 +2,7 @@
 //! part of the command-line contract (README, `lanco --help`).
 
 use lanco_proto::cgroupfs::CgroupError;
+use lanco_proto::files::FileError;
 use lanco_proto::{NamespaceName, TaskName};
 
 /// Exit statuses of `lanco`.
@@ -71,6 +72,15 @@ impl Error {
 
     pub fn system(context: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
         Error::System(format!("{context}: {e}"))
+    }
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Self {
+        match e.io_kind() {
+            Some(std::io::ErrorKind::PermissionDenied) => Error::Denied(e.to_string()),
+            _ => Error::System(e.to_string()),
+        }
     }
 }
 

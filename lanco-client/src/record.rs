@@ -1,14 +1,15 @@
 //! What lanco writes down about tasks: the running task's state file, the
 //! exit record of its last run, and the namespace's accounting journal (one
-//! JSON line per finished run). Files are replaced atomically (write, fsync,
-//! rename) so a reader never sees half a record.
+//! JSON line per finished run), each in the state directory of the member
+//! whose monitor wrote it. Files are replaced atomically (write, rename) so a
+//! reader never sees half a record; all of it goes through
+//! `lanco_proto::files`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs::File;
+use std::io::Write;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::files::Dir;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -132,39 +133,29 @@ impl ExitRecord {
     }
 }
 
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
+/// Largest state file or exit record read (they are a few hundred bytes).
+const MAX_RECORD: u64 = 1 << 20;
+
+/// Reads `name` in `dir`, a JSON file that must belong to `owner`.
+pub fn read_json<T: DeserializeOwned>(dir: &Dir, name: &str, owner: u32) -> Result<Option<T>> {
+    match dir.read(name, owner, MAX_RECORD)? {
+        Some(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| Error::system(path.display(), e)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(Error::Denied(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-        Err(e) => Err(Error::system(format!("cannot read {}", path.display()), e)),
+            .map_err(|e| Error::system(dir.join(name).display(), e)),
+        None => Ok(None),
     }
 }
 
-/// Replaces `path` atomically (write, rename), mode 0660: the namespace
-/// group shares it. Not fsync'ed: these files describe the current or last
+/// Replaces `name` in this user's `dir` atomically (a temporary file under
+/// an unpredictable name, then rename), mode 0640: members read it, nobody
+/// else writes it. Not fsync'ed: these files describe the current or last
 /// run and are rewritten by the next; the accounting journal is the durable
 /// record.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let fail = |e: std::io::Error| Error::system(format!("cannot write {}", path.display()), e);
+pub fn write_json<T: Serialize>(dir: &Dir, name: &str, value: &T) -> Result<()> {
     let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| Error::system(path.display(), e))?;
+        serde_json::to_vec_pretty(value).map_err(|e| Error::system(dir.join(name).display(), e))?;
     bytes.push(b'\n');
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o660)
-        .open(&tmp)
-        .map_err(fail)?;
-    f.write_all(&bytes).map_err(fail)?;
-    fs::rename(&tmp, path).map_err(fail)
+    Ok(dir.replace(name, &bytes, 0o640)?)
 }
 
 /// The name of `uid`, or the number if it has none.
@@ -174,31 +165,17 @@ pub fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-/// Appends one line with a single O_APPEND write, so concurrent monitors
-/// never interleave within a line. Returns the file so the caller can
-/// `sync_data` it when it suits (the monitor does so after answering `stop`).
-pub fn append_accounting(path: &Path, rec: &ExitRecord) -> Result<File> {
-    let fail = |e: std::io::Error| Error::system(format!("cannot append to {}", path.display()), e);
+/// Appends one line to this user's accounting journal in `dir` with a
+/// single O_APPEND write. Returns the file so the caller can `sync_data` it
+/// when it suits (the monitor does so after answering `stop`).
+pub fn append_accounting(dir: &Dir, rec: &ExitRecord) -> Result<File> {
+    let path = dir.join(lanco_proto::layout::ACCOUNTING);
     let mut line = serde_json::to_vec(rec).map_err(|e| Error::system(path.display(), e))?;
     line.push(b'\n');
-    let mut f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o660)
-        .open(path)
-        .map_err(fail)?;
-    f.write_all(&line).map_err(fail)?;
+    let mut f = dir.open_append(lanco_proto::layout::ACCOUNTING, 0o640)?;
+    f.write_all(&line)
+        .map_err(|e| Error::system(format!("cannot append to {}", path.display()), e))?;
     Ok(f)
-}
-
-pub fn remove_if_exists(path: &Path) -> Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::system(
-            format!("cannot remove {}", path.display()),
-            e,
-        )),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub const CGROUP_EVENTS: &str = "cgroup.events";
 pub const CGROUP_KILL: &str = "cgroup.kill";
 pub const CGROUP_FREEZE: &str = "cgroup.freeze";
 pub const CGROUP_SUBTREE_CONTROL: &str = "cgroup.subtree_control";
+pub const CGROUP_MAX_DESCENDANTS: &str = "cgroup.max.descendants";
 pub const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
 pub const CPU_STAT: &str = "cpu.stat";
 pub const MEMORY_PEAK: &str = "memory.peak";
@@ -333,11 +334,13 @@ impl Cgroup {
 
     /// Freezes the subtree, sends `sig` to each of its processes not in
     /// `done` (adding it), and thaws in any case. Frozen processes can
-    /// neither fork nor exit, so every pid read still names its process when
-    /// signalled, provided nobody reaps in between (the monitor, which reaps
-    /// the task's orphans, calls this from its single thread). A freeze that
-    /// does not complete within 5 s (a process in uninterruptible sleep)
-    /// still holds most of them: the sweep goes on.
+    /// neither fork nor exit, but a process can be moved out of the cgroup
+    /// by its owner, exit and be reaped, and its pid reused, between the
+    /// read and the signal. So each pid is pinned with a pidfd, the
+    /// membership read again, and the signal sent through the pidfd: a
+    /// process is signalled only if it was in the cgroup while pinned. A
+    /// freeze that does not complete within 5 s (a process in
+    /// uninterruptible sleep) still holds most of them: the sweep goes on.
     pub fn signal_frozen(
         &self,
         sig: nix::sys::signal::Signal,
@@ -345,13 +348,26 @@ impl Cgroup {
     ) -> Result<(), CgroupError> {
         let frozen = self.freeze(Duration::from_secs(5));
         let pids = self.procs_recursive();
-        for pid in pids.iter().flatten() {
-            if done.insert(*pid) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), sig);
+        let pinned: Vec<(i32, std::os::fd::OwnedFd)> = pids
+            .iter()
+            .flatten()
+            .filter(|pid| !done.contains(pid))
+            .filter_map(|pid| crate::sys::pidfd_open(*pid).ok().map(|fd| (*pid, fd)))
+            .collect();
+        let still = self.procs_recursive();
+        if let Ok(still) = &still {
+            let still: HashSet<i32> = still.iter().copied().collect();
+            for (pid, fd) in &pinned {
+                // The pidfd's process had `pid` when pinned and is alive
+                // while it still has it, so `pid` listed now is that process.
+                if still.contains(pid) {
+                    done.insert(*pid);
+                    let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32);
+                }
             }
         }
         let thawed = self.thaw();
-        frozen.and(pids).and(thawed)
+        frozen.and(pids).and(still).and(thawed).map(drop)
     }
 
     /// SIGKILLs every process in the subtree at once, concurrent forks included.
@@ -428,26 +444,50 @@ impl Cgroup {
             .collect())
     }
 
-    /// Hands the directory and the given interface files to `uid`:`gid` and
-    /// makes them group-writable, so every member of the group may use them.
-    /// The directory is closed to others: cgroupfs is world-readable by
-    /// default, and a tenant's task names and pids are nobody else's business.
-    pub fn delegate(&self, uid: Option<Uid>, gid: Gid, files: &[&str]) -> Result<(), CgroupError> {
-        set_owner(&self.path, uid, gid, 0o770)?;
-        self.grant(uid, gid, files)
-    }
-
-    /// Hands only the given interface files to `uid`:`gid`, group-writable.
-    pub fn grant(&self, uid: Option<Uid>, gid: Gid, files: &[&str]) -> Result<(), CgroupError> {
+    /// Sets the directory's owner, group and mode, and hands the given
+    /// interface files to `uid` (mode 0644: writable by the owner only).
+    pub fn delegate(
+        &self,
+        uid: Uid,
+        gid: Gid,
+        mode: u32,
+        files: &[&str],
+    ) -> Result<(), CgroupError> {
+        set_owner(&self.path, Some(uid), Some(gid), mode)?;
         files
             .iter()
-            .try_for_each(|f| set_owner(&self.file(f), uid, gid, 0o664))
+            .try_for_each(|f| set_owner(&self.file(f), Some(uid), Some(gid), 0o644))
+    }
+
+    /// Sets the directory's mode.
+    pub fn set_mode(&self, mode: u32) -> Result<(), CgroupError> {
+        set_owner(&self.path, None, None, mode)
+    }
+
+    /// Makes the given interface files writable by the cgroup's group too
+    /// (its owner may, without privilege).
+    pub fn share_with_group(&self, files: &[&str]) -> Result<(), CgroupError> {
+        use std::os::unix::fs::PermissionsExt;
+        files.iter().try_for_each(|f| {
+            let p = self.file(f);
+            let mode = fs::metadata(&p)
+                .map_err(io("stat", &p))?
+                .permissions()
+                .mode();
+            fs::set_permissions(&p, fs::Permissions::from_mode((mode & 0o7777) | 0o020))
+                .map_err(io("chmod", &p))
+        })
+    }
+
+    /// Writes `cgroup.max.descendants` (root's, on a member's subtree).
+    pub fn set_max_descendants(&self, n: u64) -> Result<(), CgroupError> {
+        self.write(CGROUP_MAX_DESCENDANTS, &n.to_string())
     }
 }
 
-fn set_owner(p: &Path, uid: Option<Uid>, gid: Gid, mode: u32) -> Result<(), CgroupError> {
+fn set_owner(p: &Path, uid: Option<Uid>, gid: Option<Gid>, mode: u32) -> Result<(), CgroupError> {
     use std::os::unix::fs::PermissionsExt;
-    nix::unistd::chown(p, uid, Some(gid)).map_err(|e| io("chown", p)(e.into()))?;
+    nix::unistd::chown(p, uid, gid).map_err(|e| io("chown", p)(e.into()))?;
     fs::set_permissions(p, fs::Permissions::from_mode(mode)).map_err(io("chmod", p))
 }
 

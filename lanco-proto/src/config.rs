@@ -28,6 +28,10 @@ pub struct Config {
     /// Largest a task log may grow before the monitor rotates it while the task
     /// runs, in bytes; 0 = never rotate a running task's log.
     pub log_max_bytes: u64,
+    /// Most cgroups one member's subtree of a namespace may hold (its
+    /// tasks, the cgroups they make, and its monitors' leaf): a bound on the
+    /// kernel memory a tenant can pin (`cgroup.max.descendants`).
+    pub user_max_cgroups: u64,
     /// The per-task monitor binary; empty = `lanco-monitor` beside the running
     /// binary, else `/usr/libexec/lanco/lanco-monitor`.
     pub monitor: PathBuf,
@@ -44,6 +48,7 @@ impl Default for Config {
             idle_timeout: 30,
             log_keep: 5,
             log_max_bytes: 64 << 20,
+            user_max_cgroups: 10_000,
             monitor: PathBuf::new(),
         }
     }

@@ -1,13 +1,28 @@
 //! Where lanco keeps things, computed from the configuration and validated
-//! names only. Nothing else in lanco joins names into paths.
+//! names only. Nothing else in lanco joins names into paths. The owners and
+//! modes of everything here are in docs/DESIGN.md ("Layout").
+//!
+//! ```text
+//! <cgroup root>/ns-NS/user-UID/{monitors, task-NAME}     cgroups
+//! <state_dir>/namespaces/NS.toml                          registry (root)
+//! <state_dir>/ns/NS/names/task-NAME.lock                  who owns a name
+//! <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
+//! <log_dir>/lanco-NS/task-NAME.log                        task output
+//! ```
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroupfs::{Cgroup, CgroupError};
 use crate::name::{NamespaceName, TaskName};
 
-/// The cgroup, below a namespace, that admitted monitors live in.
+/// The cgroup, below a member's subtree, that its monitors live in.
 pub const MONITOR_LEAF: &str = "monitors";
+/// Each member's journal of finished runs, in its state directory.
+pub const ACCOUNTING: &str = "accounting.jsonl";
+/// Where names are claimed (sticky, group-writable).
+pub const NAMES: &str = "names";
 const NS_PREFIX: &str = "ns-";
+const USER_PREFIX: &str = "user-";
 const TASK_PREFIX: &str = "task-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,58 +36,104 @@ impl Layout {
     pub fn ns_cgroup(&self, ns: &NamespaceName) -> PathBuf {
         self.cgroup_root.join(format!("{NS_PREFIX}{ns}"))
     }
-    pub fn monitor_cgroup(&self, ns: &NamespaceName) -> PathBuf {
-        self.ns_cgroup(ns).join(MONITOR_LEAF)
+    /// A member's delegated subtree.
+    pub fn user_cgroup(&self, ns: &NamespaceName, uid: u32) -> PathBuf {
+        self.ns_cgroup(ns).join(user_entry(uid))
     }
-    pub fn task_cgroup(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
+    pub fn monitor_cgroup(&self, ns: &NamespaceName, uid: u32) -> PathBuf {
+        self.user_cgroup(ns, uid).join(MONITOR_LEAF)
+    }
+    pub fn task_cgroup(&self, ns: &NamespaceName, uid: u32, task: &TaskName) -> PathBuf {
+        self.user_cgroup(ns, uid).join(task_file(task, ""))
+    }
+    /// lanco 0.1 put tasks and monitors straight below the namespace; such
+    /// tasks are still found, checked and stopped until they end.
+    pub fn legacy_task_cgroup(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
         self.ns_cgroup(ns).join(task_file(task, ""))
     }
+    pub fn legacy_monitor_cgroup(&self, ns: &NamespaceName) -> PathBuf {
+        self.ns_cgroup(ns).join(MONITOR_LEAF)
+    }
+
     /// Root-owned registration records, one per namespace.
     pub fn registry_dir(&self) -> PathBuf {
         self.state_dir.join("namespaces")
     }
     pub fn registry_file(&self, ns: &NamespaceName) -> PathBuf {
-        self.registry_dir().join(format!("{ns}.toml"))
+        self.registry_dir().join(registry_entry(ns))
     }
-    /// Owner:group state directory: locks, sockets, state and exit records,
-    /// accounting.
+    /// Root-only: records and logs of destroyed namespaces. No namespace
+    /// name can reach these (`ns/NS`, `lanco-NS`).
+    pub fn kept_state_dir(&self) -> PathBuf {
+        self.state_dir.join("destroyed")
+    }
+    pub fn kept_log_dir(&self) -> PathBuf {
+        self.log_dir.join("lanco.destroyed")
+    }
+    /// Parent of every namespace's state directory (root, 0711).
+    pub fn ns_state_root(&self) -> PathBuf {
+        self.state_dir.join("ns")
+    }
+    /// root:group, 0750: `names/` and one directory per member.
     pub fn ns_state_dir(&self, ns: &NamespaceName) -> PathBuf {
+        self.ns_state_root().join(ns.as_str())
+    }
+    pub fn user_state_dir(&self, ns: &NamespaceName, uid: u32) -> PathBuf {
+        self.ns_state_dir(ns).join(user_entry(uid))
+    }
+    /// lanco 0.1's group-writable state directory, left to 0.1 monitors
+    /// until they end.
+    pub fn legacy_state_dir(&self, ns: &NamespaceName) -> PathBuf {
         self.state_dir.join(format!("{NS_PREFIX}{ns}"))
     }
     pub fn ns_log_dir(&self, ns: &NamespaceName) -> PathBuf {
         self.log_dir.join(format!("lanco-{ns}"))
     }
     pub fn task_log(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
-        self.ns_log_dir(ns).join(task_file(task, ".log"))
-    }
-    pub fn accounting_file(&self, ns: &NamespaceName) -> PathBuf {
-        self.ns_state_dir(ns).join("accounting.jsonl")
-    }
-    /// Held (flock) by the task's monitor for as long as it lives.
-    pub fn task_lock(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
-        self.ns_state_dir(ns).join(task_file(task, ".lock"))
-    }
-    /// The running task's state (pids, start time, command).
-    pub fn task_state(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
-        self.ns_state_dir(ns).join(task_file(task, ".state.json"))
-    }
-    /// The last run's exit record.
-    pub fn task_exit(&self, ns: &NamespaceName, task: &TaskName) -> PathBuf {
-        self.ns_state_dir(ns).join(task_file(task, ".exit.json"))
+        self.ns_log_dir(ns).join(log_name(task))
     }
 }
 
-/// The monitor's control socket, relative to the namespace's state
-/// directory: reach it through a directory fd, as a full path may exceed
-/// the 108-byte `sun_path` limit.
-pub fn task_socket_name(task: &TaskName) -> String {
-    task_file(task, ".sock")
+/// `user-UID`: a member's cgroup subtree and state directory.
+pub fn user_entry(uid: u32) -> String {
+    format!("{USER_PREFIX}{uid}")
+}
+
+/// The member a `user-UID` entry stands for.
+pub fn uid_of_user_entry(entry: &str) -> Option<u32> {
+    let n = entry.strip_prefix(USER_PREFIX)?;
+    // Canonical decimal only, so one uid has one directory.
+    (n == n.parse::<u32>().ok()?.to_string()).then(|| n.parse().ok())?
 }
 
 /// `task-NAME{suffix}`: the name of a task's cgroup (empty suffix) and of its
-/// files inside the namespace's state and log directories.
+/// files inside the state and log directories.
 pub fn task_file(task: &TaskName, suffix: &str) -> String {
     format!("{TASK_PREFIX}{task}{suffix}")
+}
+/// In `names/`: held (flock) by the task's monitor while it lives; its owner
+/// owns the name.
+pub fn lock_name(task: &TaskName) -> String {
+    task_file(task, ".lock")
+}
+/// The running task's state (pids, start time, command).
+pub fn state_name(task: &TaskName) -> String {
+    task_file(task, ".state.json")
+}
+/// The last run's exit record.
+pub fn exit_name(task: &TaskName) -> String {
+    task_file(task, ".exit.json")
+}
+/// The monitor's control socket. Reached through a directory fd, as a full
+/// path may exceed the 108-byte `sun_path` limit.
+pub fn socket_name(task: &TaskName) -> String {
+    task_file(task, ".sock")
+}
+pub fn log_name(task: &TaskName) -> String {
+    task_file(task, ".log")
+}
+pub fn registry_entry(ns: &NamespaceName) -> String {
+    format!("{ns}.toml")
 }
 
 /// The task a cgroup directory entry stands for, if it is one.
@@ -94,6 +155,63 @@ pub fn is_within(path: &Path, root: &Path) -> bool {
     path.starts_with(root) && path != root
 }
 
+/// A task's cgroup as found in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCgroup {
+    pub task: TaskName,
+    /// The member whose subtree holds it; `None` for a 0.1 task.
+    pub uid: Option<u32>,
+    pub cgroup: Cgroup,
+}
+
+/// Every member's subtree of a namespace: (uid, cgroup).
+pub fn user_cgroups(
+    layout: &Layout,
+    ns: &NamespaceName,
+) -> Result<Vec<(u32, Cgroup)>, CgroupError> {
+    Ok(Cgroup::new(layout.ns_cgroup(ns))
+        .children()?
+        .into_iter()
+        .filter_map(|cg| {
+            let uid = cg
+                .path()
+                .file_name()?
+                .to_str()
+                .and_then(uid_of_user_entry)?;
+            Some((uid, cg))
+        })
+        .collect())
+}
+
+/// Every task cgroup of a namespace, running or not, sorted by name: those
+/// in members' subtrees and 0.1 ones straight below the namespace.
+pub fn task_cgroups(layout: &Layout, ns: &NamespaceName) -> Result<Vec<TaskCgroup>, CgroupError> {
+    let mut out = Vec::new();
+    let tasks_in = |parent: &Cgroup, uid: Option<u32>, out: &mut Vec<TaskCgroup>| {
+        for cg in parent.children()? {
+            let entry = cg.path().file_name().and_then(|n| n.to_str());
+            if let Some(task) = entry.and_then(task_of_cgroup_entry) {
+                out.push(TaskCgroup {
+                    task,
+                    uid,
+                    cgroup: cg,
+                });
+            }
+        }
+        Ok::<_, CgroupError>(())
+    };
+    tasks_in(&Cgroup::new(layout.ns_cgroup(ns)), None, &mut out)?;
+    for (uid, cg) in user_cgroups(layout, ns)? {
+        match tasks_in(&cg, Some(uid), &mut out) {
+            // Another member's subtree may be closed to the caller.
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::PermissionDenied) => {}
+            r => r?,
+        }
+    }
+    out.sort_by(|a, b| a.task.cmp(&b.task));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,16 +226,20 @@ mod tests {
         let ns = NamespaceName::try_from("testns").unwrap();
         let t = TaskName::try_from("first-task").unwrap();
         assert_eq!(
-            l.task_cgroup(&ns, &t),
-            Path::new("/sys/fs/cgroup/lanco/ns-testns/task-first-task")
+            l.task_cgroup(&ns, 1001, &t),
+            Path::new("/sys/fs/cgroup/lanco/ns-testns/user-1001/task-first-task")
         );
         assert_eq!(
-            l.monitor_cgroup(&ns),
-            Path::new("/sys/fs/cgroup/lanco/ns-testns/monitors")
+            l.monitor_cgroup(&ns, 1001),
+            Path::new("/sys/fs/cgroup/lanco/ns-testns/user-1001/monitors")
         );
         assert_eq!(
             l.task_log(&ns, &t),
             Path::new("/var/log/lanco-testns/task-first-task.log")
+        );
+        assert_eq!(
+            l.user_state_dir(&ns, 7),
+            Path::new("/var/lib/lanco/ns/testns/user-7")
         );
         assert_eq!(
             l.registry_file(&ns),
@@ -126,5 +248,16 @@ mod tests {
         assert_eq!(task_of_cgroup_entry("task-first-task"), Some(t));
         assert_eq!(task_of_cgroup_entry("monitors"), None);
         assert_eq!(task_of_cgroup_entry("task-.."), None);
+        assert_eq!(uid_of_user_entry("user-1001"), Some(1001));
+        for bad in [
+            "user-",
+            "user-01",
+            "user-+1",
+            "user-1x",
+            "monitors",
+            "user-99999999999",
+        ] {
+            assert_eq!(uid_of_user_entry(bad), None, "{bad}");
+        }
     }
 }

@@ -6,8 +6,10 @@
 
 pub mod cgroupfs;
 pub mod config;
+pub mod files;
 pub mod layout;
 pub mod name;
+pub mod sys;
 pub mod wire;
 
 pub use config::Config;

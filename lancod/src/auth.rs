@@ -41,10 +41,13 @@ pub fn authorize(
     admin_gid: Option<u32>,
     record: Option<&Record>,
 ) -> Verdict {
-    if peer.uid == 0 {
-        return Verdict::Allow;
-    }
     match action {
+        // A namespace's directories are its members'; root runs nothing
+        // there (lancod would write where tenants can).
+        Action::Enter if peer.uid == 0 => {
+            Verdict::Deny("root runs no tasks in a namespace; run as one of its members")
+        }
+        _ if peer.uid == 0 => Verdict::Allow,
         Action::Administer => match admin_gid {
             Some(g) if peer.in_group(g) => Verdict::Allow,
             _ => Verdict::Deny("only root or the admin group may manage namespaces"),
@@ -96,7 +99,7 @@ mod tests {
             (&eve, Enter, None, Some(&rec), false),
             (&eve, Enter, Some(3000), Some(&rec), false), // admin of the host is no tenant
             (&alice, Enter, None, None, false),
-            (&root, Enter, None, Some(&rec), true),
+            (&root, Enter, None, Some(&rec), false),
             (&alice, Administer, None, None, false),
             (&alice, Administer, Some(3000), None, false),
             (&admin, Administer, Some(3000), None, true),

@@ -1,14 +1,20 @@
 //! Namespaces as root sees them: the registration record, and the cgroups and
-//! directories a namespace owns. Creating is all-or-nothing: a failed init
-//! removes whatever it made.
+//! directories a namespace owns (docs/DESIGN.md, "Layout"). Creating is
+//! all-or-nothing: a failed init removes whatever it made.
+//!
+//! Root never writes in a directory a tenant can write: lancod makes and
+//! chowns directories only inside root-owned ones (the state directory, its
+//! `ns/`, a namespace's own root:group directory, the log directory), opens no
+//! file below a member's directory, and decides nothing from what tenants
+//! wrote. The one thing it writes into a member's subtree is a pid into the
+//! cgroupfs file `monitors/cgroup.procs` at admission, which the kernel's
+//! common-ancestor rule reserves to it.
 
-use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use lanco_proto::cgroupfs::{self, Cgroup, CgroupError};
+use lanco_proto::files::{Dir, Entry, FileError};
 use lanco_proto::layout::{self, Layout};
 use lanco_proto::NamespaceName;
 use nix::sys::signal::Signal;
@@ -29,18 +35,16 @@ pub struct Record {
 pub enum NsError {
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
-    #[error("cannot {op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("bad namespace record {path}: {message}")]
     BadRecord { path: PathBuf, message: String },
     #[error("no such user: {0}")]
     NoUser(String),
     #[error("no such group: {0}")]
     NoGroup(String),
+    #[error("user {user} is not in group {group}: a namespace is shared through its group, so its owner must be a member (usermod -aG {group} {user}, then log in again), or choose a group {user} is in")]
+    NotInGroup { user: String, group: String },
     #[error(
         "namespace {ns} already belongs to {owner}:{group}; destroy it first to change its owner"
     )]
@@ -49,112 +53,122 @@ pub enum NsError {
         owner: String,
         group: String,
     },
+    #[error("{path} already exists and belongs to {owner}, not to root: lanco will not adopt it; move it away first")]
+    Unexpected { path: PathBuf, owner: String },
     #[error("namespace {0} does not exist")]
     NotFound(NamespaceName),
     #[error("cannot create the task root ({0}); under systemd, is lanco-tasks.service running?")]
     TaskRoot(CgroupError),
     #[error("namespace {ns} has running tasks ({tasks}); stop them or use --force")]
     Busy { ns: NamespaceName, tasks: String },
-}
-
-fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> NsError + 'a {
-    move |source| NsError::Io {
-        op,
-        path: path.to_owned(),
-        source,
-    }
+    #[error("{0}")]
+    Several(String),
 }
 
 pub fn load_record(layout: &Layout, ns: &NamespaceName) -> Result<Option<Record>, NsError> {
-    let path = layout.registry_file(ns);
-    let text = match fs::read_to_string(&path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        r => r.map_err(io("read", &path))?,
+    let dir = match Dir::open(&layout.registry_dir()) {
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(None),
+        r => r?,
     };
+    let name = layout::registry_entry(ns);
+    let Some(bytes) = dir.read(&name, 0, 64 * 1024)? else {
+        return Ok(None);
+    };
+    let bad = |message: String| NsError::BadRecord {
+        path: dir.join(&name),
+        message,
+    };
+    let text = String::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
     toml::from_str(&text)
         .map(Some)
-        .map_err(|e| NsError::BadRecord {
-            path,
-            message: e.message().to_owned(),
-        })
+        .map_err(|e| bad(e.message().to_owned()))
 }
 
 fn save_record(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<(), NsError> {
-    let dir = layout.registry_dir();
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(io("create", &dir))?;
-    let path = layout.registry_file(ns);
-    let tmp = path.with_extension("toml.tmp");
+    let dir = root_dir(&layout.registry_dir(), 0o700)?;
+    let name = layout::registry_entry(ns);
     let text = toml::to_string(rec).map_err(|e| NsError::BadRecord {
-        path: path.clone(),
+        path: dir.join(&name),
         message: e.to_string(),
     })?;
-    let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io("write", &tmp))?;
-    fs::rename(&tmp, &path).map_err(io("rename", &path))
+    Ok(dir.replace(&name, text.as_bytes(), 0o600)?)
+}
+
+/// A root-owned directory of the configuration (made, with its parents, if
+/// missing).
+fn root_dir(path: &Path, mode: u32) -> Result<Dir, NsError> {
+    if !path.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|source| FileError::Io {
+                op: "create",
+                path: path.to_owned(),
+                source,
+            })?;
+    }
+    Ok(Dir::open(path)?)
 }
 
 /// Every registered namespace.
 pub fn registered(layout: &Layout) -> Result<Vec<(NamespaceName, Record)>, NsError> {
-    let dir = layout.registry_dir();
-    let rd = match fs::read_dir(&dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        r => r.map_err(io("list", &dir))?,
+    let dir = match Dir::open(&layout.registry_dir()) {
+        Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => return Ok(Vec::new()),
+        r => r?,
     };
     let mut out = Vec::new();
-    for entry in rd {
-        let entry = entry.map_err(io("list", &dir))?;
-        let Some(ns) = entry
-            .file_name()
-            .to_str()
-            .and_then(layout::ns_of_registry_entry)
-        else {
+    for entry in dir.list()? {
+        let Some(ns) = layout::ns_of_registry_entry(&entry) else {
             continue;
         };
         if let Some(rec) = load_record(layout, &ns)? {
             out.push((ns, rec));
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-/// Resolves the owner and group named in an init request. `None` means the
-/// requesting user, and that user's primary group.
+/// Resolves the owner and group named in an init request (`None`: the
+/// requesting user, and that user's primary group) and checks that the
+/// owner is in the group.
 pub fn resolve_owner(
     owner: Option<&str>,
     group: Option<&str>,
     peer_uid: u32,
 ) -> Result<Record, NsError> {
+    use nix::unistd::{Group, User};
     let user = match owner {
-        Some(name) => {
-            uzers::get_user_by_name(name).ok_or_else(|| NsError::NoUser(name.to_owned()))?
-        }
-        None => {
-            uzers::get_user_by_uid(peer_uid).ok_or_else(|| NsError::NoUser(peer_uid.to_string()))?
-        }
-    };
+        Some(name) => User::from_name(name).ok().flatten(),
+        None => User::from_uid(Uid::from_raw(peer_uid)).ok().flatten(),
+    }
+    .ok_or_else(|| NsError::NoUser(owner.map_or(peer_uid.to_string(), str::to_owned)))?;
     let grp = match group {
-        Some(name) => {
-            uzers::get_group_by_name(name).ok_or_else(|| NsError::NoGroup(name.to_owned()))?
-        }
-        None => uzers::get_group_by_gid(user.primary_group_id())
-            .ok_or_else(|| NsError::NoGroup(user.primary_group_id().to_string()))?,
-    };
+        Some(name) => Group::from_name(name).ok().flatten(),
+        None => Group::from_gid(user.gid).ok().flatten(),
+    }
+    .ok_or_else(|| NsError::NoGroup(group.map_or(user.gid.to_string(), str::to_owned)))?;
+    let member = user.gid == grp.gid
+        || std::ffi::CString::new(user.name.as_str())
+            .ok()
+            .and_then(|n| nix::unistd::getgrouplist(&n, user.gid).ok())
+            .is_some_and(|gs| gs.contains(&grp.gid));
+    if !member {
+        return Err(NsError::NotInGroup {
+            user: user.name,
+            group: grp.name,
+        });
+    }
     Ok(Record {
-        owner: user.name().to_string_lossy().into_owned(),
-        uid: user.uid(),
-        group: grp.name().to_string_lossy().into_owned(),
-        gid: grp.gid(),
+        owner: user.name,
+        uid: user.uid.as_raw(),
+        group: grp.name,
+        gid: grp.gid.as_raw(),
     })
 }
 
-/// What an interrupted init must undo.
+/// What an interrupted init or admission must undo.
 #[derive(Default)]
 struct Undo {
     cgroups: Vec<Cgroup>,
@@ -167,97 +181,104 @@ impl Undo {
             let _ = cg.remove();
         }
         for d in self.dirs.iter().rev() {
-            let _ = fs::remove_dir(d);
+            let _ = std::fs::remove_dir(d);
         }
     }
-}
 
-fn make_dir(path: &Path, mode: u32, undo: &mut Undo) -> Result<(), NsError> {
-    match fs::DirBuilder::new().mode(mode).create(path) {
-        Ok(()) => undo.dirs.push(path.to_owned()),
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io("create", path)(e)),
+    /// Runs `f`; on error, removes what it made.
+    fn all_or_nothing<T>(f: impl FnOnce(&mut Undo) -> Result<T, NsError>) -> Result<T, NsError> {
+        let mut undo = Undo::default();
+        let r = f(&mut undo);
+        if r.is_err() {
+            undo.run();
+        }
+        r
     }
-    Ok(())
-}
 
-/// A directory only the namespace may use: owner:group, setgid so every file
-/// made in it belongs to the group, no access for others.
-fn make_private_dir(path: &Path, rec: &Record, undo: &mut Undo) -> Result<(), NsError> {
-    make_dir(path, 0o2770, undo)?;
-    nix::unistd::chown(
-        path,
-        Some(Uid::from_raw(rec.uid)),
-        Some(Gid::from_raw(rec.gid)),
-    )
-    .map_err(|e| io("chown", path)(e.into()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o2770)).map_err(io("chmod", path))
-}
-
-fn make_cgroup(cg: Cgroup, undo: &mut Undo) -> Result<Cgroup, NsError> {
-    if cg.create()? {
-        undo.cgroups.push(cg.clone());
+    fn cgroup(&mut self, cg: Cgroup) -> Result<Cgroup, NsError> {
+        if cg.create()? {
+            self.cgroups.push(cg.clone());
+        }
+        Ok(cg)
     }
-    Ok(cg)
+
+    /// The directory `name` in `parent`, made if missing, then given to
+    /// `uid`:`gid` with `mode`. An existing one must satisfy `ours` (its
+    /// owner is the one lanco gave it), or it is refused, never adopted.
+    fn dir(
+        &mut self,
+        parent: &Dir,
+        name: &str,
+        (uid, gid, mode): (u32, u32, u32),
+        ours: impl Fn(&Entry) -> bool,
+    ) -> Result<Dir, NsError> {
+        let made = parent.mkdir(name, 0o700)?;
+        if made {
+            self.dirs.push(parent.join(name));
+        }
+        let d = parent.sub(name)?;
+        let meta = d.meta()?;
+        if !made && !ours(&meta) {
+            return Err(NsError::Unexpected {
+                path: d.path().to_owned(),
+                owner: lanco_proto::files::user_name(meta.uid),
+            });
+        }
+        d.set_owner(uid, gid, mode)?;
+        Ok(d)
+    }
 }
 
-/// Creates or re-applies everything the namespace owns. Idempotent; on error,
-/// removes what this call created and leaves what existed before.
+const ROOT: u32 = 0;
+fn by_root(e: &Entry) -> bool {
+    e.uid == ROOT && e.is_dir()
+}
+
+/// Creates or re-applies everything the namespace owns, and moves a 0.1
+/// namespace to this layout (its running tasks stay where they are).
+/// Idempotent; on error, removes what this call made.
 pub fn apply(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, NsError> {
-    let mut undo = Undo::default();
-    let r = apply_inner(layout, ns, rec, &mut undo);
-    if r.is_err() {
-        undo.run();
-    }
-    r
-}
-
-fn apply_inner(
-    layout: &Layout,
-    ns: &NamespaceName,
-    rec: &Record,
-    undo: &mut Undo,
-) -> Result<bool, NsError> {
-    let (uid, gid) = (Uid::from_raw(rec.uid), Gid::from_raw(rec.gid));
-    let root = Cgroup::new(&layout.cgroup_root);
-    if !root.exists() {
-        // The task root's parents (e.g. system.slice) are never ours to make;
-        // under systemd the root is lanco-tasks.service's delegated cgroup,
-        // which exists only while that unit runs.
-        make_cgroup(root, undo).map_err(|e| match e {
-            NsError::Cgroup(c) => NsError::TaskRoot(c),
-            e => e,
-        })?;
-    }
-    let created = !layout.ns_cgroup(ns).exists();
-    // The namespace directory and its cgroup.procs are the tenant's: moving a
-    // process between two of its cgroups needs write access to their common
-    // ancestor's cgroup.procs. Quota files stay root's.
-    make_cgroup(Cgroup::new(layout.ns_cgroup(ns)), undo)?.delegate(
-        Some(uid),
-        gid,
-        cgroupfs::DELEGATED_FILES,
-    )?;
-    // Monitors are admitted here by lancod and move their payloads out of it,
-    // so members need its cgroup.procs, but not the directory.
-    make_cgroup(Cgroup::new(layout.monitor_cgroup(ns)), undo)?.grant(
-        Some(uid),
-        gid,
-        &[cgroupfs::CGROUP_PROCS],
-    )?;
-    for dir in [&layout.state_dir, &layout.log_dir] {
-        if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(io("create", dir))?;
+    Undo::all_or_nothing(|undo| {
+        let root = Cgroup::new(&layout.cgroup_root);
+        if !root.exists() {
+            // The task root's parents (e.g. system.slice) are never ours to
+            // make; under systemd the root is lanco-tasks.service's delegated
+            // cgroup, which exists only while that unit runs.
+            undo.cgroup(root.clone()).map_err(|e| match e {
+                NsError::Cgroup(c) => NsError::TaskRoot(c),
+                e => e,
+            })?;
         }
-    }
-    make_private_dir(&layout.ns_state_dir(ns), rec, undo)?;
-    make_private_dir(&layout.ns_log_dir(ns), rec, undo)?;
-    save_record(layout, ns, rec)?;
-    Ok(created)
+        // Others may pass (members reach their namespace) but not list.
+        root.set_mode(0o711)?;
+        let created = !layout.ns_cgroup(ns).exists();
+        // root:group, and its cgroup.procs root's: with each member in a
+        // subtree of its own, only root may move processes between them.
+        undo.cgroup(Cgroup::new(layout.ns_cgroup(ns)))?.delegate(
+            Uid::from_raw(ROOT),
+            Gid::from_raw(rec.gid),
+            0o750,
+            cgroupfs::DELEGATED_FILES,
+        )?;
+        let state = root_dir(&layout.state_dir, 0o755)?;
+        let all = undo.dir(&state, "ns", (ROOT, ROOT, 0o711), by_root)?;
+        let nsd = undo.dir(&all, ns.as_str(), (ROOT, rec.gid, 0o750), by_root)?;
+        undo.dir(&nsd, layout::NAMES, (ROOT, rec.gid, 0o1770), by_root)?;
+        // Shared by the members' tasks at the documented path: sticky, so
+        // each file is its writer's alone; setgid, so members can read them. A 0.1 namespace's directory
+        // belonged to its owner and group; it is taken back.
+        let logs = root_dir(&layout.log_dir, 0o755)?;
+        let legacy = |e: &Entry| e.is_dir() && e.uid == rec.uid && e.gid == rec.gid;
+        undo.dir(
+            &logs,
+            &format!("lanco-{ns}"),
+            (ROOT, rec.gid, 0o3770),
+            |e| by_root(e) || legacy(e),
+        )?;
+        save_record(layout, ns, rec)?;
+        Ok(created)
+    })
+    .inspect(|_| tidy_legacy(layout, ns))
 }
 
 /// init: refuses to hand an existing namespace to somebody else.
@@ -274,43 +295,125 @@ pub fn init(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, N
     apply(layout, ns, rec)
 }
 
-/// Names of the tasks whose cgroups still hold a process.
+/// Makes (or re-applies) member `uid`'s subtree of the namespace — its
+/// cgroup subtree with a `monitors` leaf, and its state directory — and
+/// returns the leaf its monitors are admitted to.
+pub fn ensure_member(
+    layout: &Layout,
+    ns: &NamespaceName,
+    rec: &Record,
+    uid: u32,
+    max_cgroups: u64,
+) -> Result<Cgroup, NsError> {
+    tidy_legacy(layout, ns);
+    Undo::all_or_nothing(|undo| {
+        let (u, g) = (Uid::from_raw(uid), Gid::from_raw(rec.gid));
+        let user = undo.cgroup(Cgroup::new(layout.user_cgroup(ns, uid)))?;
+        // setgid: every cgroup the member makes below takes the namespace's
+        // group, so the other members can read it and use the two files its
+        // owner shares (cgroup.freeze, cgroup.kill).
+        user.delegate(u, g, 0o2750, cgroupfs::DELEGATED_FILES)?;
+        user.set_max_descendants(max_cgroups)?;
+        let monitors = undo.cgroup(Cgroup::new(layout.monitor_cgroup(ns, uid)))?;
+        monitors.delegate(u, g, 0o2750, &[cgroupfs::CGROUP_PROCS])?;
+        let nsd = Dir::open(&layout.ns_state_dir(ns))?;
+        undo.dir(
+            &nsd,
+            &layout::user_entry(uid),
+            (uid, rec.gid, 0o2750),
+            |e| e.is_dir() && e.uid == uid,
+        )?;
+        Ok(monitors)
+    })
+}
+
+/// Running tasks: names of the task cgroups that still hold a process.
 pub fn running_tasks(layout: &Layout, ns: &NamespaceName) -> Result<Vec<String>, NsError> {
     Ok(running_task_cgroups(layout, ns)?
         .into_iter()
-        .map(|(t, _)| t)
+        .map(|t| t.task.to_string())
         .collect())
 }
 
 fn running_task_cgroups(
     layout: &Layout,
     ns: &NamespaceName,
-) -> Result<Vec<(String, Cgroup)>, NsError> {
+) -> Result<Vec<layout::TaskCgroup>, NsError> {
     let mut out = Vec::new();
-    for cg in Cgroup::new(layout.ns_cgroup(ns)).children()? {
-        let entry = cg
-            .path()
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if let Some(t) = layout::task_of_cgroup_entry(entry) {
-            if cg.populated()? {
-                out.push((t.to_string(), cg));
-            }
+    for t in layout::task_cgroups(layout, ns)? {
+        if t.cgroup.populated()? {
+            out.push(t);
         }
     }
     Ok(out)
 }
 
-/// destroy: removes the cgroups and the registration. The state and log
-/// directories (exit records, accounting, logs) are kept for the administrator
-/// but renamed and made root-only, so a later namespace of the same name, maybe
-/// another tenant's, never sees them.
+/// The cgroups a namespace's monitors live in: each member's leaf, and the
+/// 0.1 one.
+fn monitor_cgroups(layout: &Layout, ns: &NamespaceName) -> Vec<Cgroup> {
+    let mut out: Vec<Cgroup> = layout::user_cgroups(layout, ns)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(uid, _)| Cgroup::new(layout.monitor_cgroup(ns, uid)))
+        .collect();
+    out.push(Cgroup::new(layout.legacy_monitor_cgroup(ns)));
+    out.retain(Cgroup::exists);
+    out
+}
+
+/// A 0.1 namespace's leftovers once its last 0.1 task has ended: the empty
+/// cgroups below the namespace and the group-writable state directory (kept
+/// for the administrator in the root-only `destroyed/`, as at destroy).
+fn tidy_legacy(layout: &Layout, ns: &NamespaceName) {
+    let Ok(children) = Cgroup::new(layout.ns_cgroup(ns)).children() else {
+        return;
+    };
+    let mut busy = false;
+    for cg in children {
+        let name = cg.path().file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if layout::uid_of_user_entry(name).is_some() {
+            continue;
+        }
+        if cg.populated().unwrap_or(true) || cg.remove_tree().is_err() {
+            busy = true;
+        }
+    }
+    let legacy = layout.legacy_state_dir(ns);
+    if !busy && legacy.is_dir() {
+        if let Err(e) = keep(&layout.kept_state_dir(), &legacy, ns, "-0.1") {
+            tracing::warn!(%ns, "cannot put away the 0.1 state directory: {e}");
+        }
+    }
+}
+
+/// Moves `dir` (an entry of a root-owned directory) into the root-only
+/// `kept` as `NS-STAMP[-tag]`.
+fn keep(kept: &Path, dir: &Path, ns: &NamespaceName, tag: &str) -> Result<(), NsError> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str()))
+    else {
+        return Ok(());
+    };
+    let from = Dir::open(parent)?;
+    let to = root_dir(kept, 0o700)?;
+    // Made by an older lanco without the mode: no tenant may reach inside.
+    to.set_owner(ROOT, ROOT, 0o700)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let kept_name = format!("{ns}-{stamp}{tag}");
+    Ok(from.move_to(name, &to, &kept_name)?)
+}
+
+/// destroy: removes the cgroups and the registration. State and logs (exit
+/// records, accounting, logs) are kept for the administrator in root-only
+/// directories no namespace name can reach (`{state_dir}/destroyed/`,
+/// `{log_dir}/lanco.destroyed/`), so a later namespace of the same name,
+/// maybe another tenant's, never sees them.
 pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), NsError> {
     if load_record(layout, ns)?.is_none() {
         return Err(NsError::NotFound(ns.clone()));
     }
-    let cg = Cgroup::new(layout.ns_cgroup(ns));
     let running = running_tasks(layout, ns)?;
     if !running.is_empty() && !force {
         return Err(NsError::Busy {
@@ -318,41 +421,37 @@ pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), N
             tasks: running.join(", "),
         });
     }
+    let cg = Cgroup::new(layout.ns_cgroup(ns));
     if cg.populated()? {
+        // The namespace goes: its kill counter dies with it.
         cg.kill()?;
         cg.wait_events(Duration::from_secs(10), |e| !e.populated)?;
     }
     cg.remove_tree()?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    for dir in [layout.ns_state_dir(ns), layout.ns_log_dir(ns)] {
-        if dir.exists() {
-            let mut kept = dir.clone().into_os_string();
-            kept.push(format!(".destroyed-{stamp}"));
-            let kept = PathBuf::from(kept);
-            fs::rename(&dir, &kept).map_err(io("rename", &dir))?;
-            nix::unistd::chown(&kept, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
-                .map_err(|e| io("chown", &kept)(e.into()))?;
-            fs::set_permissions(&kept, fs::Permissions::from_mode(0o700))
-                .map_err(io("chmod", &kept))?;
+    for (kept, dir, tag) in [
+        (layout.kept_state_dir(), layout.ns_state_dir(ns), ""),
+        (layout.kept_state_dir(), layout.legacy_state_dir(ns), "-0.1"),
+        (layout.kept_log_dir(), layout.ns_log_dir(ns), ""),
+    ] {
+        if dir.is_dir() {
+            keep(&kept, &dir, ns, tag)?;
         }
     }
-    let reg = layout.registry_file(ns);
-    fs::remove_file(&reg).map_err(io("remove", &reg))
+    let reg = Dir::open(&layout.registry_dir())?;
+    let name = layout::registry_entry(ns);
+    Ok(reg.remove(&name)?)
 }
 
 /// Ends every task of every registered namespace as `lanco stop` would, for
 /// `systemctl stop lanco-tasks.service`: SIGTERM to each monitor, which then
 /// stops its task (freeze, SIGTERM to each process, thaw; cgroup.kill after
 /// the task's stop timeout) and writes an exit record that says "stopped".
-/// At `timeout`, or as soon as a namespace has no monitor left (a task whose
-/// monitor had died), the task cgroups still populated are killed with
+/// At `timeout`, the task cgroups still populated are killed with
 /// cgroup.kill and removed; monitors still alive a few seconds later get
-/// SIGKILL. Never cgroup.kill on a namespace's own cgroup: the kernel then
-/// kills every task the namespace's monitors start afterwards.
-/// Returns how many monitors were signalled.
+/// SIGKILL. A namespace that will not empty does not stop the others: its
+/// failure is reported once all were tried. Never cgroup.kill on a
+/// namespace's own cgroup: the kernel then kills every task the namespace's
+/// monitors start afterwards. Returns how many monitors were signalled.
 pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
     let namespaces = registered(layout)?;
     let mut signalled = 0;
@@ -360,50 +459,71 @@ pub fn stop_all(layout: &Layout, timeout: Duration) -> Result<usize, NsError> {
         signalled += signal_monitors(layout, ns, Signal::SIGTERM);
     }
     let deadline = Instant::now() + timeout;
+    let mut failed = Vec::new();
     for (ns, _) in &namespaces {
-        let monitors = Cgroup::new(layout.monitor_cgroup(ns));
-        let left = deadline.saturating_duration_since(Instant::now());
-        monitors.wait_events(left, |e| !e.populated)?;
-        let mut killed = Vec::new();
-        for (task, cg) in running_task_cgroups(layout, ns)? {
-            tracing::warn!(%ns, task, "still running: cgroup.kill");
-            cg.kill()?;
-            killed.push(cg);
-        }
-        for cg in &killed {
-            cg.wait_events(Duration::from_secs(5), |e| !e.populated)?;
-        }
-        // Their monitors, if alive, now record the end and exit.
-        if !monitors.wait_events(Duration::from_secs(5), |e| !e.populated)? {
-            tracing::warn!(%ns, "monitors still alive: SIGKILL");
-            signal_monitors(layout, ns, Signal::SIGKILL);
-            monitors.wait_events(Duration::from_secs(5), |e| !e.populated)?;
-        }
-        for cg in killed {
-            // A killed cgroup must not be reused (see above); a monitor that
-            // outlived the kill may have removed it already.
-            if let Err(e) = cg.remove_tree() {
-                tracing::warn!(%ns, "{e}");
-            }
-        }
-        let cg = Cgroup::new(layout.ns_cgroup(ns));
-        if cg.populated()? {
-            return Err(NsError::Io {
-                op: "empty",
-                path: cg.path().to_owned(),
-                source: ErrorKind::TimedOut.into(),
-            });
+        if let Err(e) = stop_rest(layout, ns, deadline) {
+            tracing::error!(%ns, "{e}");
+            failed.push(format!("{ns}: {e}"));
         }
     }
-    Ok(signalled)
+    if failed.is_empty() {
+        Ok(signalled)
+    } else {
+        Err(NsError::Several(failed.join("; ")))
+    }
 }
 
-/// Sends `sig` to every monitor of `ns`; returns how many.
+/// After the monitors were told to stop: wait for them until `deadline`,
+/// then kill what is left.
+fn stop_rest(layout: &Layout, ns: &NamespaceName, deadline: Instant) -> Result<(), NsError> {
+    for m in monitor_cgroups(layout, ns) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        m.wait_events(left, |e| !e.populated)?;
+    }
+    let mut killed = Vec::new();
+    for t in running_task_cgroups(layout, ns)? {
+        tracing::warn!(%ns, task = %t.task, "still running: cgroup.kill");
+        t.cgroup.kill()?;
+        killed.push(t.cgroup);
+    }
+    for cg in &killed {
+        cg.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+    }
+    // Their monitors, if alive, now record the end and exit.
+    let mut alive = false;
+    for m in monitor_cgroups(layout, ns) {
+        alive |= !m.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+    }
+    if alive {
+        tracing::warn!(%ns, "monitors still alive: SIGKILL");
+        signal_monitors(layout, ns, Signal::SIGKILL);
+        for m in monitor_cgroups(layout, ns) {
+            m.wait_events(Duration::from_secs(5), |e| !e.populated)?;
+        }
+    }
+    for cg in killed {
+        // A killed cgroup must not be reused (see above); a monitor that
+        // outlived the kill may have removed it already.
+        if let Err(e) = cg.remove_tree() {
+            tracing::warn!(%ns, "{e}");
+        }
+    }
+    let cg = Cgroup::new(layout.ns_cgroup(ns));
+    if cg.populated()? {
+        return Err(NsError::Several(format!(
+            "{} still holds processes",
+            cg.path().display()
+        )));
+    }
+    Ok(())
+}
+
+/// Sends `sig` to every monitor of `ns` (through pidfds: never to a pid a
+/// member moved out and that was reused); returns how many.
 fn signal_monitors(layout: &Layout, ns: &NamespaceName, sig: Signal) -> usize {
-    let monitors = Cgroup::new(layout.monitor_cgroup(ns));
     let mut done = std::collections::HashSet::new();
-    if monitors.exists() {
-        if let Err(e) = monitors.signal_frozen(sig, &mut done) {
+    for m in monitor_cgroups(layout, ns) {
+        if let Err(e) = m.signal_frozen(sig, &mut done) {
             tracing::warn!(%ns, "{e}");
         }
     }

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lanco_proto::cgroupfs::Cgroup;
 use lanco_proto::wire::{self, ErrorCode, FrameError, Request, Response, HEADER_LEN};
 use lanco_proto::{Config, Layout, NamespaceName};
 use nix::sys::socket::{getsockopt, sockopt};
@@ -32,6 +31,7 @@ const MAX_CONNECTIONS: usize = 64;
 pub struct Context {
     pub layout: Layout,
     pub admin_gid: Option<u32>,
+    pub user_max_cgroups: u64,
 }
 
 impl Context {
@@ -52,6 +52,7 @@ impl Context {
                 log_dir: cfg.log_dir.clone(),
             },
             admin_gid,
+            user_max_cgroups: cfg.user_max_cgroups,
         })
     }
 }
@@ -279,12 +280,14 @@ fn err(code: ErrorCode, message: &str) -> Response {
 fn ns_error(e: NsError) -> Response {
     let code = match &e {
         NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::InvalidRequest,
-        NsError::OwnedByOther { .. } => ErrorCode::AlreadyExists,
+        NsError::OwnedByOther { .. } | NsError::Unexpected { .. } => ErrorCode::AlreadyExists,
         NsError::NotFound(_) => ErrorCode::NotFound,
         NsError::Busy { .. } => ErrorCode::Busy,
+        NsError::NotInGroup { .. } => ErrorCode::InvalidRequest,
         NsError::Cgroup(_)
         | NsError::TaskRoot(_)
-        | NsError::Io { .. }
+        | NsError::File(_)
+        | NsError::Several(_)
         | NsError::BadRecord { .. } => ErrorCode::Internal,
     };
     warn!("request failed: {e}");
@@ -350,9 +353,6 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         info!(%ns, "admission denied: {why}");
         return err(ErrorCode::PermissionDenied, why);
     }
-    // After a reboot the cgroups are gone until `lancod restore` (run by
-    // lanco-tasks.service at boot); the attach below then fails cleanly.
-    let leaf = Cgroup::new(ctx.layout.monitor_cgroup(ns));
     let pidfd = match pidfd.map(Ok).unwrap_or_else(|| sys::pidfd_open(peer.pid)) {
         Ok(fd) => fd,
         Err(e) => {
@@ -373,6 +373,17 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
             "the calling process exited or changed identity",
         );
     }
+    // After a reboot the cgroups are gone until `lancod restore` (run by
+    // lanco-tasks.service at boot); this then fails cleanly.
+    let leaf = match rec
+        .as_ref()
+        .ok_or_else(|| NsError::NotFound(ns.clone()))
+        .and_then(|rec| {
+            namespace::ensure_member(&ctx.layout, ns, rec, peer.uid, ctx.user_max_cgroups)
+        }) {
+        Ok(leaf) => leaf,
+        Err(e) => return ns_error(e),
+    };
     if let Err(e) = leaf.attach(peer.pid) {
         warn!(%ns, "admission failed: {e}");
         return err(ErrorCode::Internal, &e.to_string());

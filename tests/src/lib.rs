@@ -18,6 +18,26 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 pub use lanco_proto::cgroupfs::Cgroup;
+use lanco_proto::layout::{self, Layout};
+use lanco_proto::{NamespaceName, TaskName};
+
+pub fn nsname(s: &str) -> NamespaceName {
+    NamespaceName::try_from(s).expect("namespace name")
+}
+
+pub fn taskname(s: &str) -> TaskName {
+    TaskName::try_from(s).expect("task name")
+}
+
+/// The uid of a test account.
+pub fn uid(user: &str) -> u32 {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no user {user}"))
+        .uid
+        .as_raw()
+}
 
 /// Test accounts: alice and bob share the namespace group; eve is outside;
 /// admin is in the admin group only.
@@ -100,7 +120,14 @@ pub fn ensure_users() {
 
 /// The directory cargo put the workspace binaries in (the test executable
 /// lives in its `deps/`).
+///
+/// `LANCO_E2E_BIN` names another directory of binaries instead (e.g. an
+/// older release's, to show that an attack test fails there); nothing is
+/// built then.
 fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LANCO_E2E_BIN") {
+        return dir.into();
+    }
     let exe = std::env::current_exe().expect("current_exe");
     exe.parent()
         .and_then(Path::parent)
@@ -113,6 +140,9 @@ fn target_dir() -> PathBuf {
 fn build_binaries() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        if std::env::var_os("LANCO_E2E_BIN").is_some() {
+            return;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args([
@@ -277,42 +307,82 @@ impl Install {
             .ok();
     }
 
+    /// The installation's layout, as lanco computes it.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            cgroup_root: self.cgroup_root.clone(),
+            state_dir: self.state_dir.clone(),
+            log_dir: self.log_dir.clone(),
+        }
+    }
+
     pub fn ns_cgroup(&self, ns: &str) -> Cgroup {
-        Cgroup::new(self.cgroup_root.join(format!("ns-{ns}")))
+        Cgroup::new(self.layout().ns_cgroup(&nsname(ns)))
     }
 
+    /// The members' subtrees of a namespace.
+    pub fn user_cgroups(&self, ns: &str) -> Vec<(u32, Cgroup)> {
+        layout::user_cgroups(&self.layout(), &nsname(ns)).unwrap_or_default()
+    }
+
+    /// The cgroup of task `task`, in whichever member's subtree holds it
+    /// (a path that does not exist if none does).
     pub fn task_cgroup(&self, ns: &str, task: &str) -> Cgroup {
-        Cgroup::new(
-            self.cgroup_root
-                .join(format!("ns-{ns}"))
-                .join(format!("task-{task}")),
-        )
+        let (l, n, t) = (self.layout(), nsname(ns), taskname(task));
+        self.user_cgroups(ns)
+            .into_iter()
+            .map(|(uid, _)| Cgroup::new(l.task_cgroup(&n, uid, &t)))
+            .find(Cgroup::exists)
+            .unwrap_or_else(|| Cgroup::new(l.user_cgroup(&n, u32::MAX).join(task)))
     }
 
-    /// Pids in the namespace's monitor cgroup.
+    /// Pids in the namespace's monitor cgroups (every member's).
     pub fn monitors(&self, ns: &str) -> Vec<i32> {
-        Cgroup::new(self.ns_cgroup(ns).path().join("monitors"))
-            .procs()
-            .unwrap_or_default()
+        let (l, n) = (self.layout(), nsname(ns));
+        self.user_cgroups(ns)
+            .into_iter()
+            .flat_map(|(uid, _)| {
+                Cgroup::new(l.monitor_cgroup(&n, uid))
+                    .procs()
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     pub fn log_path(&self, ns: &str, task: &str) -> PathBuf {
-        self.log_dir
-            .join(format!("lanco-{ns}"))
-            .join(format!("task-{task}.log"))
+        self.layout().task_log(&nsname(ns), &taskname(task))
     }
 
     pub fn read_log(&self, ns: &str, task: &str) -> String {
         fs::read_to_string(self.log_path(ns, task)).unwrap_or_default()
     }
 
+    /// The file `name` in the state directory of whichever member has one
+    /// (a path that does not exist if none does).
     pub fn state_file(&self, ns: &str, name: &str) -> PathBuf {
-        self.state_dir.join(format!("ns-{ns}")).join(name)
+        let dir = self.layout().ns_state_dir(&nsname(ns));
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join(name))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| dir.join("user-none").join(name))
+    }
+
+    /// A member's state directory.
+    pub fn user_state_dir(&self, ns: &str, user: &str) -> PathBuf {
+        self.layout().user_state_dir(&nsname(ns), uid(user))
     }
 
     /// `status --json` of a task, as root.
     pub fn status(&self, ns: &str, task: &str) -> serde_json::Value {
-        let o = self.lanco(None, &[ns, "status", "--json", task]);
+        self.status_as(None, ns, task)
+    }
+
+    /// `status --json` of a task, as `user` (None: root).
+    pub fn status_as(&self, user: Option<&str>, ns: &str, task: &str) -> serde_json::Value {
+        let o = self.lanco(user, &[ns, "status", "--json", task]);
         serde_json::from_slice(&o.0.stdout).unwrap_or_else(|e| panic!("status json: {e}: {o}"))
     }
 
@@ -470,6 +540,23 @@ pub fn unique_sleep() -> String {
         std::process::id() % 1_000_000,
         1
     )
+}
+
+/// Runs `sh -c script` as `user` (a real process of that user, with its
+/// groups), for attacks done by hand: planting links, writing files.
+pub fn sh_as(user: &str, script: &str) -> Out {
+    Out(Command::new("setpriv")
+        .args([
+            &format!("--reuid={user}"),
+            &format!("--regid={user}"),
+            "--init-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv sh"))
 }
 
 /// Writes a small shell script into the installation and returns its path.

@@ -36,7 +36,10 @@ fn another_tenant_can_do_nothing_to_this_namespace() {
         let mut full = vec!["alicens"];
         full.extend(args.iter());
         let o = inst.lanco(e, &full);
-        o.fails(4, "you are not a member of namespace alicens");
+        o.fails(
+            4,
+            "no such namespace alicens, or you are not a member of it",
+        );
         assert!(
             !o.stdout().contains("secret") && !o.stdout().contains(&s),
             "{o}"
@@ -61,7 +64,7 @@ fn another_tenant_can_do_nothing_to_this_namespace() {
     // The reverse holds too, and eve's own namespace works for eve.
     inst.lanco(e, &["evens", "run", "-f", "mine", "true"]).ok();
     inst.lanco(Some(ALICE), &["evens", "ls"])
-        .fails(4, "you are not a member of namespace evens");
+        .fails(4, "no such namespace evens, or you are not a member of it");
     inst.lanco(Some(ALICE), &["alicens", "stop", "private"])
         .ok();
 }

@@ -120,8 +120,10 @@ fn start_failures_leave_nothing_behind() {
         .fails(6, &format!("unable to run {not_exec}: Permission denied"));
     inst.lanco(a, &["ns", "run", "--cwd", "/root", "t", "true"])
         .fails(6, "unable to run true: Permission denied");
+    // A member is told the same about a missing namespace as a stranger
+    // about a foreign one.
     inst.lanco(a, &["nons", "run", "t", "true"])
-        .fails(5, "namespace nons does not exist");
+        .fails(4, "no such namespace nons, or you are not a member of it");
     inst.lanco(a, &["ns", "run", "t"]).fails(2, "required");
     assert!(!inst.task_cgroup("ns", "t").exists(), "no half-made cgroup");
     assert!(inst.monitors("ns").is_empty(), "no orphan monitor");
@@ -164,13 +166,20 @@ fn bad_names_are_rejected_and_change_nothing() {
         let o = inst.lanco(None, &[bad, "init", "-u", ALICE]);
         assert_eq!(o.code(), 2, "namespace name {bad:?}: {o}");
     }
-    let entries: Vec<_> = std::fs::read_dir(inst.ns_cgroup("ns").path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_type().unwrap().is_dir())
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(entries, vec!["monitors"], "only the monitor leaf exists");
+    let dirs = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    // A member's subtree comes with its first admission; no run got there.
+    assert_eq!(
+        dirs(inst.ns_cgroup("ns").path()),
+        Vec::<String>::new(),
+        "no cgroup was made"
+    );
     assert_eq!(
         std::fs::read_dir(&inst.cgroup_root)
             .unwrap()

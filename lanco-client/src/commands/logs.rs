@@ -1,4 +1,3 @@
-use std::fs::File;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 
@@ -10,18 +9,18 @@ use crate::error::{Error, Result};
 use crate::task::{tail_lines, Namespace};
 
 pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) -> Result<u8> {
-    let path = ns.log_path(task);
+    let Some((path, mut f)) = ns.open_log(task)? else {
+        return Err(Error::Usage(format!("task {task} has no log")));
+    };
     let open_err = |e: std::io::Error| match e.kind() {
         ErrorKind::PermissionDenied => crate::task::not_member(ns.name()),
-        ErrorKind::NotFound => Error::Usage(format!("task {task} has no log ({})", path.display())),
         _ => Error::system(path.display(), e),
     };
-    let mut f = File::open(&path).map_err(open_err)?;
     let mut out = std::io::stdout().lock();
     let out_err = |e: std::io::Error| Error::system("stdout", e);
     match lines {
         Some(n) => {
-            out.write_all(&tail_lines(&path, n).map_err(open_err)?)
+            out.write_all(&tail_lines(&f, n).map_err(open_err)?)
                 .map_err(out_err)?;
             f.seek(SeekFrom::End(0)).map_err(open_err)?;
         }
@@ -37,8 +36,9 @@ pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) 
     let ino = Inotify::init(InitFlags::IN_CLOEXEC).map_err(|e| Error::system("inotify", e))?;
     ino.add_watch(&path, AddWatchFlags::IN_MODIFY)
         .map_err(|e| Error::system("inotify", e))?;
-    let events = ns.layout().task_cgroup(ns.name(), task).join(CGROUP_EVENTS);
-    let _ = ino.add_watch(&events, AddWatchFlags::IN_MODIFY);
+    if let Some(found) = ns.find(task)? {
+        let _ = ino.add_watch(&found.cgroup.file(CGROUP_EVENTS), AddWatchFlags::IN_MODIFY);
+    }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let pos = f.stream_position().map_err(open_err)?;

@@ -8,33 +8,37 @@
 //! removes the cgroup and exits. If it is killed, the task runs on: the cgroup,
 //! not the monitor, is the task.
 
+mod claim;
+mod logs;
+mod spawn;
+
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lanco_proto::cgroupfs::{self, Cgroup, EventsFile};
+use lanco_proto::cgroupfs::EventsFile;
+use lanco_proto::files::Dir;
+use lanco_proto::layout;
 use lanco_proto::wire::{Request, Response};
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::error::{Error, Result};
 use crate::record::{self, Exit, ExitRecord, TaskState};
 use crate::sys;
+use claim::Claim;
+use logs::Log;
+use spawn::start_process;
 
 /// Largest spec `lanco run` may hand over (argv + environment).
 const MAX_SPEC: u64 = 16 << 20;
@@ -169,20 +173,12 @@ fn detach() -> Result<OwnedFd> {
         .and_then(|()| nix::unistd::dup2_stderr(&null))
         .map_err(|e| Error::system("dup2 /dev/null", e))?;
     std::env::set_current_dir("/").map_err(|e| Error::system("chdir /", e))?;
-    // Group members share the task's files (state, socket).
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o007));
+    // Members read the task's files; nobody but this user writes them.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     // A `lanco run` that stopped listening must not kill us with SIGPIPE.
     sys::ignore_signals(&[Signal::SIGPIPE, Signal::SIGHUP])
         .map_err(|e| Error::system("sigaction", e))?;
     Ok(report)
-}
-
-/// What the name is held by: the lock (released when the monitor exits) and
-/// the cgroup.
-struct Claim {
-    lock: Flock<File>,
-    cgroup: Cgroup,
-    cgroup_dir: OwnedFd,
 }
 
 enum Phase {
@@ -192,13 +188,23 @@ enum Phase {
     OnExit,
 }
 
+/// A stop under way.
+struct Stopping {
+    /// When the remaining processes get cgroup.kill (`None` once done).
+    deadline: Option<Instant>,
+    /// Pids already sent SIGTERM, and when to look for new ones.
+    termed: HashSet<i32>,
+    next_sweep: Instant,
+}
+
 struct Monitor {
     spec: Spec,
-    layout: Layout,
     claim: Claim,
+    cgroup_dir: OwnedFd,
+    /// This member's state directory in the namespace.
+    dir: Dir,
     state: TaskState,
-    log_path: PathBuf,
-    log: File,
+    log: Log,
     main_pid: i32,
     main_exit: Option<Exit>,
     phase: Phase,
@@ -206,12 +212,7 @@ struct Monitor {
     /// Synced to disk once `stop` has been answered.
     accounting: Option<File>,
     listener: UnixListener,
-    stop_deadline: Option<Instant>,
-    /// When a stop is under way: pids already sent SIGTERM, and when to look
-    /// for new ones.
-    termed: HashSet<i32>,
-    next_sweep: Option<Instant>,
-    stopped: bool,
+    stopping: Option<Stopping>,
     killed_after_timeout: bool,
     waiters: Vec<UnixStream>,
     sigfd: SignalFd,
@@ -219,6 +220,10 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// Claims the name, gets admitted, makes the cgroup, opens the new log
+    /// and the control socket, and starts the payload. On failure, all of
+    /// it is given back (the claim's and the log's Drop, the socket here):
+    /// nothing runs in the cgroup yet.
     fn start(spec: Spec, report: &mut File) -> Result<Self> {
         let (ns, task) = (spec.ns.clone(), spec.task.clone());
         let layout = Layout {
@@ -240,99 +245,61 @@ impl Monitor {
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::system("PR_SET_CHILD_SUBREAPER", e))?;
 
-        let claim = claim(&layout, &ns, &task)?;
-        let ns_gid = Gid::from_raw(
-            fs::metadata(layout.ns_state_dir(&ns))
-                .map_err(|e| Error::system("namespace state", e))?
-                .gid(),
-        );
-        Self::start_claimed(spec, layout, claim, ns_gid, sigfd, report)
-    }
-
-    /// Everything after the name is ours. On failure, gives the name back:
-    /// nothing runs in the cgroup yet, so it can be removed.
-    fn start_claimed(
-        spec: Spec,
-        layout: Layout,
-        claim: Claim,
-        ns_gid: Gid,
-        sigfd: SignalFd,
-        report: &mut File,
-    ) -> Result<Self> {
-        let (ns, task) = (spec.ns.clone(), spec.task.clone());
-        let undo = |claim: &Claim| {
-            let _ = claim.cgroup.remove();
-            let _ = fs::remove_file(
-                layout
-                    .ns_state_dir(&ns)
-                    .join(lanco_proto::layout::task_socket_name(&task)),
-            );
-        };
-        let r = (|| {
-            // Other members must be able to freeze, kill and list it.
-            let files = [
-                cgroupfs::CGROUP_PROCS,
-                cgroupfs::CGROUP_FREEZE,
-                cgroupfs::CGROUP_KILL,
-            ];
-            match claim.cgroup.delegate(None, ns_gid, &files) {
-                // The owner need not be in the namespace group; then only
-                // the monitor (via the control socket) can act on the task.
-                Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {}
-                r => r?,
-            }
-            let log_path = spec
-                .log
-                .clone()
-                .unwrap_or_else(|| layout.task_log(&ns, &task));
-            rotate(&log_path, spec.config.log_keep)?;
-            let log = OpenOptions::new()
-                .append(true)
-                .create(true)
-                .mode(0o660)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&log_path)
-                .map_err(|e| Error::system(format!("cannot open log {}", log_path.display()), e))?;
-            admit(&spec.config.socket, &ns)?;
-            let listener = control::bind(&layout.ns_state_dir(&ns), &task)
-                .map_err(|e| Error::system("cannot create the task's control socket", e))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| Error::system("control socket", e))?;
-            let events = claim.cgroup.open_events()?;
-            let pid = start_process(&claim.cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log)?;
-            let start = crate::time::now_secs();
-            let state = TaskState {
-                namespace: ns.to_string(),
-                task: task.to_string(),
-                uid: nix::unistd::getuid().as_raw(),
-                command: spec
-                    .argv
-                    .iter()
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect(),
-                pid,
-                monitor_pid: std::process::id() as i32,
-                start,
-                start_time: crate::time::utc(start),
-                log: log_path.display().to_string(),
-                cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
-            };
-            Ok((log_path, log, listener, events, pid, state))
-        })();
-        let (log_path, log, listener, events, pid, state) = match r {
+        let mut claim = claim::claim(&layout, &ns, &task)?;
+        admit(&spec.config.socket, &ns)?;
+        let cgroup_dir = claim.make_cgroup(&task)?;
+        let me = nix::unistd::geteuid().as_raw();
+        let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
+        // A previous run whose monitor died left a state file: close its record.
+        crate::task::finalize_lost(&dir, &task, &claim.cgroup)?;
+        let log_path = spec
+            .log
+            .clone()
+            .unwrap_or_else(|| layout.task_log(&ns, &task));
+        let mut log = Log::create(&log_path, spec.config.log_keep)?;
+        let sock = layout::socket_name(&task);
+        let listener = control::bind(&dir, &sock)
+            .map_err(|e| Error::system("cannot create the task's control socket", e))?;
+        let started = listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::system("control socket", e))
+            .and_then(|()| Ok(claim.cgroup.open_events()?))
+            .and_then(|events| {
+                let pid = start_process(&cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log.file)?;
+                Ok((events, pid))
+            });
+        let (events, pid) = match started {
             Ok(v) => v,
             Err(e) => {
-                undo(&claim);
+                let _ = dir.remove_socket(&sock);
                 return Err(e);
             }
         };
-        // From here the task runs: failures are logged, never undone.
+        // From here the task runs: failures are noted, never undone.
+        claim.keep();
+        let installed = log.install();
+        let start = crate::time::now_secs();
+        let state = TaskState {
+            namespace: ns.to_string(),
+            task: task.to_string(),
+            uid: me,
+            command: spec
+                .argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+            pid,
+            monitor_pid: std::process::id() as i32,
+            start,
+            start_time: crate::time::utc(start),
+            log: log.path().display().to_string(),
+            cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+        };
         let m = Monitor {
-            layout,
             claim,
+            cgroup_dir,
+            dir,
             state,
-            log_path,
             log,
             main_pid: pid,
             main_exit: None,
@@ -340,18 +307,17 @@ impl Monitor {
             record: None,
             accounting: None,
             listener,
-            stop_deadline: None,
-            termed: HashSet::new(),
-            next_sweep: None,
-            stopped: false,
+            stopping: None,
             killed_after_timeout: false,
             waiters: Vec::new(),
             sigfd,
             events,
             spec,
         };
-        if let Err(e) = record::write_json(&m.layout.task_state(&m.spec.ns, &m.spec.task), &m.state)
-        {
+        if let Err(e) = installed {
+            m.note(&format_args!("the new log keeps its temporary name: {e}"));
+        }
+        if let Err(e) = record::write_json(&m.dir, &layout::state_name(&m.spec.task), &m.state) {
             m.note(&e);
         }
         let _ = send(
@@ -370,7 +336,7 @@ impl Monitor {
             "{} [lanco-monitor] {text}\n",
             crate::time::utc(crate::time::now_secs())
         );
-        let _ = (&self.log).write_all(line.as_bytes());
+        let _ = (&self.log.file).write_all(line.as_bytes());
     }
 
     fn run(mut self, mut report: File) -> ! {
@@ -392,35 +358,40 @@ impl Monitor {
                 self.finish(&mut report);
             }
             let now = Instant::now();
-            if self.next_sweep.is_some_and(|t| now >= t)
-                && populated
-                && self.stop_deadline.is_some()
-            {
+            let due = |t: Option<Instant>| populated && t.is_some_and(|t| now >= t);
+            let (sweep, kill) = match &self.stopping {
+                Some(s) => (due(Some(s.next_sweep)), due(s.deadline)),
+                None => (false, false),
+            };
+            if sweep {
                 self.sweep_term();
             }
-            if let Some(d) = self.stop_deadline {
-                if now >= d && populated {
-                    self.note(
-                        &"stop timeout reached: killing every remaining process (cgroup.kill)",
-                    );
-                    self.killed_after_timeout = true;
-                    let _ = self.claim.cgroup.kill();
-                    self.stop_deadline = None;
+            if kill {
+                self.note(&"stop timeout reached: killing every remaining process (cgroup.kill)");
+                self.killed_after_timeout = true;
+                let _ = self.claim.cgroup.kill();
+                if let Some(s) = &mut self.stopping {
+                    s.deadline = None;
                 }
             }
             if self.spec.config.log_max_bytes > 0 && now >= next_log_check {
-                self.check_log_size();
+                if let Err(e) = self.log.rotate_if_larger(self.spec.config.log_max_bytes) {
+                    self.note(&e);
+                }
                 next_log_check = now + LOG_CHECK;
             }
             let mut wake = next_log_check;
-            if let Some(d) = self.stop_deadline {
-                wake = wake.min(d).min(self.next_sweep.unwrap_or(d));
+            if let Some(s) = &self.stopping {
+                wake = wake.min(s.next_sweep);
+                if let Some(d) = s.deadline {
+                    wake = wake.min(d);
+                }
             }
             let ms = wake
                 .saturating_duration_since(Instant::now())
                 .as_millis()
                 .clamp(1, 60_000) as u16;
-            let timeout = if self.spec.config.log_max_bytes > 0 || self.stop_deadline.is_some() {
+            let timeout = if self.spec.config.log_max_bytes > 0 || self.stopping.is_some() {
                 PollTimeout::from(ms)
             } else {
                 PollTimeout::NONE
@@ -499,16 +470,24 @@ impl Monitor {
     fn begin_stop(&mut self, timeout_ms: Option<u64>, by: &str) {
         let timeout = Duration::from_millis(timeout_ms.unwrap_or(self.spec.stop_timeout_ms));
         let deadline = Instant::now() + timeout;
-        if !self.stopped {
-            self.stopped = true;
-            self.note(&format_args!(
-                "stop ({by}): SIGTERM to every process, cgroup.kill after {}s",
-                timeout.as_secs_f64()
-            ));
-            self.sweep_term();
-        }
-        if self.stop_deadline.is_none_or(|d| deadline < d) && !self.killed_after_timeout {
-            self.stop_deadline = Some(deadline);
+        match &mut self.stopping {
+            Some(s) => {
+                if s.deadline.is_some_and(|d| deadline < d) {
+                    s.deadline = Some(deadline);
+                }
+            }
+            None => {
+                self.note(&format_args!(
+                    "stop ({by}): SIGTERM to every process, cgroup.kill after {}s",
+                    timeout.as_secs_f64()
+                ));
+                self.stopping = Some(Stopping {
+                    deadline: Some(deadline),
+                    termed: HashSet::new(),
+                    next_sweep: Instant::now(),
+                });
+                self.sweep_term();
+            }
         }
     }
 
@@ -521,14 +500,17 @@ impl Monitor {
     /// loaded to schedule a thousand forking processes), a late fork can miss
     /// a sweep; it gets the next one rather than only cgroup.kill.
     fn sweep_term(&mut self) {
-        if let Err(e) = self
+        let Some(s) = &mut self.stopping else {
+            return;
+        };
+        let r = self
             .claim
             .cgroup
-            .signal_frozen(Signal::SIGTERM, &mut self.termed)
-        {
+            .signal_frozen(Signal::SIGTERM, &mut s.termed);
+        s.next_sweep = Instant::now() + RESWEEP;
+        if let Err(e) = r {
             self.note(&e);
         }
-        self.next_sweep = Some(Instant::now() + RESWEEP);
     }
 
     /// The payload and all its processes are gone: record it.
@@ -542,16 +524,18 @@ impl Monitor {
             &self.state,
             &self.claim.cgroup,
             self.main_exit.unwrap_or(Exit::Lost),
-            self.stopped,
+            self.stopping.is_some(),
             self.killed_after_timeout,
             max_rss,
         );
-        let (ns, task) = (&self.spec.ns, &self.spec.task);
-        let accounting = record::append_accounting(&self.layout.accounting_file(ns), &rec);
+        let task = &self.spec.task;
+        let accounting = record::append_accounting(&self.dir, &rec);
         for r in [
-            record::write_json(&self.layout.task_exit(ns, task), &rec),
+            record::write_json(&self.dir, &layout::exit_name(task), &rec),
             accounting.as_ref().map(|_| ()).map_err(Clone::clone),
-            record::remove_if_exists(&self.layout.task_state(ns, task)),
+            self.dir
+                .remove(&layout::state_name(task))
+                .map_err(Error::from),
         ] {
             if let Err(e) = r {
                 self.note(&e);
@@ -584,11 +568,11 @@ impl Monitor {
         }
         let argv = vec![b"/bin/sh".to_vec(), b"-c".to_vec(), cmd.into_bytes()];
         match start_process(
-            &self.claim.cgroup_dir,
+            &self.cgroup_dir,
             &argv,
             &env,
             &self.spec.cwd,
-            &self.log,
+            &self.log.file,
         ) {
             Ok(pid) => {
                 self.main_pid = pid;
@@ -608,14 +592,12 @@ impl Monitor {
         if let Err(e) = self.claim.cgroup.remove_tree() {
             self.note(&e);
         }
-        let sock = self
-            .layout
-            .ns_state_dir(&self.spec.ns)
-            .join(lanco_proto::layout::task_socket_name(&self.spec.task));
-        let _ = fs::remove_file(sock);
+        let _ = self
+            .dir
+            .remove_socket(&layout::socket_name(&self.spec.task));
         // Release the name before answering, so a `run` right after a
         // returned `stop` finds it free.
-        let _ = self.claim.lock.unlock();
+        self.claim.release();
         let reply = ControlReply::Done {
             killed_after_timeout: self.killed_after_timeout,
         };
@@ -628,86 +610,12 @@ impl Monitor {
         if let Some(Err(e)) = self.accounting.as_ref().map(File::sync_data) {
             // (self.note needs all of self; the lock is already given back.)
             let _ = writeln!(
-                &self.log,
+                &self.log.file,
                 "[lanco-monitor] cannot sync the accounting journal: {e}"
             );
         }
         std::process::exit(0)
     }
-
-    /// copytruncate: the payload holds the log open with O_APPEND, so it
-    /// keeps writing at the (new) end. Output written between the copy and
-    /// the truncate is lost; the window is one copy of `log_max_bytes`.
-    fn check_log_size(&self) {
-        let Ok(meta) = self.log.metadata() else {
-            return;
-        };
-        if meta.len() < self.spec.config.log_max_bytes {
-            return;
-        }
-        let r = shift_rotations(&self.log_path, self.spec.config.log_keep).and_then(|first| {
-            let Some(first) = first else { return Ok(()) };
-            fs::copy(&self.log_path, &first).map_err(|e| Error::system("copy log", e))?;
-            self.log
-                .set_len(0)
-                .map_err(|e| Error::system("truncate log", e))
-        });
-        if let Err(e) = r {
-            self.note(&e);
-        }
-    }
-}
-
-/// Takes the task's name: the lock first (one starter at a time, held by the
-/// monitor for life), then the cgroup. An existing cgroup that still holds
-/// processes is a running task whose monitor died; an empty one is a leftover
-/// and is made anew.
-fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
-    if !layout.ns_cgroup(ns).is_dir() {
-        return Err(Error::NoNamespace(ns.clone()));
-    }
-    let lock_path = layout.task_lock(ns, task);
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o660)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&lock_path)
-        .map_err(|e| match e.kind() {
-            ErrorKind::PermissionDenied => crate::task::not_member(ns),
-            ErrorKind::NotFound => Error::NoNamespace(ns.clone()),
-            _ => Error::system(format!("cannot open {}", lock_path.display()), e),
-        })?;
-    let lock = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(task.clone())),
-        Err((_, e)) => return Err(Error::system("flock", e)),
-    };
-    let cgroup = Cgroup::new(layout.task_cgroup(ns, task));
-    if !cgroup.create()? {
-        if cgroup.populated()? {
-            return Err(Error::AlreadyRunning(task.clone()));
-        }
-        // A leftover of a run whose monitor died. Made anew rather than
-        // reused: if it was killed (cgroup.kill), the kernel would kill
-        // every process born into it from the monitors' cgroup.
-        cgroup.remove_tree()?;
-        cgroup.create()?;
-    }
-    // A previous run whose monitor died left a state file: close its record.
-    crate::task::finalize_lost(layout, ns, task)?;
-    let cgroup_dir = nix::fcntl::open(
-        cgroup.path(),
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Error::system(format!("cannot open {}", cgroup.path().display()), e))?;
-    Ok(Claim {
-        lock,
-        cgroup,
-        cgroup_dir,
-    })
 }
 
 fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
@@ -716,152 +624,6 @@ fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
         other => Err(Error::Helper(format!(
             "unexpected answer from lancod: {other:?}"
         ))),
-    }
-}
-
-/// Moves `path.N-1` to `path.N` … and `path` to `path.1`, dropping the oldest.
-/// Returns where the newest rotation goes (`path.1`), or None if `keep` is 0.
-fn shift_rotations(path: &Path, keep: u32) -> Result<Option<PathBuf>> {
-    let nth = |n: u32| {
-        let mut p = path.as_os_str().to_owned();
-        p.push(format!(".{n}"));
-        PathBuf::from(p)
-    };
-    if keep == 0 {
-        return Ok(None);
-    }
-    for n in (1..keep).rev() {
-        match fs::rename(nth(n), nth(n + 1)) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                return Err(Error::system("rotate log", e))
-            }
-            _ => {}
-        }
-    }
-    Ok(Some(nth(1)))
-}
-
-/// A new run starts a new log; the previous ones are kept as `.1` … `.keep`.
-fn rotate(path: &Path, keep: u32) -> Result<()> {
-    match fs::metadata(path) {
-        Ok(m) if m.len() > 0 => {}
-        _ => return Ok(()),
-    }
-    match shift_rotations(path, keep)? {
-        Some(first) => fs::rename(path, first).map_err(|e| Error::system("rotate log", e)),
-        None => fs::remove_file(path).map_err(|e| Error::system("remove old log", e)),
-    }
-}
-
-/// Finds `argv[0]` the way execvp would, in the task's own PATH.
-fn resolve_program(argv0: &[u8], env: &[Vec<u8>], cwd: &[u8]) -> Option<PathBuf> {
-    let prog = Path::new(OsStr::from_bytes(argv0));
-    let executable = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-            && fs::metadata(p).is_ok_and(|m| m.is_file())
-    };
-    if argv0.contains(&b'/') {
-        let full = if prog.is_absolute() {
-            prog.to_owned()
-        } else {
-            Path::new(OsStr::from_bytes(cwd)).join(prog)
-        };
-        return Some(full);
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix(b"PATH="))
-        .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
-    path.split(|b| *b == b':')
-        .map(|dir| Path::new(OsStr::from_bytes(if dir.is_empty() { b"." } else { dir })).join(prog))
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                Path::new(OsStr::from_bytes(cwd)).join(p)
-            }
-        })
-        .find(|p| executable(p))
-}
-
-/// clone3 into the task's cgroup, then exec; returns once the exec has
-/// happened (the status pipe closes on exec) or with the reason it did not.
-fn start_process(
-    cgroup_dir: &OwnedFd,
-    argv: &[Vec<u8>],
-    env: &[Vec<u8>],
-    cwd: &[u8],
-    log: &File,
-) -> Result<i32> {
-    let shown =
-        String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).into_owned();
-    let unable =
-        |e: &dyn std::fmt::Display| Error::StartFailed(format!("unable to run {shown}: {e}"));
-    let cstr = |b: &[u8]| CString::new(b).map_err(|_| unable(&"argument contains a NUL byte"));
-    let Some(path) = resolve_program(
-        argv.first().ok_or_else(|| unable(&"empty command"))?,
-        env,
-        cwd,
-    ) else {
-        return Err(unable(&Errno::ENOENT.desc()));
-    };
-    let path = cstr(path.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
-    let envp: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
-    let cwd = cstr(cwd)?;
-    let stdin = File::open("/dev/null").map_err(|e| Error::system("/dev/null", e))?;
-    let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::system("pipe", e))?;
-    let plan = sys::ExecPlan {
-        path: &path,
-        argv: &argv,
-        envp: &envp,
-        cwd: &cwd,
-        stdin: stdin.as_fd(),
-        stdout: log.as_fd(),
-        report: wr.as_fd(),
-    };
-    let (pid, _pidfd) = sys::spawn_into_cgroup(cgroup_dir.as_fd(), &plan).map_err(|e| match e {
-        Errno::EACCES | Errno::EPERM => Error::Denied(format!(
-            "cannot start a process in the task's cgroup: {}",
-            e.desc()
-        )),
-        e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
-    })?;
-    drop(wr);
-    // Until EOF: the ALIVE byte, then an errno if chdir or exec failed.
-    let mut buf = [0u8; 5];
-    let mut n = 0;
-    let mut rd = File::from(rd);
-    while n < buf.len() {
-        match rd.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    match (n, buf[0]) {
-        (1, sys::ALIVE) => Ok(pid),
-        (5, sys::ALIVE) => {
-            let _ = waitpid(Pid::from_raw(pid), None);
-            let errno = Errno::from_raw(i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]));
-            Err(unable(&errno.desc()))
-        }
-        // It never ran. Seen after someone wrote cgroup.kill of the
-        // namespace's cgroup: the kernel (6.18 here) compares the kill
-        // count of the forking process's cgroup (monitors/, bumped) with the
-        // new task cgroup's (fresh: 0) and kills every child born into it.
-        _ => {
-            let how = match waitpid(Pid::from_raw(pid), None) {
-                Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig} before it ran"),
-                _ => "it ended before it ran".to_owned(),
-            };
-            Err(unable(&format!(
-                "{how}; if the namespace's cgroup was killed (cgroup.kill), \
-                 the kernel kills every new task of it until the namespace \
-                 is destroyed and initialised again"
-            )))
-        }
     }
 }
 

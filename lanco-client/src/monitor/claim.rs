@@ -1,0 +1,152 @@
+//! Claiming a task's name. The name's lock file in the namespace's sticky
+//! `names/` directory says who owns the name (whoever made it first); the
+//! monitor holds it with flock for its whole life, so one run per name at a
+//! time. Then the task's cgroup in the member's own subtree. A `Claim`
+//! dropped before `keep` gives back what it took.
+
+use std::fs::File;
+use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
+
+use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::files::{self, Dir, FileError};
+use lanco_proto::layout::{self, Layout};
+use lanco_proto::{NamespaceName, TaskName};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+
+use crate::error::{Error, Result};
+
+pub(super) struct Claim {
+    lock: Option<Flock<File>>,
+    names: Dir,
+    lock_name: String,
+    /// This claim made the lock file (the member's first run of the name).
+    made_lock: bool,
+    /// The task's cgroup in the member's subtree; `made` once created.
+    pub cgroup: Cgroup,
+    made: bool,
+    kept: bool,
+}
+
+/// Takes `task`'s name in `ns` for the calling user.
+pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
+    let nsd = Dir::open(&layout.ns_state_dir(ns)).map_err(|e| match e.io_kind() {
+        Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => crate::task::not_member(ns),
+        _ => e.into(),
+    })?;
+    let names = nsd.sub(layout::NAMES)?;
+    let lock_name = layout::lock_name(task);
+    let me = nix::unistd::geteuid().as_raw();
+    let taken = |e: FileError| {
+        match names.entry(&lock_name) {
+        Ok(Some(ent)) if ent.is_file() && ent.uid != me => Error::Refused(format!(
+            "task {task} belongs to {owner}: members may stop, kill and read it; only {owner} may run it",
+            owner = files::user_name(ent.uid)
+        )),
+        _ => e.into(),
+    }
+    };
+    // Twice: a concurrent first run of ours may create it between our tries.
+    let mut opened = None;
+    for _ in 0..2 {
+        match names.open_read(&lock_name, me).map_err(taken)? {
+            Some(f) => {
+                opened = Some((f, false));
+                break;
+            }
+            None => match names.create_new(&lock_name, 0o640) {
+                Ok(f) => {
+                    opened = Some((f, true));
+                    break;
+                }
+                Err(e) if e.io_kind() == Some(ErrorKind::AlreadyExists) => continue,
+                Err(e) => return Err(taken(e)),
+            },
+        }
+    }
+    let (file, made_lock) = opened.ok_or_else(|| Error::AlreadyRunning(task.clone()))?;
+    let ino = file.metadata().map_err(|e| Error::system("stat lock", e))?;
+    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(task.clone())),
+        Err((_, e)) => return Err(Error::system("flock", e)),
+    };
+    // A failed first run removes the lock file it made: if we opened that
+    // one just before, the name is no longer held by it.
+    use std::os::unix::fs::MetadataExt;
+    if names.entry(&lock_name)?.map(|e| e.ino) != Some(ino.ino()) {
+        return Err(Error::AlreadyRunning(task.clone()));
+    }
+    let claim = Claim {
+        lock: Some(lock),
+        names,
+        lock_name,
+        made_lock,
+        cgroup: Cgroup::new(layout.task_cgroup(ns, me, task)),
+        made: false,
+        kept: false,
+    };
+    // A task of lanco 0.1 by that name may still run.
+    if Cgroup::new(layout.legacy_task_cgroup(ns, task)).populated()? {
+        return Err(Error::AlreadyRunning(task.clone()));
+    }
+    Ok(claim)
+}
+
+impl Claim {
+    /// The task's cgroup in the member's subtree (made by lancod at
+    /// admission). One that still holds processes is a running task whose
+    /// monitor died; an empty one is a leftover and is made anew: if it was
+    /// killed (cgroup.kill), the kernel would kill every process born into
+    /// it from the monitors' cgroup.
+    /// Returns an O_PATH fd of it, for clone3(CLONE_INTO_CGROUP).
+    pub fn make_cgroup(&mut self, task: &TaskName) -> Result<OwnedFd> {
+        let cg = &self.cgroup;
+        if !cg.create()? {
+            if cg.populated()? {
+                return Err(Error::AlreadyRunning(task.clone()));
+            }
+            cg.remove_tree()?;
+            cg.create()?;
+        }
+        let dir = nix::fcntl::open(
+            cg.path(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::system(format!("cannot open {}", cg.path().display()), e));
+        self.made = true;
+        // The other members stop it through these when the monitor is gone
+        // (the subtree's setgid gave the cgroup the namespace's group).
+        cg.share_with_group(&[cgroupfs::CGROUP_FREEZE, cgroupfs::CGROUP_KILL])?;
+        dir
+    }
+
+    /// Gives the name back (the monitor's last act, before answering stop,
+    /// so a `run` right after a returned `stop` finds it free).
+    pub fn release(&mut self) {
+        if let Some(l) = self.lock.take() {
+            let _ = l.unlock();
+        }
+    }
+
+    /// The task runs: nothing is given back any more.
+    pub fn keep(&mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if self.made {
+            let _ = self.cgroup.remove();
+        }
+        if self.made_lock {
+            let _ = self.names.remove(&self.lock_name);
+        }
+    }
+}
