@@ -914,7 +914,7 @@ m_stop_new() {
 run_migration() {
     layout=unified
     local t0=$SECONDS
-    say "== migration: $prev_ver -> $ver1 (layout: $layout)"
+    say "== migration: ${prev_ver:-$PREV_REF} -> $ver1 (layout: $layout)"
     if [ -z "$prev_deb" ]; then
         say "   not run: no previous package (its FAIL above)"
         return
