@@ -3,10 +3,14 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use lanco_proto::{NamespaceName, TaskName};
+use nix::sys::signal::Signal;
 
-use crate::error::{exit, Error};
+use crate::error::exit;
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -35,7 +39,7 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// The namespace
     #[arg(value_name = "NAMESPACE")]
-    pub namespace: String,
+    pub namespace: NamespaceName,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,16 +70,16 @@ pub enum Command {
     #[command(after_help = EXIT_STATUS_HELP)]
     Check {
         #[arg(value_name = "TASK")]
-        task: String,
+        task: TaskName,
     },
     /// Stop TASK: SIGTERM to every process, cgroup.kill after the timeout
     #[command(after_help = EXIT_STATUS_HELP)]
     Stop {
         /// Seconds to wait before cgroup.kill [default: the task's --stop-timeout]
-        #[arg(long, value_name = "SECS")]
-        timeout: Option<f64>,
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        timeout: Option<Duration>,
         #[arg(value_name = "TASK")]
-        task: String,
+        task: TaskName,
     },
     /// Send a signal to every process of TASK
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -87,9 +91,9 @@ pub enum Command {
             default_value = "TERM",
             value_name = "SIGNAL"
         )]
-        signal: String,
+        signal: SignalArg,
         #[arg(value_name = "TASK")]
-        task: String,
+        task: TaskName,
     },
     /// List running tasks and every process in them
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -108,7 +112,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
         #[arg(value_name = "TASK")]
-        task: String,
+        task: TaskName,
     },
     /// Print TASK's log
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -120,7 +124,7 @@ pub enum Command {
         #[arg(short = 'n', long = "lines", value_name = "LINES")]
         lines: Option<usize>,
         #[arg(value_name = "TASK")]
-        task: String,
+        task: TaskName,
     },
 }
 
@@ -144,11 +148,11 @@ pub struct RunArgs {
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<String>,
     /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
-    #[arg(long, value_name = "SECS")]
-    pub stop_timeout: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
+    pub stop_timeout: Option<Duration>,
     /// The task's name
     #[arg(value_name = "TASK")]
-    pub task: String,
+    pub task: TaskName,
     /// The command and its arguments
     #[arg(
         value_name = "CMD",
@@ -227,20 +231,58 @@ fn fast_check() -> Option<Cli> {
     if args.next().is_some() || cmd != "check" {
         return None;
     }
-    let (namespace, task) = (ns.into_string().ok()?, task.into_string().ok()?);
-    if namespace.starts_with('-') || task.starts_with('-') {
-        return None;
-    }
+    // Anything unusual (a bad name, an option) goes through clap and its
+    // messages.
     Some(Cli {
         config: None,
-        namespace,
-        command: Command::Check { task },
+        namespace: ns.to_str()?.parse().ok()?,
+        command: Command::Check {
+            task: task.to_str()?.parse().ok()?,
+        },
     })
 }
 
-/// Validates a name given on the command line.
-pub fn parse_name<T: TryFrom<String, Error = lanco_proto::NameError>>(
-    s: String,
-) -> Result<T, Error> {
-    T::try_from(s).map_err(|e| Error::Usage(e.to_string()))
+/// A non-negative number of seconds (`2`, `0.5`).
+fn seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|f| Duration::try_from_secs_f64(f).ok())
+        .ok_or_else(|| format!("invalid number of seconds: {s}"))
+}
+
+/// A signal: `TERM`, `SIGTERM`, `term` or `15`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignalArg(pub Signal);
+
+impl FromStr for SignalArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("unknown signal {s:?}");
+        if let Ok(n) = s.parse::<i32>() {
+            return Signal::try_from(n).map(SignalArg).map_err(|_| bad());
+        }
+        let up = s.to_ascii_uppercase();
+        let full = if up.starts_with("SIG") {
+            up
+        } else {
+            format!("SIG{up}")
+        };
+        Signal::from_str(&full).map(SignalArg).map_err(|_| bad())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_and_seconds() {
+        let sig = |s: &str| s.parse::<SignalArg>().map(|a| a.0);
+        assert_eq!(sig("TERM"), Ok(Signal::SIGTERM));
+        assert_eq!(sig("sighup"), Ok(Signal::SIGHUP));
+        assert_eq!(sig("9"), Ok(Signal::SIGKILL));
+        assert!(sig("NOPE").is_err() && sig("999").is_err());
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert!(seconds("-1").is_err() && seconds("x").is_err());
+    }
 }

@@ -6,20 +6,16 @@
 //! task. Clients open it with `files::Dir::open_socket`, checked to be the
 //! owner's socket, never a planted one.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use lanco_proto::files::Dir;
+use lanco_proto::wire::{self, FrameError};
 use nix::sys::stat::Mode;
-use serde::{Deserialize, Serialize};
-
-/// Longest request or reply line.
-pub const MAX_LINE: u64 = 4096;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ControlRequest {
     /// Graceful stop; the reply comes when every process is gone.
     Stop { timeout_ms: Option<u64> },
@@ -28,7 +24,6 @@ pub enum ControlRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
 pub enum ControlReply {
     Done { killed_after_timeout: bool },
     Error { message: String },
@@ -51,27 +46,20 @@ pub fn bind(dir: &Dir, name: &str) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
-pub fn send_line<T: Serialize>(s: &mut UnixStream, msg: &T) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    s.write_all(&line)
+/// Sends one request or reply (lancod's framing: magic, version, length
+/// checked before allocating, postcard body).
+pub fn send<T: Serialize>(s: &mut UnixStream, msg: &T) -> std::io::Result<()> {
+    wire::write_frame(s, msg).map_err(std::io::Error::other)
 }
 
-pub fn read_line<T: for<'de> Deserialize<'de>>(
-    s: &UnixStream,
-    timeout: Option<Duration>,
-) -> std::io::Result<T> {
+/// Reads one request or reply, waiting at most `timeout` (None: forever).
+pub fn recv<T: DeserializeOwned>(s: &UnixStream, timeout: Option<Duration>) -> std::io::Result<T> {
     s.set_read_timeout(timeout)?;
-    let mut line = Vec::new();
-    BufReader::new(std::io::Read::take(s, MAX_LINE)).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "no complete message",
-        ));
-    }
-    serde_json::from_slice(&line)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    wire::read_frame(&mut &*s).map_err(|e| match e {
+        FrameError::Io(e) => e,
+        FrameError::Closed => std::io::ErrorKind::UnexpectedEof.into(),
+        e => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })
 }
 
 #[cfg(test)]
@@ -79,19 +67,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wire_shape() {
-        let s = serde_json::to_string(&ControlRequest::Stop {
-            timeout_ms: Some(10),
-        })
-        .unwrap();
-        assert_eq!(s, r#"{"stop":{"timeout_ms":10}}"#);
-        assert!(
-            serde_json::from_str::<ControlRequest>(r#"{"stop":{"timeout_ms":1,"x":2}}"#).is_err()
-        );
+    fn frames_roundtrip_and_are_bounded() {
         let (a, b) = UnixStream::pair().unwrap();
         let mut a = a;
-        send_line(&mut a, &ControlRequest::Kill { signal: 15 }).unwrap();
-        let r: ControlRequest = read_line(&b, Some(Duration::from_secs(1))).unwrap();
+        send(&mut a, &ControlRequest::Kill { signal: 15 }).unwrap();
+        let r: ControlRequest = recv(&b, Some(Duration::from_secs(1))).unwrap();
         assert_eq!(r, ControlRequest::Kill { signal: 15 });
+        // A peer that claims a huge frame is refused before allocating.
+        use std::io::Write;
+        a.write_all(b"LNC\x01\xff\xff\xff\xff\xff\xff\xff\x7f")
+            .unwrap();
+        assert!(recv::<ControlRequest>(&b, Some(Duration::from_secs(1))).is_err());
     }
 }

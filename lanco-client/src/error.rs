@@ -93,4 +93,11 @@ impl From<CgroupError> for Error {
     }
 }
 
+/// A missing namespace and a foreign one get this same answer.
+pub(crate) fn not_member(ns: &NamespaceName) -> Error {
+    Error::Denied(format!(
+        "no such namespace {ns}, or you are not a member of it"
+    ))
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,21 +1,35 @@
-//! lanco-client: the `lanco` command, the per-task monitor, and the library
-//! that daemons link to run, check, stop, list and measure tasks. Everything
-//! here runs unprivileged; the one privileged step (admission into a
-//! namespace) is a request to lancod.
+//! lanco-client: the library that daemons link to run, check, stop, list and
+//! measure named tasks, the per-task monitor, and (feature `cli`, on by
+//! default) the `lanco` command. Everything here runs unprivileged; the one
+//! privileged step (admission into a namespace) is a request to lancod.
+//!
+//! Modules, each with one job: `namespace` (finding and reading tasks),
+//! `start` (TaskSpec, the hand-off to a monitor), `signal` (stop, kill),
+//! `record` (state files, exit records, accounting), `handoff` and `control`
+//! (the monitor's two channels), `monitor` (the `lanco-monitor` binary),
+//! `helper` (requests to lancod).
 
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 mod commands;
-pub mod control;
+mod control;
 pub mod error;
+mod handoff;
 mod helper;
+#[doc(hidden)]
 pub mod monitor;
-pub mod msg;
+#[cfg(feature = "cli")]
+mod msg;
+mod namespace;
 pub mod record;
+mod signal;
+mod start;
 mod sys;
-pub mod task;
-pub mod time;
+mod time;
 
 pub use error::{Error, Result};
 pub use lanco_proto::{Config, NamespaceName, TaskName};
+pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};
-pub use task::{Namespace, Started, Status, TaskInfo, TaskSpec};
+pub use start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};

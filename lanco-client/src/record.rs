@@ -10,6 +10,7 @@ use std::io::Write;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::Dir;
+use lanco_proto::TaskName;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -176,6 +177,34 @@ pub fn append_accounting(dir: &Dir, rec: &ExitRecord) -> Result<File> {
     f.write_all(&line)
         .map_err(|e| Error::system(format!("cannot append to {}", path.display()), e))?;
     Ok(f)
+}
+
+/// If a run's monitor died (its state file remains, the cgroup is empty and
+/// nobody holds the lock), write its exit record — "exit status lost" — and
+/// accounting line, so no run goes unrecorded. Only by the name's owner, in
+/// its own directory.
+pub(crate) fn finalize_lost(dir: &Dir, task: &TaskName, cg: &Cgroup) -> Result<()> {
+    finalize(dir, task, cg, false, false)
+}
+
+pub(crate) fn finalize(
+    dir: &Dir,
+    task: &TaskName,
+    cg: &Cgroup,
+    stopped: bool,
+    killed: bool,
+) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let state = lanco_proto::layout::state_name(task);
+    let Some(s) = read_json::<TaskState>(dir, &state, me)? else {
+        return Ok(());
+    };
+    let rec = ExitRecord::ended(&s, cg, Exit::Lost, stopped, killed, None);
+    write_json(dir, &lanco_proto::layout::exit_name(task), &rec)?;
+    append_accounting(dir, &rec)?
+        .sync_data()
+        .map_err(|e| Error::system("cannot sync the accounting journal", e))?;
+    Ok(dir.remove(&state)?)
 }
 
 #[cfg(test)]

@@ -2,9 +2,10 @@
 //! CLONE_INTO_CGROUP, fork for the monitor's detach, and local time for
 //! messages. Each unsafe block says why it is sound.
 #![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -28,7 +29,6 @@ struct CloneArgs {
 /// The byte a child writes to [`ExecPlan::report`] first.
 pub const ALIVE: u8 = b'+';
 
-const CLONE_PIDFD: u64 = 0x1000;
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// What the child does between clone3 and execve.
@@ -48,15 +48,13 @@ pub struct ExecPlan<'a> {
 }
 
 /// Starts `plan` as a child born inside the cgroup open at `cgroup`, so it
-/// never runs a single instruction outside it. Returns the child's pid and a
-/// pidfd for it.
+/// never runs a single instruction outside it. Returns the child's pid.
 ///
-/// Must be called from a single-threaded process (the monitor is one): the
-/// child runs only async-signal-safe calls before execve.
-pub fn spawn_into_cgroup(
-    cgroup: BorrowedFd<'_>,
-    plan: &ExecPlan<'_>,
-) -> Result<(i32, OwnedFd), Errno> {
+/// # Safety
+/// The process must be single-threaded (the monitor is): the child, a copy
+/// of it, runs only async-signal-safe calls before execve, and must not meet
+/// a lock another thread held.
+pub unsafe fn spawn_into_cgroup(cgroup: BorrowedFd<'_>, plan: &ExecPlan<'_>) -> Result<i32, Errno> {
     let argv: Vec<*const libc::c_char> = plan
         .argv
         .iter()
@@ -69,16 +67,15 @@ pub fn spawn_into_cgroup(
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let mut pidfd: RawFd = -1;
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP | CLONE_PIDFD,
-        pidfd: &mut pidfd as *mut RawFd as u64,
+        flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
     // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM
-    // the child gets a copy of this (single-threaded) address space, like fork.
+    // the child gets a copy of this address space, like fork, and the caller
+    // guarantees it is single-threaded.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -97,9 +94,7 @@ pub fn spawn_into_cgroup(
             child_setup_and_exec(plan, argv.as_ptr(), envp.as_ptr());
         }
     }
-    // SAFETY: the kernel stored a fresh pidfd that nobody else owns.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok((r as i32, pidfd))
+    Ok(r as i32)
 }
 
 /// # Safety
@@ -109,39 +104,43 @@ unsafe fn child_setup_and_exec(
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
 ) -> ! {
-    let fail = |report: RawFd| -> ! {
-        let e: i32 = *libc::__errno_location();
-        libc::write(report, (&e as *const i32).cast(), 4);
-        libc::_exit(127)
-    };
-    let report = plan.report.as_raw_fd();
-    libc::write(report, (&ALIVE as *const u8).cast(), 1);
-    // The monitor ignores SIGPIPE and blocks nothing; dispositions set to
-    // ignore survive execve, so give the payload the defaults.
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    for sig in [
-        libc::SIGPIPE,
-        libc::SIGHUP,
-        libc::SIGINT,
-        libc::SIGQUIT,
-        libc::SIGTERM,
-        libc::SIGCHLD,
-    ] {
-        libc::signal(sig, libc::SIG_DFL);
+    // SAFETY: raw libc calls on fds and NUL-terminated strings the caller
+    // prepared; nothing here allocates or takes a lock.
+    unsafe {
+        let fail = |report: RawFd| -> ! {
+            let e: i32 = *libc::__errno_location();
+            libc::write(report, (&e as *const i32).cast(), 4);
+            libc::_exit(127)
+        };
+        let report = plan.report.as_raw_fd();
+        libc::write(report, (&ALIVE as *const u8).cast(), 1);
+        // The monitor ignores SIGPIPE and blocks nothing; dispositions set to
+        // ignore survive execve, so give the payload the defaults.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in [
+            libc::SIGPIPE,
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGCHLD,
+        ] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
+            || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
+            || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
+        {
+            fail(report);
+        }
+        if libc::chdir(plan.cwd.as_ptr()) < 0 {
+            fail(report);
+        }
+        libc::execve(plan.path.as_ptr(), argv, envp);
+        fail(report)
     }
-    if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
-        || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
-        || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
-    {
-        fail(report);
-    }
-    if libc::chdir(plan.cwd.as_ptr()) < 0 {
-        fail(report);
-    }
-    libc::execve(plan.path.as_ptr(), argv, envp);
-    fail(report)
 }
 
 pub enum Forked {
@@ -149,10 +148,13 @@ pub enum Forked {
     Child,
 }
 
-/// fork(2). Only for the monitor's detach, which runs single-threaded.
-pub fn fork_single_threaded() -> Result<Forked, Errno> {
-    // SAFETY: the monitor calls this before creating any thread, so the child
-    // inherits no lock held by another thread.
+/// fork(2), for the monitor's detach.
+///
+/// # Safety
+/// The process must be single-threaded: the child would otherwise inherit
+/// locks held by threads that do not exist in it.
+pub unsafe fn fork_single_threaded() -> Result<Forked, Errno> {
+    // SAFETY: the caller guarantees a single thread (see above).
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { .. } => Ok(Forked::Parent),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
@@ -160,6 +162,7 @@ pub fn fork_single_threaded() -> Result<Forked, Errno> {
 }
 
 /// Local wall-clock time as `YYYY-MM-DDTHH:MM:SS`, for messages.
+#[cfg(feature = "cli")]
 pub fn local_timestamp(secs: i64) -> String {
     // SAFETY: localtime_r writes only into `tm`, which we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -176,13 +179,6 @@ pub fn local_timestamp(secs: i64) -> String {
         tm.tm_min,
         tm.tm_sec
     )
-}
-
-/// Takes ownership of a descriptor a syscall just returned.
-pub fn owned_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: callers pass only a descriptor freshly returned to them by the
-    // kernel (dup, fcntl F_DUPFD), which nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 /// Sets the given signals to SIG_IGN.

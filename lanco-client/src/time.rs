@@ -9,13 +9,6 @@ pub fn now_secs() -> i64 {
         .unwrap_or_default()
 }
 
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or_default()
-}
-
 /// `YYYY-MM-DDTHH:MM:SSZ` for a UNIX time (days-from-civil, proleptic
 /// Gregorian).
 pub fn utc(secs: i64) -> String {

@@ -29,11 +29,11 @@ pub const DELEGATED_FILES: &[&str] = &[CGROUP_PROCS, CGROUP_THREADS, CGROUP_SUBT
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("unexpected contents in {path}: {what}")]
     Parse { path: PathBuf, what: String },
@@ -46,17 +46,17 @@ pub enum CgroupError {
 impl CgroupError {
     pub fn io_kind(&self) -> Option<ErrorKind> {
         match self {
-            CgroupError::Io { source, .. } => Some(source.kind()),
+            CgroupError::Io { error, .. } => Some(error.kind()),
             _ => None,
         }
     }
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io {
+    move |error| CgroupError::Io {
         op,
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -355,6 +355,7 @@ impl Cgroup {
             .filter_map(|pid| crate::sys::pidfd_open(*pid).ok().map(|fd| (*pid, fd)))
             .collect();
         let still = self.procs_recursive();
+        let mut denied = 0;
         if let Ok(still) = &still {
             let still: HashSet<i32> = still.iter().copied().collect();
             for (pid, fd) in &pinned {
@@ -362,12 +363,24 @@ impl Cgroup {
                 // while it still has it, so `pid` listed now is that process.
                 if still.contains(pid) {
                     done.insert(*pid);
-                    let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32);
+                    if crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32)
+                        == Err(nix::errno::Errno::EPERM)
+                    {
+                        denied += 1;
+                    }
                 }
             }
         }
         let thawed = self.thaw();
-        frozen.and(pids).and(still).and(thawed).map(drop)
+        frozen.and(pids).and(still).and(thawed)?;
+        if denied > 0 {
+            // Another user's processes (a member stopping a task whose
+            // monitor is gone): only cgroup.kill reaches them.
+            return Err(io("signal", &self.path)(std::io::Error::from(
+                std::io::ErrorKind::PermissionDenied,
+            )));
+        }
+        Ok(())
     }
 
     /// SIGKILLs every process in the subtree at once, concurrent forks included.

@@ -56,10 +56,10 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("bad config {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -74,9 +74,9 @@ impl Config {
             _ => match std::fs::read_to_string(DEFAULT_PATH) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
                 r => Self::parse(
-                    &r.map_err(|source| ConfigError::Read {
+                    &r.map_err(|error| ConfigError::Read {
                         path: DEFAULT_PATH.into(),
-                        source,
+                        error,
                     })?,
                     Path::new(DEFAULT_PATH),
                 ),
@@ -85,9 +85,9 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.into(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }

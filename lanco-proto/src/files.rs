@@ -25,11 +25,11 @@ use nix::unistd::{Gid, Uid};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("cannot {op} {path}: {source}")]
+    #[error("cannot {op} {path}: {error}")]
     Io {
         op: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Something is there that lanco did not put there for this user.
     #[error("{path} is {what} belonging to {owner}, not a file of {expected}; lanco never follows, overwrites or removes it (ask its owner or an administrator to remove it)")]
@@ -47,7 +47,7 @@ impl FileError {
     /// The I/O error kind, if this is an I/O error.
     pub fn io_kind(&self) -> Option<ErrorKind> {
         match self {
-            FileError::Io { source, .. } => Some(source.kind()),
+            FileError::Io { error, .. } => Some(error.kind()),
             _ => None,
         }
     }
@@ -123,7 +123,7 @@ fn check_name(dir: &Path, name: &str) -> Result<()> {
         return Err(FileError::Io {
             op: "use",
             path: dir.join(name),
-            source: std::io::Error::new(ErrorKind::InvalidInput, "not a single file name"),
+            error: std::io::Error::new(ErrorKind::InvalidInput, "not a single file name"),
         });
     }
     Ok(())
@@ -320,7 +320,7 @@ impl Dir {
             let name = format!(".{prefix}.{:016x}", h.finish());
             match self.create_new(&name, mode) {
                 Ok(f) => return Ok((name, f)),
-                Err(FileError::Io { source, .. }) if source.kind() == ErrorKind::AlreadyExists => {
+                Err(FileError::Io { error, .. }) if error.kind() == ErrorKind::AlreadyExists => {
                     last = Errno::EEXIST
                 }
                 Err(FileError::Planted { .. }) => last = Errno::EEXIST,
@@ -542,7 +542,7 @@ fn io(op: &'static str, path: &Path, e: impl Into<std::io::Error>) -> FileError 
     FileError::Io {
         op,
         path: path.to_owned(),
-        source: e.into(),
+        error: e.into(),
     }
 }
 

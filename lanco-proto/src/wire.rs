@@ -72,9 +72,16 @@ pub enum FrameError {
 }
 
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    encode_max(msg, MAX_FRAME)
+}
+
+/// [`encode`] for a channel whose bodies may be up to `max` bytes (lanco's
+/// own processes use this framing with larger bounds: the task spec handed
+/// to a monitor carries argv and environment).
+pub fn encode_max<T: Serialize>(msg: &T, max: u64) -> Result<Vec<u8>, FrameError> {
     let body = postcard::to_allocvec(msg)?;
     let len = body.len() as u64;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::TooLarge(len));
     }
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
@@ -87,6 +94,10 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Checks a header and returns the body length it announces.
 pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
+    decode_header_max(h, MAX_FRAME)
+}
+
+fn decode_header_max(h: &[u8; HEADER_LEN], max: u64) -> Result<usize, FrameError> {
     if h[..3] != MAGIC {
         return Err(FrameError::BadMagic);
     }
@@ -96,11 +107,10 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<usize, FrameError> {
     let mut len = [0u8; 8];
     len.copy_from_slice(&h[4..]);
     let len = u64::from_le_bytes(len);
-    if len > MAX_FRAME {
+    if len > max {
         return Err(FrameError::TooLarge(len));
     }
-    // MAX_FRAME fits in usize on every target lanco builds for.
-    Ok(len as usize)
+    usize::try_from(len).map_err(|_| FrameError::TooLarge(len))
 }
 
 /// Decodes a whole body; trailing bytes are an error, not ignored.
@@ -113,18 +123,31 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 }
 
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
-    w.write_all(&encode(msg)?)?;
+    write_frame_max(w, msg, MAX_FRAME)
+}
+
+pub fn write_frame_max<W: Write, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+    max: u64,
+) -> Result<(), FrameError> {
+    w.write_all(&encode_max(msg, max)?)?;
     w.flush()?;
     Ok(())
 }
 
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
+    read_frame_max(r, MAX_FRAME)
+}
+
+/// Reads one frame whose body may be up to `max` bytes.
+pub fn read_frame_max<R: Read, T: DeserializeOwned>(r: &mut R, max: u64) -> Result<T, FrameError> {
     let mut h = [0u8; HEADER_LEN];
     match r.read_exact(&mut h) {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         r => r?,
     }
-    let len = decode_header(&h)?;
+    let len = decode_header_max(&h, max)?;
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     decode_body(&body)

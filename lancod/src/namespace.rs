@@ -103,10 +103,10 @@ fn root_dir(path: &Path, mode: u32) -> Result<Dir, NsError> {
             .recursive(true)
             .mode(mode)
             .create(path)
-            .map_err(|source| FileError::Io {
+            .map_err(|error| FileError::Io {
                 op: "create",
                 path: path.to_owned(),
-                source,
+                error,
             })?;
     }
     Ok(Dir::open(path)?)

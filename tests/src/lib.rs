@@ -154,7 +154,13 @@ fn build_binaries() {
             "lanco-client",
             "--bins",
         ]);
-        if target_dir().file_name().is_some_and(|n| n == "release") {
+        // Into the target directory these tests were built in, whatever
+        // --target-dir or CARGO_TARGET_DIR said.
+        let dir = target_dir();
+        if let Some(top) = dir.parent() {
+            cmd.arg("--target-dir").arg(top);
+        }
+        if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         let st = cmd.status().expect("cargo build");
@@ -191,39 +197,38 @@ impl Install {
             test.replace('_', "-")
         );
         let dir = PathBuf::from(format!("/tmp/lanco-e2e-{uniq}"));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("bin")).expect("install dir");
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
-        for b in ["lanco", "lancod", "lanco-monitor"] {
-            fs::copy(target_dir().join(b), dir.join("bin").join(b))
-                .unwrap_or_else(|e| panic!("copy {b}: {e}"));
-        }
         let mount = lanco_proto::cgroupfs::cgroup2_mount().expect("cgroup2");
-        let cgroup_root = mount.join(format!("lanco-e2e-{uniq}"));
-        let socket = dir.join("lancod.sock");
-        let config = dir.join("lanco.toml");
-        let mut text = format!(
-            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",
-            socket.display(),
-            cgroup_root.display(),
-            dir.join("state").display(),
-            dir.join("log").display()
-        );
-        text.push_str(extra_config);
-        fs::write(&config, text).expect("config");
-        fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).expect("chmod");
+        // The guard exists before anything is made: a set-up that fails
+        // half-way is cleaned up like a failed test.
         let mut inst = Install {
             name: test.to_owned(),
             bin: dir.join("bin"),
             state_dir: dir.join("state"),
             log_dir: dir.join("log"),
+            config: dir.join("lanco.toml"),
+            socket: dir.join("lancod.sock"),
+            cgroup_root: mount.join(format!("lanco-e2e-{uniq}")),
             dir,
-            config,
-            socket,
-            cgroup_root,
             lancod: None,
             extra_cgroups: Vec::new(),
         };
+        let _ = fs::remove_dir_all(&inst.dir);
+        fs::create_dir_all(&inst.bin).expect("install dir");
+        fs::set_permissions(&inst.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        for b in ["lanco", "lancod", "lanco-monitor"] {
+            fs::copy(target_dir().join(b), inst.bin.join(b))
+                .unwrap_or_else(|e| panic!("copy {b}: {e}"));
+        }
+        let mut text = format!(
+            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",
+            inst.socket.display(),
+            inst.cgroup_root.display(),
+            inst.state_dir.display(),
+            inst.log_dir.display()
+        );
+        text.push_str(extra_config);
+        fs::write(&inst.config, text).expect("config");
+        fs::set_permissions(&inst.config, fs::Permissions::from_mode(0o644)).expect("chmod");
         inst.start_lancod();
         inst
     }

@@ -2,7 +2,7 @@ use lanco_proto::wire::{Request, Response};
 use lanco_proto::{Config, NamespaceName};
 
 use crate::error::{Error, Result};
-use crate::task::Namespace;
+use crate::namespace::Namespace;
 
 pub fn run(config: Config, ns: NamespaceName, force: bool) -> Result<u8> {
     if force {

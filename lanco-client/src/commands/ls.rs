@@ -1,7 +1,7 @@
 use std::io::Write;
 
 use crate::error::{Error, Result};
-use crate::task::Namespace;
+use crate::namespace::Namespace;
 
 /// Width command lines are cut to without `-l`.
 const WIDTH: usize = 80;

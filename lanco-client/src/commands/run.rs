@@ -1,9 +1,10 @@
-use crate::cli::{parse_name, RunArgs};
+use crate::cli::RunArgs;
 use crate::error::{Error, Result};
-use crate::task::{Namespace, TaskSpec};
+use crate::namespace::Namespace;
+use crate::start::TaskSpec;
 
 pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
-    let mut spec = TaskSpec::new(parse_name(o.task)?, o.command)?;
+    let mut spec = TaskSpec::new(o.task, o.command)?;
     for kv in o.env {
         let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.is_empty()) else {
             return Err(Error::Usage(format!("--env takes KEY=VALUE, not {kv:?}")));
@@ -27,7 +28,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     }
     spec.on_exit = o.on_exit;
     if let Some(t) = o.stop_timeout {
-        spec.stop_timeout = super::seconds(t)?;
+        spec.stop_timeout = t;
     }
     let started = ns.run(&spec)?;
     if !o.foreground {

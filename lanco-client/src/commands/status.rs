@@ -3,7 +3,7 @@ use std::io::Write;
 use lanco_proto::TaskName;
 
 use crate::error::{exit, Error, Result};
-use crate::task::{Namespace, Status};
+use crate::namespace::{Namespace, Status};
 
 pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     let status = ns.status(task)?;

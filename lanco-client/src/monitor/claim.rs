@@ -32,7 +32,7 @@ pub(super) struct Claim {
 /// Takes `task`'s name in `ns` for the calling user.
 pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
     let nsd = Dir::open(&layout.ns_state_dir(ns)).map_err(|e| match e.io_kind() {
-        Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => crate::task::not_member(ns),
+        Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => crate::error::not_member(ns),
         _ => e.into(),
     })?;
     let names = nsd.sub(layout::NAMES)?;

@@ -50,6 +50,7 @@ fn resolve_program(argv0: &[u8], env: &[Vec<u8>], cwd: &[u8]) -> Option<PathBuf>
 
 /// clone3 into the task's cgroup, then exec; returns once the exec has
 /// happened (the status pipe closes on exec) or with the reason it did not.
+#[allow(unsafe_code)] // clone3: see its SAFETY comment
 pub(super) fn start_process(
     cgroup_dir: &OwnedFd,
     argv: &[Vec<u8>],
@@ -84,13 +85,15 @@ pub(super) fn start_process(
         stdout: log.as_fd(),
         report: wr.as_fd(),
     };
-    let (pid, _pidfd) = sys::spawn_into_cgroup(cgroup_dir.as_fd(), &plan).map_err(|e| match e {
-        Errno::EACCES | Errno::EPERM => Error::Denied(format!(
-            "cannot start a process in the task's cgroup: {}",
-            e.desc()
-        )),
-        e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
-    })?;
+    // SAFETY: the monitor is single-threaded (it never starts a thread).
+    let pid =
+        unsafe { sys::spawn_into_cgroup(cgroup_dir.as_fd(), &plan) }.map_err(|e| match e {
+            Errno::EACCES | Errno::EPERM => Error::Denied(format!(
+                "cannot start a process in the task's cgroup: {}",
+                e.desc()
+            )),
+            e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
+        })?;
     drop(wr);
     // Until EOF: the ALIVE byte, then an errno if chdir or exec failed.
     let mut buf = [0u8; 5];

@@ -1,0 +1,122 @@
+//! The end of a run: the exit record and accounting line, the on-exit
+//! command, removing the cgroup, giving the name back, answering waiters.
+
+use std::fs::File;
+use std::io::Write;
+
+use lanco_proto::layout;
+
+use super::{start_process, Monitor, Phase};
+use crate::control::{self, ControlReply};
+use crate::error::Error;
+use crate::handoff::{send, Report};
+use crate::record::{self, Exit, ExitRecord};
+
+impl Monitor {
+    /// The payload and all its processes are gone: record it.
+    pub(super) fn task_ended(&mut self) {
+        // RUSAGE_CHILDREN covers every descendant that was waited for: the
+        // payload and the orphans this subreaper reaped.
+        let max_rss = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+            .ok()
+            .map(|u| u.max_rss() as u64 * 1024);
+        let rec = ExitRecord::ended(
+            &self.state,
+            &self.claim.cgroup,
+            self.main_exit.unwrap_or(Exit::Lost),
+            self.stopping.is_some(),
+            self.killed_after_timeout,
+            max_rss,
+        );
+        let task = &self.spec.task;
+        let accounting = record::append_accounting(&self.dir, &rec);
+        for r in [
+            record::write_json(&self.dir, &layout::exit_name(task), &rec),
+            accounting.as_ref().map(|_| ()).map_err(Clone::clone),
+            self.dir
+                .remove(&layout::state_name(task))
+                .map_err(Error::from),
+        ] {
+            if let Err(e) = r {
+                self.note(&e);
+            }
+        }
+        self.accounting = accounting.ok();
+        self.record = Some(rec);
+        // The stop is done: the on-exit command that may follow is not
+        // swept or killed by it (a new stop request still can).
+        self.stopping = None;
+    }
+
+    /// Starts the on-exit command, if any, in the (empty) task cgroup so it
+    /// is limited, listed and stoppable like the task. Returns whether it runs.
+    pub(super) fn phase_on_exit(&mut self) -> bool {
+        let (Some(cmd), Some(rec)) = (self.spec.on_exit.clone(), self.record.as_ref()) else {
+            return false;
+        };
+        let mut env = self.spec.env.clone();
+        env.retain(|e| !e.starts_with(b"LANCO_"));
+        let status = rec
+            .exit
+            .shell_status()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        for (k, v) in [
+            ("LANCO_NAMESPACE", self.spec.ns.to_string()),
+            ("LANCO_TASK", self.spec.task.to_string()),
+            ("LANCO_EXIT_STATUS", status),
+            ("LANCO_EXIT", rec.exit.to_string()),
+        ] {
+            env.push(format!("{k}={v}").into_bytes());
+        }
+        let argv = vec![b"/bin/sh".to_vec(), b"-c".to_vec(), cmd.into_bytes()];
+        match start_process(
+            &self.cgroup_dir,
+            &argv,
+            &env,
+            &self.spec.cwd,
+            &self.log.file,
+        ) {
+            Ok(pid) => {
+                self.main_pid = pid;
+                self.main_exit = None;
+                self.phase = Phase::OnExit;
+                true
+            }
+            Err(e) => {
+                self.note(&format_args!("on-exit command: {e}"));
+                false
+            }
+        }
+    }
+
+    pub(super) fn finish(mut self, report: &mut File) -> ! {
+        // The task may have made cgroups of its own inside its cgroup.
+        if let Err(e) = self.claim.cgroup.remove_tree() {
+            self.note(&e);
+        }
+        let _ = self
+            .dir
+            .remove_socket(&layout::socket_name(&self.spec.task));
+        // Release the name before answering, so a `run` right after a
+        // returned `stop` finds it free.
+        self.claim.release();
+        let reply = ControlReply::Done {
+            killed_after_timeout: self.killed_after_timeout,
+        };
+        for w in &mut self.waiters {
+            let _ = control::send(w, &reply);
+        }
+        if let Some(rec) = &self.record {
+            let _ = send(report, &Report::Finished(rec.exit));
+        }
+        if let Some(Err(e)) = self.accounting.as_ref().map(File::sync_data) {
+            // (self.note needs all of self; the lock is already given back.)
+            let _ = writeln!(
+                &self.log.file,
+                "[lanco-monitor] cannot sync the accounting journal: {e}"
+            );
+        }
+        std::process::exit(0)
+    }
+}

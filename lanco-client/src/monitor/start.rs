@@ -1,0 +1,127 @@
+//! The monitor's start: claim the name, get admitted, make the cgroup, open
+//! the new log and the control socket, start the payload, report.
+
+use std::fs::File;
+
+use lanco_proto::files::Dir;
+use lanco_proto::layout::{self, Layout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use super::{admit, claim, start_process, Log, Monitor, Phase};
+use crate::control;
+use crate::error::{Error, Result};
+use crate::handoff::{send, Report, Spec};
+use crate::record::{self, TaskState};
+
+impl Monitor {
+    /// Claims the name, gets admitted, makes the cgroup, opens the new log
+    /// and the control socket, and starts the payload. On failure, all of
+    /// it is given back (the claim's and the log's Drop, the socket here):
+    /// nothing runs in the cgroup yet.
+    pub(super) fn start(spec: Spec, report: &mut File) -> Result<Self> {
+        let (ns, task) = (spec.ns.clone(), spec.task.clone());
+        let layout = Layout {
+            cgroup_root: spec.cgroup_root.clone(),
+            state_dir: spec.config.state_dir.clone(),
+            log_dir: spec.config.log_dir.clone(),
+        };
+        // SIGCHLD and SIGTERM arrive through a signalfd; block them first so
+        // none is lost. SIGTERM to the monitor means "stop the task" (it is
+        // what systemd sends every process when the task root is stopped), so
+        // the exit record still gets the task's real status.
+        let mut chld = SigSet::empty();
+        chld.add(Signal::SIGCHLD);
+        chld.add(Signal::SIGTERM);
+        chld.thread_block()
+            .map_err(|e| Error::system("sigprocmask", e))?;
+        let sigfd = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| Error::system("signalfd", e))?;
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| Error::system("PR_SET_CHILD_SUBREAPER", e))?;
+
+        let mut claim = claim::claim(&layout, &ns, &task)?;
+        admit(&spec.config.socket, &ns)?;
+        let cgroup_dir = claim.make_cgroup(&task)?;
+        let me = nix::unistd::geteuid().as_raw();
+        let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
+        // A previous run whose monitor died left a state file: close its record.
+        record::finalize_lost(&dir, &task, &claim.cgroup)?;
+        let log_path = spec
+            .log
+            .clone()
+            .unwrap_or_else(|| layout.task_log(&ns, &task));
+        let mut log = Log::create(&log_path, spec.config.log_keep)?;
+        let sock = layout::socket_name(&task);
+        let listener = control::bind(&dir, &sock)
+            .map_err(|e| Error::system("cannot create the task's control socket", e))?;
+        let started = listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::system("control socket", e))
+            .and_then(|()| Ok(claim.cgroup.open_events()?))
+            .and_then(|events| {
+                let pid = start_process(&cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log.file)?;
+                Ok((events, pid))
+            });
+        let (events, pid) = match started {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = dir.remove_socket(&sock);
+                return Err(e);
+            }
+        };
+        // From here the task runs: failures are noted, never undone.
+        claim.keep();
+        let installed = log.install();
+        let start = crate::time::now_secs();
+        let state = TaskState {
+            namespace: ns.to_string(),
+            task: task.to_string(),
+            uid: me,
+            command: spec
+                .argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+            pid,
+            monitor_pid: std::process::id() as i32,
+            start,
+            start_time: crate::time::utc(start),
+            log: log.path().display().to_string(),
+            cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+        };
+        let m = Monitor {
+            claim,
+            cgroup_dir,
+            dir,
+            state,
+            log,
+            main_pid: pid,
+            main_exit: None,
+            phase: Phase::Task,
+            record: None,
+            accounting: None,
+            listener,
+            stopping: None,
+            killed_after_timeout: false,
+            waiters: Vec::new(),
+            sigfd,
+            events,
+            spec,
+        };
+        if let Err(e) = installed {
+            m.note(&format_args!("the new log keeps its temporary name: {e}"));
+        }
+        if let Err(e) = record::write_json(&m.dir, &layout::state_name(&m.spec.task), &m.state) {
+            m.note(&e);
+        }
+        let _ = send(
+            report,
+            &Report::Started {
+                pid,
+                monitor_pid: m.state.monitor_pid,
+            },
+        );
+        Ok(m)
+    }
+}

@@ -1,0 +1,306 @@
+//! The library's core: open a namespace and find, check, list, inspect and
+//! wait for its tasks, unprivileged, from the cgroup directories and state
+//! files its members were granted. A task is found through its name's
+//! owner (`names/task-NAME.lock`); every file is read through
+//! `lanco_proto::files` with that owner expected. Starting is in `start`,
+//! stopping and signalling in `signal`; the `lanco` command is a thin layer
+//! over all three.
+
+use std::fs;
+use std::io::{ErrorKind, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::files::{self, Dir, FileError};
+use lanco_proto::layout;
+use lanco_proto::{Config, Layout, NamespaceName, TaskName};
+use nix::fcntl::{Flock, FlockArg};
+use serde::Serialize;
+
+use crate::error::{not_member, Error, Result};
+use crate::record::{self, ExitRecord, TaskState};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: i32,
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskInfo {
+    pub task: String,
+    pub processes: Vec<Process>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Status {
+    Running {
+        /// None when the monitor died and the state file is gone or stale.
+        info: Option<TaskState>,
+        monitor_alive: bool,
+        processes: usize,
+    },
+    NotRunning {
+        last: Option<ExitRecord>,
+    },
+}
+
+pub struct Namespace {
+    config: Config,
+    layout: Layout,
+    ns: NamespaceName,
+}
+
+/// Where a task is: its cgroup and the member whose name it is.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    /// The member who owns the name (for a 0.1 task: who made its cgroup).
+    pub owner: u32,
+    /// A task started by lanco 0.1, before the upgrade to per-member
+    /// subtrees: its files are in the old group-writable state directory.
+    pub legacy: bool,
+    pub cgroup: Cgroup,
+}
+
+impl Namespace {
+    /// Opens a namespace the caller may use. A namespace that does not
+    /// exist and one the caller is not a member of get the same answer
+    /// (exit status 4), as from lancod: names of other tenants' namespaces
+    /// are not for everyone. Root is told which it is.
+    pub fn open(config: Config, ns: NamespaceName) -> Result<Self> {
+        let cgroup_root = cgroupfs::resolve_root(&config.cgroup_root)?;
+        let layout = Layout {
+            cgroup_root,
+            state_dir: config.state_dir.clone(),
+            log_dir: config.log_dir.clone(),
+        };
+        let dir = layout.ns_cgroup(&ns);
+        use nix::unistd::{access, AccessFlags};
+        match access(&dir, AccessFlags::R_OK | AccessFlags::X_OK) {
+            Ok(()) => Ok(Self { config, layout, ns }),
+            Err(nix::errno::Errno::ENOENT) if nix::unistd::geteuid().is_root() => {
+                Err(Error::NoNamespace(ns))
+            }
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Err(not_member(&ns)),
+            Err(e) => Err(Error::system(dir.display(), e)),
+        }
+    }
+
+    pub fn name(&self) -> &NamespaceName {
+        &self.ns
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn ns_dir(&self) -> Result<Dir> {
+        Dir::open(&self.layout.ns_state_dir(&self.ns)).map_err(|e| match e.io_kind() {
+            Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => not_member(&self.ns),
+            _ => e.into(),
+        })
+    }
+
+    /// The member who owns `task`'s name: the owner of its lock file.
+    pub(crate) fn name_owner(&self, task: &TaskName) -> Result<Option<u32>> {
+        let names = self.ns_dir()?.sub(layout::NAMES)?;
+        match names.entry(&layout::lock_name(task))? {
+            None => Ok(None),
+            Some(e) if e.is_file() => Ok(Some(e.uid)),
+            Some(e) => Err(Error::System(
+                FileError::Planted {
+                    path: names.join(&layout::lock_name(task)),
+                    what: e.kind,
+                    owner: files::user_name(e.uid),
+                    expected: "a member".into(),
+                }
+                .to_string(),
+            )),
+        }
+    }
+
+    /// Where `task` is, if its name was ever used (or a 0.1 task of that
+    /// name still has a cgroup).
+    pub(crate) fn find(&self, task: &TaskName) -> Result<Option<Found>> {
+        let legacy = Cgroup::new(self.layout.legacy_task_cgroup(&self.ns, task));
+        if let Ok(m) = fs::symlink_metadata(legacy.path()) {
+            if m.is_dir() {
+                use std::os::unix::fs::MetadataExt;
+                return Ok(Some(Found {
+                    owner: m.uid(),
+                    legacy: true,
+                    cgroup: legacy,
+                }));
+            }
+        }
+        Ok(self.name_owner(task)?.map(|owner| Found {
+            owner,
+            legacy: false,
+            cgroup: Cgroup::new(self.layout.task_cgroup(&self.ns, owner, task)),
+        }))
+    }
+
+    /// The directory holding `found`'s state files and control socket.
+    pub(crate) fn state_dir_of(&self, found: &Found) -> Result<Dir> {
+        let path = if found.legacy {
+            self.layout.legacy_state_dir(&self.ns)
+        } else {
+            self.layout.user_state_dir(&self.ns, found.owner)
+        };
+        Ok(Dir::open(&path)?)
+    }
+
+    /// Records a run whose monitor died (its owner only, in its own
+    /// directory).
+    pub(crate) fn finalize_lost_run(
+        &self,
+        task: &TaskName,
+        found: &Found,
+        stopped: bool,
+        killed: bool,
+    ) -> Result<()> {
+        record::finalize(
+            &self.state_dir_of(found)?,
+            task,
+            &found.cgroup,
+            stopped,
+            killed,
+        )
+    }
+
+    /// Is the caller the member whose name `found` is (and so the one who
+    /// may write its records)?
+    pub(crate) fn is_mine(&self, found: &Found) -> bool {
+        !found.legacy && found.owner == nix::unistd::geteuid().as_raw()
+    }
+
+    /// Is any process of the task alive?
+    pub fn check(&self, task: &TaskName) -> Result<bool> {
+        match self.find(task)? {
+            Some(f) => Ok(f.cgroup.populated()?),
+            None => Ok(false),
+        }
+    }
+
+    /// Running tasks (cgroups holding a process) and their processes.
+    pub fn list(&self) -> Result<Vec<TaskInfo>> {
+        let mut out = Vec::new();
+        for t in layout::task_cgroups(&self.layout, &self.ns)? {
+            let pids = match t.cgroup.procs_recursive() {
+                Ok(p) => p,
+                // Ended between the listing and the read.
+                Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if pids.is_empty() {
+                continue;
+            }
+            let processes = pids
+                .into_iter()
+                .map(|pid| Process {
+                    pid,
+                    cmdline: cmdline(pid),
+                })
+                .collect();
+            out.push(TaskInfo {
+                task: t.task.to_string(),
+                processes,
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn status(&self, task: &TaskName) -> Result<Status> {
+        let Some(found) = self.find(task)? else {
+            return Ok(Status::NotRunning { last: None });
+        };
+        let dir = self.state_dir_of(&found)?;
+        let cg = &found.cgroup;
+        if cg.populated()? {
+            let info: Option<TaskState> =
+                record::read_json(&dir, &layout::state_name(task), found.owner)?;
+            return Ok(Status::Running {
+                info,
+                monitor_alive: self.connect_monitor(task, &found)?.is_some(),
+                processes: cg.procs_recursive().map(|p| p.len()).unwrap_or(0),
+            });
+        }
+        // A run whose monitor died left its state file: its owner records
+        // it now, under the name's lock, so neither a finishing monitor nor
+        // a new run can race with it.
+        if self.is_mine(&found) {
+            let names = self.ns_dir()?.sub(layout::NAMES)?;
+            if let Some(f) = names.open_read(&layout::lock_name(task), found.owner)? {
+                if let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                    self.finalize_lost_run(task, &found, false, false)?;
+                }
+            }
+        }
+        let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
+        Ok(Status::NotRunning { last })
+    }
+
+    /// Waits until the task is no longer running (poll on cgroup.events).
+    pub fn wait(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
+        let Some(found) = self.find(task)? else {
+            return Ok(true);
+        };
+        let t = timeout.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
+        Ok(found.cgroup.wait_events(t, |e| !e.populated)?)
+    }
+
+    /// The task's log, opened for reading: a regular file of the name's
+    /// owner, never a link or FIFO someone planted.
+    pub fn open_log(&self, task: &TaskName) -> Result<Option<(PathBuf, fs::File)>> {
+        let Some(found) = self.find(task)? else {
+            return Ok(None);
+        };
+        // A task started with -l logs elsewhere; its state file says where.
+        let custom = record::read_json::<TaskState>(
+            &self.state_dir_of(&found)?,
+            &layout::state_name(task),
+            found.owner,
+        )
+        .ok()
+        .flatten()
+        .map(|s| PathBuf::from(s.log));
+        let path = custom.unwrap_or_else(|| self.layout.task_log(&self.ns, task));
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        else {
+            return Ok(None);
+        };
+        let dir = Dir::open(parent).map_err(|e| match e.io_kind() {
+            Some(ErrorKind::PermissionDenied) => not_member(&self.ns),
+            _ => e.into(),
+        })?;
+        Ok(dir.open_read(name, found.owner)?.map(|f| (path.clone(), f)))
+    }
+}
+
+fn cmdline(pid: i32) -> String {
+    let mut buf = Vec::with_capacity(4096);
+    let _ = fs::File::open(format!("/proc/{pid}/cmdline"))
+        .and_then(|f| f.take(64 * 1024).read_to_end(&mut buf));
+    while buf.last() == Some(&0) {
+        buf.pop();
+    }
+    let s: Vec<u8> = buf
+        .into_iter()
+        .map(|b| if b == 0 { b' ' } else { b })
+        .collect();
+    let s = String::from_utf8_lossy(&s).into_owned();
+    if s.is_empty() {
+        // Kernel threads and zombies have no command line.
+        fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| format!("[{}]", c.trim()))
+            .unwrap_or_default()
+    } else {
+        s
+    }
+}
