@@ -284,11 +284,11 @@ build_prev_deb() {
 }
 
 # ------------------------------------------------------------------ checks
-# Mode of log_dir/lanco-NS/. The 0.2 layout table (decided before the code)
-# says 1770 root:GROUP; lancod makes 3770 (setgid too, so that logs get the
-# namespace's group and members can read each other's), and SECURITY.md says
-# 3770. Tested against the table until the table says otherwise.
-LOG_DIR_MODE=1770
+# Owners and modes are checked against docs/DESIGN.md, "Every cgroup,
+# directory and file". Mode of log_dir/lanco-NS/: 3770 there (setgid, so that
+# logs get the namespace's group and members read each other's); the first
+# layout note of 0.2 said 1770.
+LOG_DIR_MODE=3770
 passed=0 failed=0 layout=-
 LOG=$WORK/steps.log
 : > "$LOG"
@@ -575,7 +575,7 @@ c_refusals() {
     ok as_user alice lanco nsa check t1 || bad=1
     return $bad
 }
-# The namespace's directories as in the 0.2 layout table, made by the helper
+# The namespace's directories as in docs/DESIGN.md's table, made by the helper
 # under its sandbox's capabilities (a missing CAP_FSETID silently drops
 # setgid). alice has run tasks, so her subtree exists.
 c_ns_dirs() {
@@ -583,7 +583,7 @@ c_ns_dirs() {
     auid=$(ct id -u alice)
     expect_stat 711 root:root "$CGROOT" /var/lib/lanco/ns || bad=1
     expect_stat 750 root:alice "$CGROOT/ns-nsa" /var/lib/lanco/ns/nsa || bad=1
-    expect_stat - root:- "$CGROOT/ns-nsa/cgroup.procs" || bad=1
+    expect_stat 644 root:alice "$CGROOT/ns-nsa/cgroup.procs" || bad=1
     expect_stat 1770 root:alice /var/lib/lanco/ns/nsa/names || bad=1
     expect_stat "$LOG_DIR_MODE" root:alice /var/log/lanco-nsa || bad=1
     expect_stat 2750 alice:alice "$CGROOT/ns-nsa/user-$auid" "$CGROOT/ns-nsa/user-$auid/monitors" \
@@ -719,7 +719,7 @@ c_remove_purge() {
 # through the upgrade: install the previous package, two members of one
 # group each run a task, upgrade, then with the new lanco check, list and
 # stop them, run and stop new tasks, and compare the migrated namespace
-# with the 0.2 layout's table of owners and modes.
+# with docs/DESIGN.md's table of owners and modes.
 
 # proc_ids PID...: "PID:STARTTIME" for each (STARTTIME from /proc/PID/stat,
 # so a reused pid does not pass for the same process), "PID:gone" if none.
@@ -781,12 +781,12 @@ m_upgrade() {
     ok ct test -d "$CGROOT/ns-nsx"
 }
 # Right after the upgrade, before any request: the postinst's restore has
-# migrated the namespace (cgroups and logs table of the 0.2 layout).
+# migrated the namespace (cgroups and logs rows of DESIGN.md's table).
 m_layout_cgroup_log() {
     local bad=0
     expect_stat 711 root:root "$CGROOT" || bad=1
     expect_stat 750 root:team "$CGROOT/ns-nsm" "$CGROOT/ns-nsx" || bad=1
-    expect_stat - root:- "$CGROOT/ns-nsm/cgroup.procs" "$CGROOT/ns-nsm/cgroup.threads" \
+    expect_stat 644 root:team "$CGROOT/ns-nsm/cgroup.procs" "$CGROOT/ns-nsm/cgroup.threads" \
         "$CGROOT/ns-nsm/cgroup.subtree_control" || bad=1
     expect_stat "$LOG_DIR_MODE" root:team /var/log/lanco-nsm || bad=1
     return $bad
@@ -795,6 +795,7 @@ m_layout_state() {
     local bad=0
     expect_stat 755 root:root /var/lib/lanco || bad=1
     expect_stat 700 root:root /var/lib/lanco/namespaces || bad=1
+    expect_stat 600 root:root /var/lib/lanco/namespaces/nsm.toml /var/lib/lanco/namespaces/nsx.toml || bad=1
     expect_stat 711 root:root /var/lib/lanco/ns || bad=1
     expect_stat 750 root:team /var/lib/lanco/ns/nsm /var/lib/lanco/ns/nsx || bad=1
     expect_stat 1770 root:team /var/lib/lanco/ns/nsm/names /var/lib/lanco/ns/nsx/names || bad=1
@@ -855,7 +856,7 @@ m_retire_prev_state() {
     fails ct test -e /var/lib/lanco/ns-nsm || return 1
     ok ct ls -la /var/lib/lanco/destroyed/
     ok ct sh -c 'ls -d /var/lib/lanco/destroyed/nsm-* | grep .' || return 1
-    # "destroyed/NS-STAMP | root | dir 0700": no tenant reaches inside.
+    # Kept entries keep their modes; the root-only parent closes them.
     expect_stat 700 root:root /var/lib/lanco/destroyed
 }
 m_new_tasks() {
@@ -882,22 +883,23 @@ m_name_owner() {
     as_user dave lanco nsm run c3 true; local rc=$?
     [ $rc = 3 ] || { echo "dave's run of carol's c3: exit $rc, expected 3"; return 1; }
 }
-# The running new tasks' cgroups, state and logs (0.2 table, per user).
+# The running new tasks' cgroups, state and logs (DESIGN.md's table, per user).
 m_layout_user() {
     local u uid t cg st bad=0 gw
     for u in carol:$M_CUID:c2 dave:$M_DUID:d2; do
         uid=${u#*:}; t=${uid#*:}; uid=${uid%%:*}; u=${u%%:*}
         cg=$CGROOT/ns-nsm/user-$uid; st=/var/lib/lanco/ns/nsm/user-$uid
         expect_stat 2750 "$u:team" "$cg" "$cg/monitors" "$cg/task-$t" "$st" || bad=1
-        expect_stat - "$u:team" "$cg/cgroup.procs" "$cg/cgroup.threads" "$cg/cgroup.subtree_control" \
+        expect_stat 644 "$u:team" "$cg/cgroup.procs" "$cg/cgroup.threads" "$cg/cgroup.subtree_control" \
             "$cg/monitors/cgroup.procs" || bad=1
-        expect_stat - root:- "$cg/cgroup.max.descendants" || bad=1
+        expect_stat 644 root:root "$cg/cgroup.max.descendants" || bad=1
         # cgroup.kill and cgroup.freeze are the only group-writable files.
         gw=$(ct find "$cg/task-$t" -maxdepth 1 -type f -perm -g+w -printf '%f ' | tr ' ' '\n' | sort | xargs)
         [ "$gw" = "cgroup.freeze cgroup.kill" ] || { echo "BAD  group-writable in task-$t: '$gw'"; bad=1; }
         expect_stat 640 "$u:team" "$st/task-$t.state.json" || bad=1
         expect_stat 660 "$u:team" "$st/task-$t.sock" || bad=1
-        expect_stat 640 "$u:-" /var/lib/lanco/ns/nsm/names/task-$t.lock /var/log/lanco-nsm/task-$t.log || bad=1
+        expect_stat 640 "$u:-" /var/lib/lanco/ns/nsm/names/task-$t.lock || bad=1     # name owner : creator's gid
+        expect_stat 640 "$u:team" /var/log/lanco-nsm/task-$t.log || bad=1
     done
     return $bad
 }
@@ -938,14 +940,14 @@ migration_checks() {
     check "migration: under $prev_ver, carol and dave each run a task in nsm" m_prev_tasks || return 0
     check "migration: dpkg -i $ver1: task root not restarted, 0.1's logrotate conffile removed, postinst ran lancod restore" m_upgrade || return 0
     check "migration: ns cgroup root:team 0750, log dir root:team $LOG_DIR_MODE (before any request)" m_layout_cgroup_log
-    check "migration: state directories as in the 0.2 table (before any request)" m_layout_state
+    check "migration: state directories as in DESIGN.md's table (before any request)" m_layout_state
     check "migration: carol and dave with $ver1: check says running, ls lists both" m_check_ls
     check "migration: the 0.1 tasks and monitors are the same processes, still writing" m_same_processes
     check "migration: stop ends each 0.1 task, nothing left" m_stop_prev
     check "migration: lancod restore retires 0.1's state dir into destroyed/" m_retire_prev_state
     check "migration: carol and dave run new tasks in the migrated namespace" m_new_tasks || return 0
     check "migration: dave's run of carol's task name is refused (exit 3)" m_name_owner
-    check "migration: the new tasks' cgroups, state and logs as in the 0.2 table" m_layout_user
+    check "migration: the new tasks' cgroups, state and logs as in DESIGN.md's table" m_layout_user
     check "migration: stop ends the new tasks, nothing left" m_stop_new
 }
 
@@ -979,7 +981,7 @@ run_checks() {
     check "alice's run activates the helper again" c_run_activates || return 0
     check "quick tour: check, ls, status, log, short task" c_tour
     check "refusals" c_refusals
-    check "namespace directories: owners and modes (0.2 layout), setgid kept" c_ns_dirs
+    check "namespace directories: owners and modes as in DESIGN.md, setgid kept" c_ns_dirs
     check "snapshot of running tasks" snapshot || return 0
     check "systemctl restart lancod.service: tasks untouched" c_restart_helper
     check "systemctl restart lancod.socket: tasks untouched" c_restart_socket
