@@ -5,8 +5,9 @@
 #
 # VERSION defaults to the workspace version in Cargo.toml. --no-build skips
 # `cargo build --release --workspace` and packages the binaries already in
-# $LANCO_BIN_DIR (default: target/release), e.g. to make a second package
-# with a bumped version from the same build. The package is written to
+# $LANCO_BIN_DIR (default: where cargo puts them, $CARGO_TARGET_DIR/release
+# or target/release), e.g. to make a second package with a bumped version
+# from the same build. The package is written to
 # $LANCO_DEB_DIR (default: target/deb) and its path printed on the last line.
 set -euo pipefail
 
@@ -24,7 +25,13 @@ if ! [[ "$version" =~ ^[0-9][A-Za-z0-9.+~-]*$ ]]; then
     exit 2
 fi
 arch=$(dpkg --print-architecture)
-bindir=${LANCO_BIN_DIR:-$top/target/release}
+# cargo resolves a relative CARGO_TARGET_DIR from where it runs: $top.
+case "${CARGO_TARGET_DIR:-}" in
+"") cargo_target=$top/target ;;
+/*) cargo_target=$CARGO_TARGET_DIR ;;
+*) cargo_target=$top/$CARGO_TARGET_DIR ;;
+esac
+bindir=${LANCO_BIN_DIR:-$cargo_target/release}
 outdir=${LANCO_DEB_DIR:-$top/target/deb}
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "build-deb: $1 not found (apt-get install -y $2)" >&2; exit 1; }; }
@@ -67,7 +74,6 @@ done
 
 # Configuration (conffiles) and the state directory.
 inst 0644 "$here/etc/lanco.toml" /etc/lanco/lanco.toml
-inst 0644 "$here/etc/logrotate" /etc/logrotate.d/lanco
 install -d -m 0755 "$stage/var/lib/lanco"
 
 # Man pages and completions from the clap definition of lanco.
@@ -98,10 +104,10 @@ printf 'lanco (%s) unstable; urgency=medium\n\n  * Package built from the lanco 
     gzip -9n > "$stage/usr/share/doc/lanco/changelog.gz"
 
 # Maintainer scripts and conffiles.
-for s in postinst prerm postrm; do
+for s in preinst postinst prerm postrm; do
     install -m 0755 "$here/debian/$s" "$stage/DEBIAN/$s"
 done
-printf '/etc/lanco/lanco.toml\n/etc/logrotate.d/lanco\n' > "$stage/DEBIAN/conffiles"
+printf '/etc/lanco/lanco.toml\n' > "$stage/DEBIAN/conffiles"
 
 # Depends from the binaries' shared libraries.
 depends="libc6, libgcc-s1"
@@ -125,7 +131,7 @@ Architecture: $arch
 Maintainer: lanco developers <lanco@localhost>
 Installed-Size: $size
 Depends: $depends
-Recommends: systemd, logrotate
+Recommends: systemd
 Section: admin
 Priority: optional
 Homepage: https://example.invalid/lanco

@@ -4,15 +4,32 @@
 # the .deb installed inside, two real users in two namespaces.
 #
 #   tests/nspawn/run.sh [--layout hybrid|unified|both] [--no-build]
-#                       [--deb OLD.deb --deb2 NEW.deb] [--keep]
+#                       [--deb OLD.deb --deb2 NEW.deb] [--keep] [--prepare]
+#                       [--prev-ref REF | --prev-deb FILE]
+#                       [--no-migration | --migration-only]
 #
 #   --layout    cgroup layout of the container: hybrid (the host's default
 #               here), unified (pure cgroup2), both (default).
-#   --no-build  package the binaries already in target/release.
+#   --no-build  package the binaries already in $CARGO_TARGET_DIR/release
+#               (default target/release).
 #   --deb/--deb2  use these packages (the second must have a higher version)
 #               instead of building two.
 #   --keep      keep the work directory (default: removed).
 #   --prepare   only install the host tools and build the cached rootfs.
+#   --prev-ref  the commit of the previous release (0.1 layout) that the
+#               migration scenario upgrades from [$LANCO_PREV_REF, else
+#               970ec59]; its release binaries are built from `git archive`
+#               in $LANCO_PREV_TARGET_DIR [/var/cache/lanco-nspawn/prev-target]
+#               and packaged by its own packaging/build-deb.sh. A ref that is
+#               not in this clone is a FAIL, not a skip.
+#   --prev-deb  use this package of the previous release instead.
+#   --no-migration / --migration-only  leave out / run only the migration
+#               scenario (it runs in the unified layout, when that is tested).
+#
+# Scenarios: per layout, the current package on a fresh system (install,
+# activation, restarts, upgrade, reboot, stop-all, remove, purge); in the
+# unified layout also the migration: a host running the previous release
+# keeps its running tasks through the upgrade to this one.
 #
 # Runs as root. Installs systemd-container and debootstrap when missing.
 # The debootstrapped rootfs is cached in /var/cache/lanco-nspawn/ (about 45 s
@@ -28,6 +45,9 @@ build=1
 deb1="" deb2=""
 keep=0
 prepare_only=0
+PREV_REF=${LANCO_PREV_REF:-970ec59}
+prev_deb_arg=""
+migration=1        # 0: --no-migration; only: --migration-only
 while [ $# -gt 0 ]; do
     case "$1" in
     --layout) shift; [ "$1" = both ] && layouts="hybrid unified" || layouts=$1 ;;
@@ -36,21 +56,32 @@ while [ $# -gt 0 ]; do
     --deb2) shift; deb2=$1 ;;
     --keep) keep=1 ;;
     --prepare) prepare_only=1 ;;
-    *) echo "usage: $0 [--layout hybrid|unified|both] [--no-build] [--deb OLD --deb2 NEW] [--keep] [--prepare]" >&2; exit 2 ;;
+    --prev-ref) shift; PREV_REF=$1 ;;
+    --prev-deb) shift; prev_deb_arg=$1 ;;
+    --no-migration) migration=0 ;;
+    --migration-only) migration=only ;;
+    *) echo "usage: $0 [--layout hybrid|unified|both] [--no-build] [--deb OLD --deb2 NEW] [--keep] [--prepare]" \
+            "[--prev-ref REF | --prev-deb FILE] [--no-migration | --migration-only]" >&2; exit 2 ;;
     esac
     shift
 done
 for l in $layouts; do
     case "$l" in hybrid|unified) ;; *) echo "bad layout $l" >&2; exit 2 ;; esac
 done
+if [ "$migration" = only ]; then
+    layouts=unified
+elif [ "$migration" = 1 ] && [[ " $layouts " != *" unified "* ]]; then
+    migration=0
+    echo "run.sh: the migration scenario runs in the unified layout only: not run" >&2
+fi
 
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root" >&2; exit 2; }
 
 CACHE=/var/cache/lanco-nspawn
+PREV_TARGET=${LANCO_PREV_TARGET_DIR:-$CACHE/prev-target}
 SUITE=bookworm
 # man-db: systemd-analyze verify checks the units' Documentation= man pages.
-# logrotate: the packaged snippet is checked with logrotate -d.
-INCLUDE=systemd,systemd-sysv,dbus,procps,man-db,logrotate
+INCLUDE=systemd,systemd-sysv,dbus,procps,man-db
 DEADLINE=${LANCO_NSPAWN_DEADLINE:-300}   # seconds for the scenarios (after build and cache)
 start_time=$SECONDS
 
@@ -67,22 +98,65 @@ ensure_tools() {
     fi
 }
 
-# The Debian mirror the host uses (deb822 .sources or one-line lists).
+# The Debian mirror the host's apt uses, from its deb822 .sources files and
+# one-line .list files, or $LANCO_DEBIAN_MIRROR. An enabled "deb" entry with
+# an http, https or file URI whose suite is $SUITE wins; else one whose suite
+# is another Debian release name. No mirror is named here: a machine whose apt
+# has none must say which one to use.
 debian_mirror() {
-    if [ -n "${LANCO_DEBIAN_MIRROR:-}" ]; then echo "$LANCO_DEBIAN_MIRROR"; return; fi
-    local m
-    m=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '
-        /^[ \t]*$/ { if (uri != "" && suites !~ /security/ && uri !~ /security/ && types ~ /(^| )deb( |$)/) { print uri; exit } uri=""; suites=""; types=""; next }
-        tolower($1) == "types:" { $1=""; types=$0 }
-        tolower($1) == "uris:" { uri=$2 }
-        tolower($1) == "suites:" { $1=""; suites=$0 }
-        END { if (uri != "" && suites !~ /security/ && uri !~ /security/ && types ~ /(^| )deb( |$)/) print uri }' | head -n 1)
+    if [ -n "${LANCO_DEBIAN_MIRROR:-}" ]; then echo "$LANCO_DEBIAN_MIRROR"; return 0; fi
+    local files=() f m
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] && files+=("$f")
+    done
+    [ ${#files[@]} -gt 0 ] && m=$(awk -v suite="$SUITE" '
+        # rank: 0 = the suite we debootstrap, 1 = another Debian release.
+        function rank(suites,   s, n, i, r) {
+            n = split(suites, s, " "); r = 9
+            for (i = 1; i <= n; i++) {
+                if (s[i] == suite) return 0
+                if (s[i] ~ /^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldoldstable|oldstable|stable|testing|unstable)$/) r = 1
+            }
+            return r
+        }
+        function consider(types, uris, suites, enabled,   u, r) {
+            if (tolower(enabled) == "no" || (" " types " ") !~ / deb /) return
+            split(uris, u, " ")
+            if (u[1] !~ /^(https?|file):\/\//) return
+            r = rank(suites)
+            if (r < 9) print r, ++seq, u[1]
+        }
+        function flush() {
+            if (uris != "") consider(types, uris, suites, enabled)
+            types = uris = suites = enabled = ""
+        }
+        FNR == 1 { flush() }
+        FILENAME ~ /\.sources$/ {            # deb822: stanzas of "Key: value" lines
+            if ($0 ~ /^[ \t]*$/) { flush(); next }
+            if ($0 ~ /^#/ || $0 ~ /^[ \t]/) next   # comments, continuation lines
+            if (match($0, /^[A-Za-z][A-Za-z0-9-]*:/)) {
+                k = tolower(substr($0, 1, RLENGTH - 1)); v = substr($0, RLENGTH + 1)
+                gsub(/^[ \t]+|[ \t]+$/, "", v)
+                if (k == "types") types = v; else if (k == "uris") uris = v
+                else if (k == "suites") suites = v; else if (k == "enabled") enabled = v
+            }
+            next
+        }
+        {                                    # one-line: deb [ options ] URI SUITE COMPONENT...
+            sub(/#.*/, "")
+            if ($1 != "deb") next
+            i = 2
+            if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+            consider("deb", $i, $(i + 1), "")
+        }
+        END { flush() }' "${files[@]}" | sort -n -k1,1 -k2,2 | head -n 1 | cut -d' ' -f3)
     if [ -z "$m" ]; then
-        m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            sed -n 's/^deb[ \t]\+\(\[[^]]*\][ \t]\+\)\?\([^ \t]\+\)[ \t]\+[a-z]\+[ \t].*/\2/p' |
-            grep -v security | grep -i debian | head -n 1)
+        echo "run.sh: no Debian mirror for $SUITE in the host's apt sources" \
+            "(/etc/apt/sources.list, /etc/apt/sources.list.d/*.list, *.sources);" \
+            "set LANCO_DEBIAN_MIRROR to the URL of a Debian archive that has $SUITE" >&2
+        return 1
     fi
-    echo "${m:-http://deb.debian.org/debian}"
+    echo "$m"
 }
 
 # The cached rootfs for this include list; built once, under a lock.
@@ -95,7 +169,7 @@ cached_rootfs() {
         flock 9
         if [ ! -e "$dir/.complete" ]; then
             local mirror t0=$SECONDS
-            mirror=$(debian_mirror)
+            mirror=$(debian_mirror) || exit 1
             say "== debootstrap $SUITE ($INCLUDE) from $mirror into $dir" >&2
             rm -rf --one-file-system "$dir.tmp" "$dir"
             if ! debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$dir.tmp" "$mirror" \
@@ -169,7 +243,52 @@ ver1=$(dpkg-deb -f "$deb1" Version)
 ver2=$(dpkg-deb -f "$deb2" Version)
 dpkg --compare-versions "$ver2" gt "$ver1" || { echo "run.sh: $ver2 is not newer than $ver1" >&2; exit 2; }
 
+# The previous release's package, for the migration scenario: its own
+# sources (git archive of $PREV_REF, unpacked once per commit under $CACHE),
+# its own Cargo.lock, its own build-deb.sh and version. The target directory
+# is kept across runs, so only the first run pays for the release build.
+prev_deb="" prev_ver=""
+build_prev_deb() {
+    local commit src t0=$SECONDS
+    if [ -n "$prev_deb_arg" ]; then
+        prev_deb=$prev_deb_arg
+    else
+        commit=$(git -C "$top" rev-parse --verify --quiet "$PREV_REF^{commit}") || {
+            echo "the previous release $PREV_REF is not a commit of the clone in $top."
+            echo "The migration scenario builds the previous package from it: use a full clone"
+            echo "(git fetch --unshallow), set LANCO_PREV_REF or --prev-ref to a previous-release"
+            echo "commit that is here, or give the package with --prev-deb FILE."
+            return 1
+        }
+        src=$CACHE/prev-src/$commit
+        echo "building the previous release from $PREV_REF ($commit) in $src, target $PREV_TARGET"
+        mkdir -p "$CACHE/prev-src"
+        (
+            flock 8
+            if [ ! -e "$src/.complete" ]; then
+                rm -rf "$src" && mkdir -p "$src" &&
+                    git -C "$top" archive --format=tar "$commit" | tar -x -C "$src" &&
+                    touch "$src/.complete" || exit 1
+            fi
+            cd "$src" && CARGO_TARGET_DIR=$PREV_TARGET cargo build --release --workspace --locked || exit 1
+            mkdir -p "$WORK/debs-prev"
+            LANCO_BIN_DIR=$PREV_TARGET/release LANCO_DEB_DIR=$WORK/debs-prev \
+                "$src/packaging/build-deb.sh" --no-build > "$WORK/debs-prev/out" || exit 1
+        ) 8> "$CACHE/.prev.lock" || { echo "building the previous package failed"; return 1; }
+        prev_deb=$(tail -n 1 "$WORK/debs-prev/out")
+    fi
+    prev_ver=$(dpkg-deb -f "$prev_deb" Version) || return 1
+    echo "previous package: $prev_deb, version $prev_ver ($((SECONDS - t0)) s)"
+    dpkg --compare-versions "$ver1" gt "$prev_ver" ||
+        { echo "this tree's package $ver1 is not newer than the previous release's $prev_ver"; return 1; }
+}
+
 # ------------------------------------------------------------------ checks
+# Owners and modes are checked against docs/DESIGN.md, "Every cgroup,
+# directory and file". Mode of log_dir/lanco-NS/: 3770 there (setgid, so that
+# logs get the namespace's group and members read each other's); the first
+# layout note of 0.2 said 1770.
+LOG_DIR_MODE=3770
 passed=0 failed=0 layout=-
 LOG=$WORK/steps.log
 : > "$LOG"
@@ -309,13 +428,44 @@ reboot_container() {
 cgroot() {
     ct sh -c 'm=$(sed -n "s/^[^ ]* [^ ]* [^ ]* [^ ]* \([^ ]*\) .* - cgroup2 .*/\1/p" /proc/self/mountinfo | head -n 1); echo "$m/system.slice/lanco-tasks.service"'
 }
-# Long-lived processes of a task (the payload's `sleep 0.3` children come and go).
+# Long-lived processes of a task (the payload's `sleep 0.3` children come and
+# go), wherever its cgroup is: ns-NS/task-T (0.1 layout) or
+# ns-NS/user-UID/task-T (0.2's per-user subtrees).
 task_pids() {
-    ct sh -c 'd=$1; [ -d "$d" ] || exit 0; for f in $(find "$d" -name cgroup.procs); do cat "$f"; done |
+    ct sh -c 'find "$1" -mindepth 1 -maxdepth 2 -type d -name "task-$2" 2>/dev/null |
+        while read -r d; do find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null; done |
         while read -r p; do c=$(tr "\0" " " < /proc/$p/cmdline 2>/dev/null) || continue
-            [ "$c" = "sleep 0.3 " ] || echo "$p"; done | sort -n' sh "$CGROOT/ns-$1/task-$2"
+            [ "$c" = "sleep 0.3 " ] || echo "$p"; done | sort -n' sh "$CGROOT/ns-$1" "$2"
 }
-monitor_pids() { ct sh -c 'cat "$1"/cgroup.procs 2>/dev/null | sort -n' sh "$CGROOT/ns-$1/monitors"; }
+# The monitors of a namespace: ns-NS/monitors (0.1), ns-NS/user-UID/monitors (0.2).
+monitor_pids() {
+    ct sh -c 'find "$1" -mindepth 1 -maxdepth 2 -type d -name monitors 2>/dev/null |
+        while read -r d; do cat "$d/cgroup.procs" 2>/dev/null; done | sort -n' sh "$CGROOT/ns-$1"
+}
+# expect_stat MODE USER:GROUP PATH...: each PATH has that mode (stat %a)
+# and owner; "-" for any of the three matches anything.
+expect_stat() {
+    local mode=$1 user=${2%%:*} group=${2#*:} p got m u g bad=0
+    shift 2
+    for p in "$@"; do
+        got=$(ct stat -c '%a %U %G' "$p" 2>&1)
+        read -r m u g <<< "$got"
+        if [ -n "$g" ] && { [ "$mode" = - ] || [ "$m" = "$mode" ]; } &&
+            { [ "$user" = - ] || [ "$u" = "$user" ]; } && { [ "$group" = - ] || [ "$g" = "$group" ]; }; then
+            echo "ok   $m $u:$g $p"
+        else
+            echo "BAD  $p: $got; expected $mode $user:$group"
+            bad=1
+        fi
+    done
+    return $bad
+}
+# The path of a task's exit record: state_dir/ns-NS/ (0.1 layout) or
+# state_dir/ns/NS/user-UID/ (0.2).
+exit_record() {
+    ct sh -c 'for f in /var/lib/lanco/ns/"$1"/user-*/task-"$2".exit.json /var/lib/lanco/ns-"$1"/task-"$2".exit.json; do
+        [ -e "$f" ] && { echo "$f"; exit 0; }; done; echo "/var/lib/lanco/(no exit record of $1/$2)"' sh "$1" "$2"
+}
 log_size() { ct stat -c %s "/var/log/lanco-$1/task-$2.log" 2>/dev/null || echo 0; }
 helper_starts() { ct journalctl -q -o cat -u lancod.service --no-pager 2>/dev/null | grep -c '^Started '; }
 # wait_starts N: until the journal shows more than N starts of the helper.
@@ -352,6 +502,8 @@ c_install() {
     cp "$deb1" "$deb2" "$ROOT/root/"
     ok ct dpkg -i "/root/$(basename "$deb1")" || return 1
     ok ct dpkg-query -W -f '${Version}\n' lanco
+    # No logrotate snippet (packaging/NOTES.md): the monitor bounds the logs.
+    fails ct test -e /etc/logrotate.d/lanco || return 1
     # The test's helper lingers 2 s instead of 30.
     ok ct sed -i 's/^idle_timeout *=.*/idle_timeout = 2/' /etc/lanco/lanco.toml
     ct grep -n idle_timeout /etc/lanco/lanco.toml
@@ -423,15 +575,20 @@ c_refusals() {
     ok as_user alice lanco nsa check t1 || bad=1
     return $bad
 }
-# The helper's capabilities suffice for the namespace's directories: owner,
-# group, setgid (a missing CAP_FSETID silently drops the bit).
+# The namespace's directories as in docs/DESIGN.md's table, made by the helper
+# under its sandbox's capabilities (a missing CAP_FSETID silently drops
+# setgid). alice has run tasks, so her subtree exists.
 c_ns_dirs() {
-    local out
-    out=$(ct stat -c '%a %U:%G %n' /var/lib/lanco/ns-nsa /var/log/lanco-nsa "$CGROOT/ns-nsa" \
-        "$CGROOT/ns-nsa/cgroup.procs" "$CGROOT/ns-nsa/monitors/cgroup.procs"); echo "$out"
-    grep -q '^2770 alice:alice /var/lib/lanco/ns-nsa$' <<< "$out" &&
-        grep -q '^2770 alice:alice /var/log/lanco-nsa$' <<< "$out" &&
-        grep -q "^[0-7]* alice:alice $CGROOT/ns-nsa\$" <<< "$out"
+    local auid bad=0
+    auid=$(ct id -u alice)
+    expect_stat 711 root:root "$CGROOT" /var/lib/lanco/ns || bad=1
+    expect_stat 750 root:alice "$CGROOT/ns-nsa" /var/lib/lanco/ns/nsa || bad=1
+    expect_stat 644 root:alice "$CGROOT/ns-nsa/cgroup.procs" || bad=1
+    expect_stat 1770 root:alice /var/lib/lanco/ns/nsa/names || bad=1
+    expect_stat "$LOG_DIR_MODE" root:alice /var/log/lanco-nsa || bad=1
+    expect_stat 2750 alice:alice "$CGROOT/ns-nsa/user-$auid" "$CGROOT/ns-nsa/user-$auid/monitors" \
+        "/var/lib/lanco/ns/nsa/user-$auid" || bad=1
+    return $bad
 }
 snapshot() {
     SNAP_T1=$(task_pids nsa t1); SNAP_B1=$(task_pids nsb b1)
@@ -497,19 +654,6 @@ c_stop_task() {
     for p in $SNAP_T1; do ct test -d "/proc/$p" && { echo "pid $p survives"; return 1; }; done
     return 0
 }
-c_logrotate() {
-    ok ct logrotate -d /etc/logrotate.d/lanco 2>&1 | tail -n 5
-    ok ct logrotate -f /etc/logrotate.d/lanco || return 1
-    ct ls -la /var/log/lanco-nsb/
-    local sz
-    sleep 1
-    sz=$(log_size nsb b1); echo "b1 log after copytruncate: $sz bytes"
-    ok ct sh -c 'ls /var/log/lanco-nsb/ | grep -q "^task-b1.log-"' || return 1
-    # The task writes on into the truncated file, at its new end (O_APPEND),
-    # with no hole of NULs before it.
-    ok ct sh -c '[ "$(tr -d "\n[:print:]" < /var/log/lanco-nsb/task-b1.log | wc -c)" = 0 ]' || return 1
-    [ "$sz" -gt 0 ] && ok as_user bob lanco nsb check b1
-}
 c_reboot() {
     ok as_user alice lanco nsa run t4 sleep 100000 || return 1
     reboot_container || return 1
@@ -538,12 +682,11 @@ c_stop_root() {
     # say so, with the task's real status (not "lost"), and the unit ends
     # cleanly, not by timeout.
     local rec
-    for rec in /var/lib/lanco/ns-nsa/task-t5.exit.json /var/lib/lanco/ns-nsb/task-b3.exit.json \
-        /var/lib/lanco/ns-nsb/task-b7.exit.json; do
+    for rec in "$(exit_record nsa t5)" "$(exit_record nsb b3)" "$(exit_record nsb b7)"; do
         ok ct grep -q '"stopped": true' "$rec" || bad=1
         fails ct grep -q '"lost"' "$rec" || bad=1
     done
-    ok ct sh -c "tr -d ' \n' < /var/lib/lanco/ns-nsb/task-b7.exit.json | grep -q '\"exit\":{\"kind\":\"code\",\"value\":7}'" || bad=1
+    ok ct sh -c "tr -d ' \n' < '$(exit_record nsb b7)' | grep -q '\"exit\":{\"kind\":\"code\",\"value\":7}'" || bad=1
     fails ct systemctl is-failed --quiet lanco-tasks.service || bad=1
     return $bad
 }
@@ -569,6 +712,243 @@ c_remove_purge() {
     fails ct test -e /var/lib/lanco || return 1
     fails ct test -e /etc/lanco || return 1
     ok ct systemctl stop lanco-tasks.service
+}
+
+# ------------------------------------------------- the migration scenario
+# A host running the previous release (0.1 layout) keeps its running tasks
+# through the upgrade: install the previous package, two members of one
+# group each run a task, upgrade, then with the new lanco check, list and
+# stop them, run and stop new tasks, and compare the migrated namespace
+# with docs/DESIGN.md's table of owners and modes.
+
+# proc_ids PID...: "PID:STARTTIME" for each (STARTTIME from /proc/PID/stat,
+# so a reused pid does not pass for the same process), "PID:gone" if none.
+proc_ids() {
+    ct sh -c 'for p; do s=$(sed "s/.*) //" /proc/$p/stat 2>/dev/null | cut -d" " -f20)
+        echo "$p:${s:-gone}"; done' sh "$@"
+}
+# The members' tasks are ticking loops, so the logs show they go on writing.
+m_install_prev() {
+    cp "$prev_deb" "$deb1" "$ROOT/root/"
+    ok ct dpkg -i "/root/$(basename "$prev_deb")" || return 1
+    local v
+    v=$(ct dpkg-query -W -f '${Version}' lanco); echo "installed: $v"
+    [ "$v" = "$prev_ver" ] || return 1
+    ok ct test -f /etc/logrotate.d/lanco || return 1        # its snippet, which the upgrade removes
+    ok ct systemctl is-active lanco-tasks.service lancod.socket
+}
+m_users() {
+    ok ct groupadd team && ok ct useradd -m -s /bin/sh -G team carol &&
+        ok ct useradd -m -s /bin/sh -G team dave || return 1
+    M_CUID=$(ct id -u carol); M_DUID=$(ct id -u dave)
+    echo "carol=$M_CUID dave=$M_DUID group team=$(ct getent group team)"
+}
+m_prev_tasks() {
+    ok ct lanco nsm init -u carol -g team || return 1
+    ok as_user carol lanco nsm run c1 sh -c "$TICKER" || return 1
+    ok as_user dave lanco nsm run d1 sh -c "$TICKER" || return 1
+    ok as_user carol lanco nsm check d1 || return 1
+    ok as_user dave lanco nsm check c1 || return 1
+    # An idle namespace whose cgroups are then removed: the postinst's
+    # `lancod restore` must bring them back (the sign that it ran).
+    ok ct lanco nsx init -u carol -g team || return 1
+    ok ct find "$CGROOT/ns-nsx" -depth -type d -exec rmdir {} + || return 1
+    fails ct test -e "$CGROOT/ns-nsx" || return 1
+    sleep 1
+    M_C1=$(task_pids nsm c1); M_D1=$(task_pids nsm d1); M_MON=$(monitor_pids nsm)
+    M_IDS=$(proc_ids $M_C1 $M_D1 $M_MON)
+    M_LOG=$(log_size nsm c1)
+    M_TASKROOT=$(ct systemctl show -P MainPID lanco-tasks.service)
+    echo "c1: $(echo $M_C1) d1: $(echo $M_D1) monitors: $(echo $M_MON) c1 log: $M_LOG task root MainPID: $M_TASKROOT"
+    echo "ids: $(echo $M_IDS)"
+    ct find "$CGROOT/ns-nsm" -type d
+    [ -n "$M_C1" ] && [ -n "$M_D1" ] && [ -n "$M_MON" ] && [[ "$M_IDS" != *gone* ]]
+}
+m_upgrade() {
+    local out rc v m
+    echo "+ dpkg -i $(basename "$deb1")"
+    out=$(ct dpkg -i --force-confdef --force-confold "/root/$(basename "$deb1")" 2>&1); rc=$?
+    echo "$out"
+    [ $rc = 0 ] || { echo "  -> exit $rc"; return 1; }
+    v=$(ct dpkg-query -W -f '${Version}' lanco); echo "installed: $v"
+    [ "$v" = "$ver1" ] || return 1
+    m=$(ct systemctl show -P MainPID lanco-tasks.service)
+    [ "$m" = "$M_TASKROOT" ] || { echo "lanco-tasks.service was restarted ($M_TASKROOT -> $m)"; return 1; }
+    # preinst/postinst: dpkg-maintscript-helper rm_conffile.
+    ok ct ls -la /etc/logrotate.d/
+    fails ct sh -c 'ls -d /etc/logrotate.d/lanco* 2>/dev/null | grep .' || return 1
+    ! grep -q "'lancod restore' failed" <<< "$out" || { echo "the postinst's restore failed"; return 1; }
+    ok ct test -d "$CGROOT/ns-nsx"
+}
+# Right after the upgrade, before any request: the postinst's restore has
+# migrated the namespace (cgroups and logs rows of DESIGN.md's table).
+m_layout_cgroup_log() {
+    local bad=0
+    expect_stat 711 root:root "$CGROOT" || bad=1
+    expect_stat 750 root:team "$CGROOT/ns-nsm" "$CGROOT/ns-nsx" || bad=1
+    expect_stat 644 root:team "$CGROOT/ns-nsm/cgroup.procs" "$CGROOT/ns-nsm/cgroup.threads" \
+        "$CGROOT/ns-nsm/cgroup.subtree_control" || bad=1
+    expect_stat "$LOG_DIR_MODE" root:team /var/log/lanco-nsm || bad=1
+    return $bad
+}
+m_layout_state() {
+    local bad=0
+    expect_stat 755 root:root /var/lib/lanco || bad=1
+    expect_stat 700 root:root /var/lib/lanco/namespaces || bad=1
+    expect_stat 600 root:root /var/lib/lanco/namespaces/nsm.toml /var/lib/lanco/namespaces/nsx.toml || bad=1
+    expect_stat 711 root:root /var/lib/lanco/ns || bad=1
+    expect_stat 750 root:team /var/lib/lanco/ns/nsm /var/lib/lanco/ns/nsx || bad=1
+    expect_stat 1770 root:team /var/lib/lanco/ns/nsm/names /var/lib/lanco/ns/nsx/names || bad=1
+    # 0.1's state directory stays while its monitors run (they write their
+    # exit records there).
+    ok ct test -d /var/lib/lanco/ns-nsm || bad=1
+    return $bad
+}
+m_check_ls() {
+    local u out bad=0
+    for u in carol dave; do
+        ok as_user $u lanco nsm check c1 || bad=1
+        ok as_user $u lanco nsm check d1 || bad=1
+        out=$(as_user $u lanco nsm ls); echo "ls as $u:"; echo "$out"
+        grep -qw c1 <<< "$out" && grep -qw d1 <<< "$out" || { echo "ls as $u misses c1 or d1"; bad=1; }
+    done
+    return $bad
+}
+m_same_processes() {
+    local ids p sz bad=0
+    sleep 1
+    ids=$(proc_ids $M_C1 $M_D1 $M_MON)
+    echo "before: $(echo $M_IDS)"; echo "after:  $(echo $ids)"
+    [ "$ids" = "$M_IDS" ] || { echo "the 0.1 tasks' or monitors' processes changed"; bad=1; }
+    for p in $M_C1 $M_D1; do
+        ct grep -q "/lanco-tasks.service/ns-nsm/" "/proc/$p/cgroup" ||
+            { echo "pid $p is no longer in ns-nsm: $(ct cat /proc/$p/cgroup)"; bad=1; }
+    done
+    sz=$(log_size nsm c1); echo "c1 log: $M_LOG -> $sz"
+    [ "$sz" -gt "$M_LOG" ] || { echo "c1's log did not grow"; bad=1; }
+    return $bad
+}
+# wait_gone PID...: until none of these processes lives (5 s).
+wait_gone() {
+    local i left
+    for i in $(seq 1 50); do
+        left=$(proc_ids "$@" | grep -v ':gone$')
+        [ -z "$left" ] && return 0
+        sleep 0.1
+    done
+    echo "still alive: $(echo $left)"
+    return 1
+}
+m_stop_prev() {
+    local bad=0
+    ok as_user carol lanco nsm stop c1 || bad=1
+    ok as_user dave lanco nsm stop d1 || bad=1
+    # Not running: exit status 1.
+    as_user carol lanco nsm check c1; [ $? = 1 ] || { echo "check c1: expected exit 1"; bad=1; }
+    as_user dave lanco nsm check d1; [ $? = 1 ] || { echo "check d1: expected exit 1"; bad=1; }
+    wait_gone $M_C1 $M_D1 $M_MON || bad=1
+    return $bad
+}
+# Once the 0.1 monitors are gone, `lancod restore` retires 0.1's state
+# directory into destroyed/.
+m_retire_prev_state() {
+    ok ct lancod restore || return 1
+    fails ct test -e /var/lib/lanco/ns-nsm || return 1
+    ok ct ls -la /var/lib/lanco/destroyed/
+    ok ct sh -c 'ls -d /var/lib/lanco/destroyed/nsm-* | grep .' || return 1
+    # Kept entries keep their modes; the root-only parent closes them.
+    expect_stat 700 root:root /var/lib/lanco/destroyed
+}
+m_new_tasks() {
+    local bad=0
+    ok as_user carol lanco nsm run c2 sh -c 'echo c2 started; exec sleep 100000' || return 1
+    ok as_user dave lanco nsm run d2 sleep 100000 || return 1
+    ok as_user dave lanco nsm check c2 || bad=1
+    ok as_user carol lanco nsm check d2 || bad=1
+    # Members read each other's logs.
+    sleep 0.3
+    local out
+    out=$(as_user dave lanco nsm logs c2); echo "dave's logs c2 (exit $?): $out"
+    grep -q 'c2 started' <<< "$out" || { echo "dave cannot read c2's log"; bad=1; }
+    M_C2=$(task_pids nsm c2); M_D2=$(task_pids nsm d2)
+    echo "c2: $(echo $M_C2) d2: $(echo $M_D2)"
+    [ -n "$M_C2" ] && [ -n "$M_D2" ] || bad=1
+    return $bad
+}
+# A name belongs to the member who ran it first, running or not: another
+# member's run is refused with exit 3.
+m_name_owner() {
+    ok as_user carol lanco nsm run c3 true || return 1
+    sleep 0.5
+    as_user dave lanco nsm run c3 true; local rc=$?
+    [ $rc = 3 ] || { echo "dave's run of carol's c3: exit $rc, expected 3"; return 1; }
+}
+# The running new tasks' cgroups, state and logs (DESIGN.md's table, per user).
+m_layout_user() {
+    local u uid t cg st bad=0 gw
+    for u in carol:$M_CUID:c2 dave:$M_DUID:d2; do
+        uid=${u#*:}; t=${uid#*:}; uid=${uid%%:*}; u=${u%%:*}
+        cg=$CGROOT/ns-nsm/user-$uid; st=/var/lib/lanco/ns/nsm/user-$uid
+        expect_stat 2750 "$u:team" "$cg" "$cg/monitors" "$cg/task-$t" "$st" || bad=1
+        expect_stat 644 "$u:team" "$cg/cgroup.procs" "$cg/cgroup.threads" "$cg/cgroup.subtree_control" \
+            "$cg/monitors/cgroup.procs" || bad=1
+        expect_stat 644 root:root "$cg/cgroup.max.descendants" || bad=1
+        # cgroup.kill and cgroup.freeze are the only group-writable files.
+        gw=$(ct find "$cg/task-$t" -maxdepth 1 -type f -perm -g+w -printf '%f ' | tr ' ' '\n' | sort | xargs)
+        [ "$gw" = "cgroup.freeze cgroup.kill" ] || { echo "BAD  group-writable in task-$t: '$gw'"; bad=1; }
+        expect_stat 640 "$u:team" "$st/task-$t.state.json" || bad=1
+        expect_stat 660 "$u:team" "$st/task-$t.sock" || bad=1
+        expect_stat 640 "$u:-" /var/lib/lanco/ns/nsm/names/task-$t.lock || bad=1     # name owner : creator's gid
+        expect_stat 640 "$u:team" /var/log/lanco-nsm/task-$t.log || bad=1
+    done
+    return $bad
+}
+m_stop_new() {
+    local bad=0
+    ok as_user carol lanco nsm stop c2 || bad=1
+    ok as_user dave lanco nsm stop d2 || bad=1
+    as_user carol lanco nsm check c2; [ $? = 1 ] || { echo "check c2: expected exit 1"; bad=1; }
+    as_user dave lanco nsm check d2; [ $? = 1 ] || { echo "check d2: expected exit 1"; bad=1; }
+    wait_gone $M_C2 $M_D2 || bad=1
+    return $bad
+}
+
+run_migration() {
+    layout=unified
+    local t0=$SECONDS
+    say "== migration: ${prev_ver:-$PREV_REF} -> $ver1 (layout: $layout)"
+    if [ -z "$prev_deb" ]; then
+        say "   not run: no previous package (its FAIL above)"
+        return
+    fi
+    migration_checks
+    stop_container
+    note "migration took $((SECONDS - t0)) s"
+}
+
+migration_checks() {
+    ROOT=$WORK/migration/root
+    MACHINE=lanco-t$$-mig
+    mkdir -p "$WORK/migration"
+    cp -a "$ROOTFS_CACHE" "$ROOT"
+    echo "$MACHINE" > "$ROOT/etc/hostname"
+
+    check "migration: container boots" boot_container migration || return 0
+    CGROOT=$(cgroot)
+    check "migration: dpkg -i $prev_ver (built from $PREV_REF)" m_install_prev || return 0
+    check "migration: users carol and dave in group team" m_users || return 0
+    check "migration: under $prev_ver, carol and dave each run a task in nsm" m_prev_tasks || return 0
+    check "migration: dpkg -i $ver1: task root not restarted, 0.1's logrotate conffile removed, postinst ran lancod restore" m_upgrade || return 0
+    check "migration: ns cgroup root:team 0750, log dir root:team $LOG_DIR_MODE (before any request)" m_layout_cgroup_log
+    check "migration: state directories as in DESIGN.md's table (before any request)" m_layout_state
+    check "migration: carol and dave with $ver1: check says running, ls lists both" m_check_ls
+    check "migration: the 0.1 tasks and monitors are the same processes, still writing" m_same_processes
+    check "migration: stop ends each 0.1 task, nothing left" m_stop_prev
+    check "migration: lancod restore retires 0.1's state dir into destroyed/" m_retire_prev_state
+    check "migration: carol and dave run new tasks in the migrated namespace" m_new_tasks || return 0
+    check "migration: dave's run of carol's task name is refused (exit 3)" m_name_owner
+    check "migration: the new tasks' cgroups, state and logs as in DESIGN.md's table" m_layout_user
+    check "migration: stop ends the new tasks, nothing left" m_stop_new
 }
 
 run_layout() {
@@ -601,14 +981,13 @@ run_checks() {
     check "alice's run activates the helper again" c_run_activates || return 0
     check "quick tour: check, ls, status, log, short task" c_tour
     check "refusals" c_refusals
-    check "namespace directories: owner, group, setgid" c_ns_dirs
+    check "namespace directories: owners and modes as in DESIGN.md, setgid kept" c_ns_dirs
     check "snapshot of running tasks" snapshot || return 0
     check "systemctl restart lancod.service: tasks untouched" c_restart_helper
     check "systemctl restart lancod.socket: tasks untouched" c_restart_socket
     check "systemctl daemon-reexec: tasks untouched" c_reexec
     check "dpkg -i $ver2 (upgrade): tasks untouched, task root not restarted" c_upgrade
     check "systemctl status lanco-tasks.service shows the tasks" c_status_shows_tasks
-    check "logrotate (copytruncate) while b1 runs" c_logrotate
     check "stop ends the task and leaves nothing" c_stop_task
     check "reboot: namespaces back without init, users run at once" c_reboot
     check "systemctl stop lanco-tasks.service ends every task" c_stop_root
@@ -616,15 +995,27 @@ run_checks() {
     check "dpkg -r leaves the task root running; dpkg -P removes state and config" c_remove_purge
 }
 
+if [ "$migration" != 0 ]; then
+    layout=build
+    if check "previous release's package (from ${prev_deb_arg:-$PREV_REF})" build_prev_deb; then
+        note "$(grep '^previous package: ' "$LOG" | tail -n 1)"
+    else
+        prev_deb=""
+    fi
+fi
+
 (
     trap 'kill "$sp" 2>/dev/null; exit 0' TERM
     sleep "$DEADLINE" & sp=$!
     wait "$sp" && { echo "run.sh: deadline of $DEADLINE s reached" >&2; kill -TERM $$; }
 ) &
 watchdog=$!
-for l in $layouts; do
-    run_layout "$l"
-done
+if [ "$migration" != only ]; then
+    for l in $layouts; do
+        run_layout "$l"
+    done
+fi
+[ "$migration" = 0 ] || run_migration
 kill "$watchdog" 2>/dev/null
 
 say ""
