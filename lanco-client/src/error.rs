@@ -37,7 +37,7 @@ pub enum Error {
     /// Something else the request names does not exist (lancod's NotFound).
     #[error("{0}")]
     Missing(String),
-    /// Refused because of the current state (lancod's Busy, AlreadyExists).
+    /// Refused because of the current state (lancod's AlreadyExists).
     #[error("{0}")]
     Refused(String),
     #[error("{0}")]

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lanco_proto::wire::{self, ErrorCode, Request, Response};
+use lanco_proto::NamespaceName;
 use nix::sys::socket::{send, MsgFlags};
 
 use crate::error::{Error, Result};
@@ -24,7 +25,51 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 
-pub fn request(socket: &Path, req: &Request) -> Result<Response> {
+/// Asks lancod to move the calling process into the caller's `monitors`
+/// cgroup of namespace `ns` (made on first use).
+pub fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
+    match request(socket, &Request::Admit { ns: ns.clone() })? {
+        Response::Admitted => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Asks lancod to create (or re-apply) namespace `ns` for `owner`:`group`;
+/// returns whether it was created, and the owner's uid and gid.
+pub fn init(
+    socket: &Path,
+    ns: &NamespaceName,
+    owner: Option<String>,
+    group: Option<String>,
+) -> Result<(bool, u32, u32)> {
+    let req = Request::Init {
+        ns: ns.clone(),
+        owner,
+        group,
+    };
+    match request(socket, &req)? {
+        Response::Initialized { created, uid, gid } => Ok((created, uid, gid)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Asks lancod to destroy namespace `ns`.
+pub fn destroy(socket: &Path, ns: &NamespaceName, force: bool) -> Result<()> {
+    let req = Request::Destroy {
+        ns: ns.clone(),
+        force,
+    };
+    match request(socket, &req)? {
+        Response::Destroyed => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(r: Response) -> Error {
+    Error::Helper(format!("unexpected answer from lancod: {r:?}"))
+}
+
+fn request(socket: &Path, req: &Request) -> Result<Response> {
     let started = Instant::now();
     let mut backoff = FIRST_BACKOFF;
     loop {

@@ -29,7 +29,7 @@ pub struct Process {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskInfo {
-    pub task: String,
+    pub task: TaskName,
     pub processes: Vec<Process>,
 }
 
@@ -203,7 +203,7 @@ impl Namespace {
                 })
                 .collect();
             out.push(TaskInfo {
-                task: t.task.to_string(),
+                task: t.task,
                 processes,
             });
         }

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     NotFound,
     AlreadyExists,
     InvalidRequest,
+    /// lancod is overloaded (this uid holds its share of connections, or
+    /// the table is full): try again. Never a refusal by state.
     Busy,
     Unsupported,
     Internal,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lanco_proto::Config;
+use lancod::error::StartError;
 use lancod::{namespace, server};
 
 #[derive(Parser)]
@@ -63,15 +64,15 @@ fn main() -> ExitCode {
     match run(args.cmd.unwrap_or(Cmd::Serve)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // Once: to stderr, or to the journal under systemd.
             tracing::error!("{e}");
-            eprintln!("lancod: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cmd: Cmd) -> Result<(), String> {
-    let cfg = Config::load().map_err(|e| e.to_string())?;
+fn run(cmd: Cmd) -> Result<(), StartError> {
+    let cfg = Config::load()?;
     let ctx = server::Context::from_config(&cfg)?;
     match cmd {
         Cmd::Serve => {
@@ -80,17 +81,17 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 .enable_all()
                 .max_blocking_threads(8)
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(StartError::Runtime)?;
             rt.block_on(server::serve(
                 listener,
                 ctx,
                 Duration::from_secs(cfg.idle_timeout),
             ))
-            .map_err(|e| e.to_string())
+            .map_err(StartError::Runtime)
         }
         Cmd::Restore => {
             let mut failed = 0;
-            for (ns, rec) in namespace::registered(&ctx.layout).map_err(|e| e.to_string())? {
+            for (ns, rec) in namespace::registered(&ctx.layout)? {
                 match namespace::apply(&ctx.layout, &ns, &rec) {
                     Ok(_) => tracing::info!(%ns, owner = rec.owner, group = rec.group, "restored"),
                     Err(e) => {
@@ -100,14 +101,13 @@ fn run(cmd: Cmd) -> Result<(), String> {
                 }
             }
             if failed > 0 {
-                return Err(format!("{failed} namespace(s) could not be restored"));
+                return Err(StartError::Restore(failed));
             }
             Ok(())
         }
         Cmd::StopAll { timeout } => {
             let t0 = std::time::Instant::now();
-            let n = namespace::stop_all(&ctx.layout, Duration::from_secs(timeout))
-                .map_err(|e| e.to_string())?;
+            let n = namespace::stop_all(&ctx.layout, Duration::from_secs(timeout))?;
             tracing::info!(
                 monitors = n,
                 "stop-all: every task ended in {} ms",

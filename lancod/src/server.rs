@@ -21,6 +21,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::auth::{self, Action, Peer, Verdict};
+use crate::error::StartError;
 use crate::namespace::{self, NsError};
 use crate::sys;
 
@@ -60,14 +61,13 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn from_config(cfg: &Config) -> Result<Self, String> {
-        let cgroup_root =
-            lanco_proto::cgroupfs::resolve_root(&cfg.cgroup_root).map_err(|e| e.to_string())?;
+    pub fn from_config(cfg: &Config) -> Result<Self, StartError> {
+        let cgroup_root = lanco_proto::cgroupfs::resolve_root(&cfg.cgroup_root)?;
         let admin_gid = if cfg.admin_group.is_empty() {
             None
         } else {
             let g = uzers::get_group_by_name(&cfg.admin_group)
-                .ok_or_else(|| format!("admin_group {:?} does not exist", cfg.admin_group))?;
+                .ok_or_else(|| StartError::NoAdminGroup(cfg.admin_group.clone()))?;
             Some(g.gid())
         };
         Ok(Self {
@@ -84,36 +84,36 @@ impl Context {
 
 /// The listening socket: the one systemd (or systemd-socket-activate) passed,
 /// checked to be a listening AF_UNIX stream socket, else `socket` bound here.
-pub fn listener(socket: &Path) -> Result<StdListener, String> {
+pub fn listener(socket: &Path) -> Result<StdListener, StartError> {
     if let Some(l) = activated_listener()? {
         return Ok(l);
     }
+    let fail = |op: &'static str, path: &Path| {
+        let path = path.to_owned();
+        move |error| StartError::Socket { op, path, error }
+    };
     if let Some(dir) = socket.parent() {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(fail("create", dir))?;
     }
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(format!(
-                "another lancod is already serving {}",
-                socket.display()
-            ));
+            return Err(StartError::AlreadyServing(socket.to_owned()));
         }
-        fs::remove_file(socket)
-            .map_err(|e| format!("cannot remove stale {}: {e}", socket.display()))?;
+        fs::remove_file(socket).map_err(fail("remove the stale", socket))?;
     }
-    let l =
-        StdListener::bind(socket).map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
+    let l = StdListener::bind(socket).map_err(fail("bind", socket))?;
     // World-connectable: who may do what is decided from SO_PEERCRED.
     fs::set_permissions(socket, fs::Permissions::from_mode(0o666))
-        .map_err(|e| format!("cannot chmod {}: {e}", socket.display()))?;
+        .map_err(fail("chmod", socket))?;
     Ok(l)
 }
 
-fn activated_listener() -> Result<Option<StdListener>, String> {
+#[allow(unsafe_code)] // taking fd 3: see its SAFETY comment
+fn activated_listener() -> Result<Option<StdListener>, StartError> {
     let ours = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -127,24 +127,25 @@ fn activated_listener() -> Result<Option<StdListener>, String> {
         (false, _) | (true, None) => return Ok(None),
         (true, Some("1")) => {}
         (true, Some(n)) => {
-            return Err(format!(
-                "expected exactly one socket from socket activation, got LISTEN_FDS={n}"
-            ))
+            return Err(StartError::Activation(format!(
+                "expected exactly one socket, got LISTEN_FDS={n}"
+            )))
         }
     }
-    let fd = sys::take_activation_fd();
+    // SAFETY: LISTEN_PID names this process and LISTEN_FDS=1, so fd 3 was
+    // handed to it; the variables are gone, so this runs once.
+    let fd = unsafe { sys::take_activation_fd() };
     let listening = getsockopt(&fd, sockopt::AcceptConn).unwrap_or(false);
     let stream =
         getsockopt(&fd, sockopt::SockType).ok() == Some(nix::sys::socket::SockType::Stream);
     let unix = nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd.as_raw_fd()).is_ok();
     if !(listening && stream && unix) {
-        return Err(
-            "the socket passed by socket activation is not a listening AF_UNIX stream socket"
-                .into(),
-        );
+        return Err(StartError::Activation(
+            "the socket passed is not a listening AF_UNIX stream socket".into(),
+        ));
     }
     let l = StdListener::from(fd);
-    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    l.set_nonblocking(true).map_err(StartError::Runtime)?;
     Ok(Some(l))
 }
 
@@ -542,7 +543,10 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         info!(%ns, "admission denied: {why}");
         return err(ErrorCode::PermissionDenied, why);
     }
-    let pidfd = match pidfd.map(Ok).unwrap_or_else(|| sys::pidfd_open(peer.pid)) {
+    let pidfd = match pidfd
+        .map(Ok)
+        .unwrap_or_else(|| lanco_proto::sys::pidfd_open(peer.pid).map_err(std::io::Error::from))
+    {
         Ok(fd) => fd,
         Err(e) => {
             return err(

@@ -1,8 +1,9 @@
-//! The few raw calls lancod needs that nix does not wrap: SO_PEERGROUPS,
-//! pidfd_open, and taking ownership of an inherited listening socket.
+//! The few raw calls lancod needs that nix does not wrap: SO_PEERGROUPS and
+//! taking ownership of an inherited listening socket.
 #![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Supplementary groups of a connected unix-socket peer, as the kernel
 /// recorded them at connect(2).
@@ -36,24 +37,12 @@ pub fn peer_groups(fd: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
     }
 }
 
-/// A pidfd for `pid` (fallback where SO_PEERPIDFD is missing, kernel < 6.5).
-pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall with integer arguments.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new fd that nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
-}
-
 /// Takes ownership of the first socket passed by socket activation (fd 3).
 ///
-/// # Safety contract
-/// Called once, after LISTEN_PID/LISTEN_FDS were checked to name this process,
-/// so fd 3 was handed to us and nothing else in the process owns it.
-pub fn take_activation_fd() -> OwnedFd {
-    // SAFETY: see above: fd 3 is ours by the socket-activation protocol and is
-    // taken exactly once (the env vars are removed right after).
+/// # Safety
+/// LISTEN_PID/LISTEN_FDS must have been checked to name this process (so fd
+/// 3 was handed to it), and nothing else may own fd 3: call it once.
+pub unsafe fn take_activation_fd() -> OwnedFd {
+    // SAFETY: the caller guarantees fd 3 is ours alone.
     unsafe { OwnedFd::from_raw_fd(3) }
 }

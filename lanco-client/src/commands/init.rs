@@ -1,7 +1,6 @@
-use lanco_proto::wire::{Request, Response};
 use lanco_proto::{Config, NamespaceName};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub fn run(
     config: &Config,
@@ -16,33 +15,20 @@ pub fn run(
             .then(|| std::env::var("SUDO_USER").ok())
             .flatten()
     });
-    match crate::helper::request(
-        &config.socket,
-        &Request::Init {
-            ns: ns.clone(),
-            owner: user,
-            group,
-        },
-    )? {
-        Response::Initialized { created, uid, gid } => {
-            let (u, g) = (
-                uzers::get_user_by_uid(uid)
-                    .map(|u| u.name().to_string_lossy().into_owned())
-                    .unwrap_or(uid.to_string()),
-                uzers::get_group_by_gid(gid)
-                    .map(|g| g.name().to_string_lossy().into_owned())
-                    .unwrap_or(gid.to_string()),
-            );
-            let what = if created { "created" } else { "already exists" };
-            crate::msg::log(
-                "INFO",
-                "init",
-                &format_args!("namespace {ns} {what}, owned by {u}:{g}"),
-            );
-            Ok(0)
-        }
-        other => Err(Error::Helper(format!(
-            "unexpected answer from lancod: {other:?}"
-        ))),
-    }
+    let (created, uid, gid) = crate::helper::init(&config.socket, &ns, user, group)?;
+    let (u, g) = (
+        uzers::get_user_by_uid(uid)
+            .map(|u| u.name().to_string_lossy().into_owned())
+            .unwrap_or(uid.to_string()),
+        uzers::get_group_by_gid(gid)
+            .map(|g| g.name().to_string_lossy().into_owned())
+            .unwrap_or(gid.to_string()),
+    );
+    let what = if created { "created" } else { "already exists" };
+    crate::msg::log(
+        "INFO",
+        "init",
+        &format_args!("namespace {ns} {what}, owned by {u}:{g}"),
+    );
+    Ok(0)
 }

@@ -21,13 +21,10 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lanco_proto::cgroupfs::EventsFile;
 use lanco_proto::files::Dir;
-use lanco_proto::wire::{Request, Response};
-use lanco_proto::NamespaceName;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
@@ -154,14 +151,5 @@ impl Monitor {
             crate::time::utc(crate::time::now_secs())
         );
         let _ = (&self.log.file).write_all(line.as_bytes());
-    }
-}
-
-fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
-    match crate::helper::request(socket, &Request::Admit { ns: ns.clone() })? {
-        Response::Admitted => Ok(()),
-        other => Err(Error::Helper(format!(
-            "unexpected answer from lancod: {other:?}"
-        ))),
     }
 }

@@ -8,7 +8,7 @@ use lanco_proto::layout::{self, Layout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::{admit, claim, start_process, Log, Monitor, Phase};
+use super::{claim, start_process, Log, Monitor, Phase};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{send, Report, Spec};
@@ -41,7 +41,7 @@ impl Monitor {
             .map_err(|e| Error::system("PR_SET_CHILD_SUBREAPER", e))?;
 
         let mut claim = claim::claim(&layout, &ns, &task)?;
-        admit(&spec.config.socket, &ns)?;
+        crate::helper::admit(&spec.config.socket, &ns)?;
         let cgroup_dir = claim.make_cgroup(&task)?;
         let me = nix::unistd::geteuid().as_raw();
         let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
