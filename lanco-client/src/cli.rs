@@ -10,8 +10,6 @@ use clap::{Parser, Subcommand};
 use lanco_proto::{NamespaceName, TaskName};
 use nix::sys::signal::Signal;
 
-use crate::error::exit;
-
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success (check: the task is running)
@@ -177,69 +175,6 @@ impl Command {
             Command::Logs { .. } => "logs",
         }
     }
-}
-
-/// `lanco`'s main: parse, dispatch, print one line per error; returns the
-/// exit status.
-pub fn run() -> u8 {
-    let parsed = match fast_check() {
-        Some(cli) => Ok(cli),
-        None => Cli::try_parse(),
-    };
-    let cli = match parsed {
-        Ok(c) => c,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return exit::OK;
-        }
-        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            return exit::USAGE;
-        }
-        Err(e) => {
-            // clap's message without its usage block, on one line.
-            let rendered = e.render().to_string();
-            let message = rendered.split("\n\n").next().unwrap_or("bad usage");
-            let message: Vec<&str> = message.split_whitespace().collect();
-            let message = message.join(" ");
-            let message = message.trim_start_matches("error: ");
-            crate::msg::error("usage", &format_args!("{message} (see lanco --help)"));
-            return exit::USAGE;
-        }
-    };
-    let cmd = cli.command.name();
-    match crate::commands::dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            if e.is_refusal() {
-                crate::msg::warn(cmd, &e);
-            } else {
-                crate::msg::error(cmd, &e);
-            }
-            e.exit_code()
-        }
-    }
-}
-
-/// `lanco NS check TASK` is what scripts poll in loops. That exact form skips
-/// building the clap parser, a quarter of the command's instructions; any
-/// other form (options, --help, mistakes) goes through clap.
-fn fast_check() -> Option<Cli> {
-    let mut args = std::env::args_os().skip(1);
-    let (ns, cmd, task) = (args.next()?, args.next()?, args.next()?);
-    if args.next().is_some() || cmd != "check" {
-        return None;
-    }
-    // Anything unusual (a bad name, an option) goes through clap and its
-    // messages.
-    Some(Cli {
-        config: None,
-        namespace: ns.to_str()?.parse().ok()?,
-        command: Command::Check {
-            task: task.to_str()?.parse().ok()?,
-        },
-    })
 }
 
 /// A non-negative number of seconds (`2`, `0.5`).

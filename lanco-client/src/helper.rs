@@ -36,6 +36,7 @@ pub fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
 
 /// Asks lancod to create (or re-apply) namespace `ns` for `owner`:`group`;
 /// returns whether it was created, and the owner's uid and gid.
+#[cfg(feature = "cli")]
 pub fn init(
     socket: &Path,
     ns: &NamespaceName,
@@ -54,6 +55,7 @@ pub fn init(
 }
 
 /// Asks lancod to destroy namespace `ns`.
+#[cfg(feature = "cli")]
 pub fn destroy(socket: &Path, ns: &NamespaceName, force: bool) -> Result<()> {
     let req = Request::Destroy {
         ns: ns.clone(),

@@ -33,3 +33,7 @@ pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};
 pub use start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
+
+/// `lanco`'s main: parse, dispatch, one line per error; the exit status.
+#[cfg(feature = "cli")]
+pub use commands::run as run_cli;

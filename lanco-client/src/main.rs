@@ -17,7 +17,7 @@ pub extern "C" fn main(
     _argc: std::ffi::c_int,
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    let code = lanco_client::cli::run();
+    let code = lanco_client::run_cli();
     let _ = std::io::stdout().flush();
     std::ffi::c_int::from(code)
 }

@@ -10,7 +10,7 @@ use std::io::Write;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::Dir;
-use lanco_proto::TaskName;
+use lanco_proto::{NamespaceName, TaskName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -18,8 +18,8 @@ use crate::error::{Error, Result};
 /// A running task, written by its monitor once the payload has exec'd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
-    pub namespace: String,
-    pub task: String,
+    pub namespace: NamespaceName,
+    pub task: TaskName,
     pub uid: u32,
     pub command: Vec<String>,
     pub pid: i32,
@@ -71,8 +71,8 @@ impl std::fmt::Display for Exit {
 /// One finished run: the exit record and the accounting line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRecord {
-    pub namespace: String,
-    pub task: String,
+    pub namespace: NamespaceName,
+    pub task: TaskName,
     pub user: String,
     pub uid: u32,
     pub command: Vec<String>,

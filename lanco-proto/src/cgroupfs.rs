@@ -114,7 +114,8 @@ pub fn resolve_root(configured: &str) -> Result<PathBuf, CgroupError> {
         }));
     }
     let p = PathBuf::from(configured);
-    if crate::layout::is_within(&p, &mount) {
+    // Lexical: both come from the configuration.
+    if p.starts_with(&mount) && p != mount {
         Ok(p)
     } else {
         Err(CgroupError::OutsideMount { path: p, mount })

@@ -10,7 +10,7 @@
 //! <log_dir>/lanco-NS/task-NAME.log                        task output
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::cgroupfs::{Cgroup, CgroupError};
 use crate::name::{NamespaceName, TaskName};
@@ -150,11 +150,6 @@ pub fn ns_of_registry_entry(entry: &str) -> Option<NamespaceName> {
         .and_then(|n| NamespaceName::try_from(n).ok())
 }
 
-/// Is `path` (already absolute) inside `root`? Lexical: both come from config.
-pub fn is_within(path: &Path, root: &Path) -> bool {
-    path.starts_with(root) && path != root
-}
-
 /// A task's cgroup as found in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskCgroup {
@@ -215,6 +210,7 @@ pub fn task_cgroups(layout: &Layout, ns: &NamespaceName) -> Result<Vec<TaskCgrou
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn paths() {

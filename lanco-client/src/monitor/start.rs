@@ -75,8 +75,8 @@ impl Monitor {
         let installed = log.install();
         let start = crate::time::now_secs();
         let state = TaskState {
-            namespace: ns.to_string(),
-            task: task.to_string(),
+            namespace: ns.clone(),
+            task: task.clone(),
             uid: me,
             command: spec
                 .argv
