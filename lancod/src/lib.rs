@@ -7,5 +7,9 @@
 pub mod auth;
 pub mod error;
 pub mod namespace;
+mod request;
 pub mod server;
+mod slots;
+mod socket;
+pub mod stop_all;
 mod sys;

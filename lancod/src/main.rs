@@ -107,7 +107,7 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
         }
         Cmd::StopAll { timeout } => {
             let t0 = std::time::Instant::now();
-            let n = namespace::stop_all(&ctx.layout, Duration::from_secs(timeout))?;
+            let n = lancod::stop_all::stop_all(&ctx.layout, Duration::from_secs(timeout))?;
             tracing::info!(
                 monitors = n,
                 "stop-all: every task ended in {} ms",

@@ -1,0 +1,226 @@
+//! One decoded request, answered: authorisation (a pure function, in
+//! `auth`), then init, destroy or admission. Each arm re-checks what it
+//! relies on; nothing here trusts the peer beyond what the kernel says.
+
+use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use lanco_proto::wire::{self, ErrorCode, Request, Response};
+use lanco_proto::{Config, Layout, NamespaceName};
+use tracing::{info, warn};
+
+use crate::auth::{self, Action, Peer, Verdict};
+use crate::error::StartError;
+use crate::namespace::{self, NsError};
+
+/// What every request handler needs: paths and the settings lancod reads
+/// at start.
+pub struct Context {
+    pub layout: Layout,
+    pub admin_gid: Option<u32>,
+    pub user_max_cgroups: u64,
+}
+
+impl Context {
+    pub fn from_config(cfg: &Config) -> Result<Self, StartError> {
+        let cgroup_root = lanco_proto::cgroupfs::resolve_root(&cfg.cgroup_root)?;
+        let admin_gid = if cfg.admin_group.is_empty() {
+            None
+        } else {
+            let g = uzers::get_group_by_name(&cfg.admin_group)
+                .ok_or_else(|| StartError::NoAdminGroup(cfg.admin_group.clone()))?;
+            Some(g.gid())
+        };
+        Ok(Self {
+            layout: Layout {
+                cgroup_root,
+                state_dir: cfg.state_dir.clone(),
+                log_dir: cfg.log_dir.clone(),
+            },
+            admin_gid,
+            user_max_cgroups: cfg.user_max_cgroups,
+        })
+    }
+}
+
+pub(crate) fn err(code: ErrorCode, message: &str) -> Response {
+    Response::Error {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+fn ns_error(e: NsError) -> Response {
+    let code = match &e {
+        NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::InvalidRequest,
+        // `Busy` on the wire means "lancod is overloaded, try again", which
+        // clients retry; a namespace still in use is a conflict of state,
+        // answered like one.
+        NsError::OwnedByOther { .. } | NsError::Unexpected { .. } | NsError::Busy { .. } => {
+            ErrorCode::AlreadyExists
+        }
+        NsError::NotFound(_) => ErrorCode::NotFound,
+        NsError::NotInGroup { .. } => ErrorCode::InvalidRequest,
+        NsError::Cgroup(_)
+        | NsError::TaskRoot(_)
+        | NsError::File(_)
+        | NsError::Several(_)
+        | NsError::BadRecord { .. } => ErrorCode::Internal,
+    };
+    warn!("request failed: {e}");
+    err(code, &e.to_string())
+}
+
+/// One request, already decoded. Each arm re-checks what it relies on.
+pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) -> Response {
+    match req {
+        Request::Init { ns, owner, group } => {
+            if let Verdict::Deny(why) =
+                auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
+            {
+                info!(%ns, "init denied: {why}");
+                return err(ErrorCode::PermissionDenied, why);
+            }
+            let too_long =
+                |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > wire::MAX_ACCOUNT_NAME);
+            if too_long(&owner) || too_long(&group) {
+                return err(ErrorCode::InvalidRequest, "user or group name too long");
+            }
+            let rec = match namespace::resolve_owner(owner.as_deref(), group.as_deref(), peer.uid) {
+                Ok(r) => r,
+                Err(e) => return ns_error(e),
+            };
+            match namespace::init(&ctx.layout, &ns, &rec) {
+                Ok(created) => {
+                    info!(%ns, owner = rec.owner, group = rec.group, created, "init allowed");
+                    Response::Initialized {
+                        created,
+                        uid: rec.uid,
+                        gid: rec.gid,
+                    }
+                }
+                Err(e) => ns_error(e),
+            }
+        }
+        Request::Destroy { ns, force } => {
+            if let Verdict::Deny(why) =
+                auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
+            {
+                info!(%ns, "destroy denied: {why}");
+                return err(ErrorCode::PermissionDenied, why);
+            }
+            match namespace::destroy(&ctx.layout, &ns, force) {
+                Ok(()) => {
+                    info!(%ns, force, "destroyed");
+                    Response::Destroyed
+                }
+                Err(e) => ns_error(e),
+            }
+        }
+        Request::Admit { ns } => admit(ctx, peer, pidfd, &ns),
+    }
+}
+
+fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName) -> Response {
+    let rec = match namespace::load_record(&ctx.layout, ns) {
+        Ok(r) => r,
+        Err(e) => return ns_error(e),
+    };
+    if let Verdict::Deny(why) = auth::authorize(peer, Action::Enter, ctx.admin_gid, rec.as_ref()) {
+        info!(%ns, "admission denied: {why}");
+        return err(ErrorCode::PermissionDenied, why);
+    }
+    let pidfd = match pidfd
+        .map(Ok)
+        .unwrap_or_else(|| lanco_proto::sys::pidfd_open(peer.pid).map_err(std::io::Error::from))
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            return err(
+                ErrorCode::InvalidRequest,
+                &format!("cannot pin the calling process: {e}"),
+            )
+        }
+    };
+    // The process that connected must still be the caller, with the caller's
+    // identity (not, say, a set-uid or set-gid program it exec'd since),
+    // before and after the move: a pid cannot be reused while its pidfd shows
+    // it alive.
+    let same_caller = || alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
+    if !same_caller() {
+        info!(%ns, "admission denied: caller changed identity or exited");
+        return err(
+            ErrorCode::PermissionDenied,
+            "the calling process exited or changed identity",
+        );
+    }
+    // After a reboot the cgroups are gone until `lancod restore` (run by
+    // lanco-tasks.service at boot); this then fails cleanly.
+    let leaf = match rec
+        .as_ref()
+        .ok_or_else(|| NsError::NotFound(ns.clone()))
+        .and_then(|rec| {
+            namespace::ensure_member(&ctx.layout, ns, rec, peer.uid, ctx.user_max_cgroups)
+        }) {
+        Ok(leaf) => leaf,
+        Err(e) => return ns_error(e),
+    };
+    if let Err(e) = leaf.attach(peer.pid) {
+        warn!(%ns, "admission failed: {e}");
+        return err(ErrorCode::Internal, &e.to_string());
+    }
+    if !same_caller() {
+        warn!(%ns, "caller exited or changed identity during admission");
+        return err(
+            ErrorCode::PermissionDenied,
+            "the calling process exited or changed identity",
+        );
+    }
+    info!(%ns, "admitted");
+    Response::Admitted
+}
+
+fn alive(pidfd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    // A pidfd polls readable once its process has exited.
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+}
+
+/// Real, effective, saved and filesystem uids of `pid` all equal `uid`, and
+/// its four gids all equal `gid` (SO_PEERCRED's, from connect(2)). A set-gid
+/// program exec'd since connecting changes the gids only: checking uids alone
+/// let it through with a group the caller is not in.
+fn ids_are(pid: i32, uid: u32, gid: u32) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let four_equal = |key: &str, want: u32| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .is_some_and(|ids| {
+                let ids: Vec<_> = ids.split_whitespace().map(str::parse::<u32>).collect();
+                ids.len() == 4 && ids.iter().all(|i| i.as_ref() == Ok(&want))
+            })
+    };
+    four_equal("Uid:", uid) && four_equal("Gid:", gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_compares_all_uids_and_gids() {
+        let pid = std::process::id() as i32;
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        assert!(ids_are(pid, uid, gid));
+        assert!(!ids_are(pid, uid, gid.wrapping_add(1)));
+        assert!(!ids_are(pid, uid.wrapping_add(1), gid));
+        assert!(!ids_are(i32::MAX, uid, gid), "no such process");
+    }
+}
