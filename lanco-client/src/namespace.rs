@@ -122,18 +122,28 @@ impl Namespace {
     /// Where `task` is, if its name was ever used (or a 0.1 task of that
     /// name still has a cgroup).
     pub(crate) fn find(&self, task: &TaskName) -> Result<Option<Found>> {
+        let owner = self.name_owner(task)?;
         let legacy = Cgroup::new(self.layout.legacy_task_cgroup(&self.ns, task));
-        if let Ok(m) = fs::symlink_metadata(legacy.path()) {
-            if m.is_dir() {
+        let legacy = match fs::symlink_metadata(legacy.path()) {
+            Ok(m) if m.is_dir() => {
                 use std::os::unix::fs::MetadataExt;
-                return Ok(Some(Found {
+                Some(Found {
                     owner: m.uid(),
                     legacy: true,
                     cgroup: legacy,
-                }));
+                })
+            }
+            _ => None,
+        };
+        // A 0.1 task that still runs is the task; once it has ended, a run
+        // of the name in this layout is (its empty 0.1 cgroup lingers until
+        // lancod tidies it away).
+        if let Some(l) = &legacy {
+            if l.cgroup.populated()? || owner.is_none() {
+                return Ok(legacy);
             }
         }
-        Ok(self.name_owner(task)?.map(|owner| Found {
+        Ok(owner.map(|owner| Found {
             owner,
             legacy: false,
             cgroup: Cgroup::new(self.layout.task_cgroup(&self.ns, owner, task)),
