@@ -21,7 +21,8 @@ Exit status:
   6  the command could not be started (run)
   7  lancod unreachable, or it failed
   8  system error (cgroupfs, files)
-  run -f exits with the task's own status (128+N if killed by signal N).";
+  run -f and wait exit with the task's own status (128+N if killed by
+  signal N); wait exits 124 when its timeout passes first.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,6 +93,15 @@ pub enum Command {
         signal: SignalArg,
         #[arg(value_name = "TASK")]
         task: TaskName,
+    },
+    /// Wait until each TASK's current run is over; exit with its status
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Wait {
+        /// Give up after SECS (exit 124) [default: wait as long as it takes]
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        timeout: Option<Duration>,
+        #[arg(value_name = "TASK", required = true)]
+        tasks: Vec<TaskName>,
     },
     /// List running tasks and every process in them
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -170,6 +180,7 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",
             Command::Kill { .. } => "kill",
+            Command::Wait { .. } => "wait",
             Command::Ls { .. } => "ls",
             Command::Status { .. } => "status",
             Command::Logs { .. } => "logs",

@@ -15,6 +15,10 @@ use lanco_proto::wire::{self, FrameError};
 use nix::sys::stat::Mode;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+/// Largest request or reply: a reply carries an exit record, whose command
+/// line can be long (a record too large for it is read from its file).
+const MAX_FRAME: u64 = 1 << 20;
+
 // The serde attributes give 0.1's JSON shape (`{"stop":{"timeout_ms":10}}`),
 // still spoken to monitors started by lanco 0.1 (see `legacy`); postcard
 // ignores them.
@@ -25,13 +29,24 @@ pub enum ControlRequest {
     Stop { timeout_ms: Option<u64> },
     /// Deliver a signal to every process of the task.
     Kill { signal: i32 },
+    /// Answer once the run (and its on-exit command) is over, with its
+    /// record. Not understood by 0.1 monitors.
+    Wait,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ControlReply {
-    Done { killed_after_timeout: bool },
-    Error { message: String },
+    /// For `Stop` and `Wait`, the run's exit record (JSON) once it is over;
+    /// none for `Kill` (and from 0.1 monitors).
+    Done {
+        killed_after_timeout: bool,
+        #[serde(default)]
+        record: Option<String>,
+    },
+    Error {
+        message: String,
+    },
 }
 
 /// Binds the control socket `name` in this member's state directory `dir`
@@ -54,13 +69,13 @@ pub fn bind(dir: &Dir, name: &str) -> std::io::Result<UnixListener> {
 /// Sends one request or reply (lancod's framing: magic, version, length
 /// checked before allocating, postcard body).
 pub fn send<T: Serialize>(s: &mut UnixStream, msg: &T) -> std::io::Result<()> {
-    wire::write_frame(s, msg).map_err(std::io::Error::other)
+    wire::write_frame_max(s, msg, MAX_FRAME).map_err(std::io::Error::other)
 }
 
 /// Reads one request or reply, waiting at most `timeout` (None: forever).
 pub fn recv<T: DeserializeOwned>(s: &UnixStream, timeout: Option<Duration>) -> std::io::Result<T> {
     s.set_read_timeout(timeout)?;
-    wire::read_frame(&mut &*s).map_err(|e| match e {
+    wire::read_frame_max(&mut &*s, MAX_FRAME).map_err(|e| match e {
         FrameError::Io(e) => e,
         FrameError::Closed => std::io::ErrorKind::UnexpectedEof.into(),
         e => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
@@ -111,7 +126,8 @@ mod tests {
         assert_eq!(
             r,
             ControlReply::Done {
-                killed_after_timeout: false
+                killed_after_timeout: false,
+                record: None
             }
         );
     }

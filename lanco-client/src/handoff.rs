@@ -38,6 +38,7 @@ pub enum Report {
     Started {
         pid: i32,
         monitor_pid: i32,
+        run_id: String,
     },
     Failed(Error),
     /// The task and its on-exit command are over.
@@ -94,6 +95,7 @@ mod tests {
             Report::Started {
                 pid: 1,
                 monitor_pid: 2,
+                run_id: "r".into(),
             },
             Report::Finished(Exit::Code(7)),
             Report::Finished(Exit::Signal(10)),

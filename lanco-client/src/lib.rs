@@ -27,6 +27,7 @@ mod signal;
 mod start;
 mod sys;
 mod time;
+mod wait;
 
 pub use error::{Error, Result};
 pub use lanco_proto::{Config, NamespaceName, TaskName};

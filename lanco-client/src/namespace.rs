@@ -15,10 +15,12 @@ use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::Dir;
 use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
-use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 
 use crate::error::{not_member, Error, Result};
+
+/// How long `status` waits for a monitor that is writing its run's record.
+const ENDING: Duration = Duration::from_secs(5);
 use crate::record::{self, ExitRecord, TaskState};
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,13 +109,18 @@ impl Namespace {
         })
     }
 
+    /// The namespace's `names/` directory.
+    pub(crate) fn names_dir(&self) -> Result<Dir> {
+        Ok(self.ns_dir()?.sub(layout::NAMES)?)
+    }
+
     /// The member who owns `task`'s name: the owner of its lock file.
     /// Anything but a plain file there (a FIFO, a link someone planted)
     /// names no run: no monitor can hold it (`run` refuses it, naming its
     /// owner).
     pub(crate) fn name_owner(&self, task: &TaskName) -> Result<Option<u32>> {
-        let names = self.ns_dir()?.sub(layout::NAMES)?;
-        Ok(names
+        Ok(self
+            .names_dir()?
             .entry(&layout::lock_name(task))?
             .filter(|e| e.is_file())
             .map(|e| e.uid))
@@ -235,31 +242,16 @@ impl Namespace {
                 processes: cg.procs_recursive().map(|p| p.len()).unwrap_or(0),
             });
         }
-        // A run whose monitor died left its state file: its owner records
-        // it now, under the name's lock, so neither a finishing monitor nor
-        // a new run can race with it.
-        if self.is_mine(&found) {
-            let names = self.ns_dir()?.sub(layout::NAMES)?;
-            if let Some(f) = names.open_read(&layout::lock_name(task), found.owner)? {
-                if let Ok(_held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-                    self.finalize_lost_run(task, &found, false, false)?;
-                    // What the dead monitor would have removed.
-                    let _ = dir.remove_socket(&layout::socket_name(task));
-                    let _ = found.cgroup.remove_tree();
-                }
+        // Not running. A state file left means the run has just ended (its
+        // monitor is writing the record) or its monitor died: `wait` gives
+        // that run's record, never the previous run's.
+        if dir.entry(&layout::state_name(task))?.is_some() {
+            if let Some(rec) = self.wait(task, Some(ENDING))? {
+                return Ok(Status::NotRunning { last: Some(rec) });
             }
         }
         let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
         Ok(Status::NotRunning { last })
-    }
-
-    /// Waits until the task is no longer running (poll on cgroup.events).
-    pub fn wait(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
-        let Some(found) = self.find(task)? else {
-            return Ok(true);
-        };
-        let t = timeout.unwrap_or(Duration::from_secs(u64::from(u32::MAX)));
-        Ok(found.cgroup.wait_events(t, |e| !e.populated)?)
     }
 
     /// The task's log, opened for reading: a regular file of the name's

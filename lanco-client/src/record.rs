@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 pub struct TaskState {
     pub namespace: NamespaceName,
     pub task: TaskName,
+    /// This run, among all runs of the name (0.1 states have none).
+    #[serde(default)]
+    pub run_id: String,
     pub uid: u32,
     pub command: Vec<String>,
     pub pid: i32,
@@ -73,6 +76,9 @@ impl std::fmt::Display for Exit {
 pub struct ExitRecord {
     pub namespace: NamespaceName,
     pub task: TaskName,
+    /// The run this records (its `Started::run_id`).
+    #[serde(default)]
+    pub run_id: String,
     pub user: String,
     pub uid: u32,
     pub command: Vec<String>,
@@ -115,6 +121,7 @@ impl ExitRecord {
         ExitRecord {
             namespace: s.namespace.clone(),
             task: s.task.clone(),
+            run_id: s.run_id.clone(),
             // Resolved now, off the start path: name lookups can be slow (NSS).
             user: user_name(s.uid),
             uid: s.uid,

@@ -72,8 +72,9 @@ impl Namespace {
 
     /// Graceful and race-free stop: SIGTERM to every process (frozen while
     /// the pids are read), cgroup.kill after `timeout`. Returns once every
-    /// process of the task is gone.
-    pub fn stop(&self, task: &TaskName, timeout: Option<Duration>) -> Result<()> {
+    /// process of the task is gone, with whether it had to be killed (it
+    /// outlived the timeout).
+    pub fn stop(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
         let found = self.running(task)?;
         let req = ControlRequest::Stop {
             timeout_ms: timeout.map(|t| t.as_millis() as u64),
@@ -87,7 +88,10 @@ impl Namespace {
         let cg = &found.cgroup;
         let _ = cg.write(cgroupfs::CGROUP_FREEZE, "1");
         let r = match self.ask_monitor(task, &found, &req, Some(wait)) {
-            Ok(Some(ControlReply::Done { .. })) => return Ok(()),
+            Ok(Some(ControlReply::Done {
+                killed_after_timeout,
+                ..
+            })) => return Ok(killed_after_timeout),
             Ok(Some(ControlReply::Error { message })) => Err(Error::System(message)),
             Err(e) => Err(e),
             Ok(None) => {
@@ -104,7 +108,7 @@ impl Namespace {
     /// owner's processes, only kill them: for it the stop is cgroup.kill at
     /// once. Only the name's owner writes the record of the lost run (in its
     /// own directory).
-    fn stop_orphan(&self, task: &TaskName, found: &Found, timeout: Duration) -> Result<()> {
+    fn stop_orphan(&self, task: &TaskName, found: &Found, timeout: Duration) -> Result<bool> {
         let cg = &found.cgroup;
         let graceful = match cg.signal_frozen(Signal::SIGTERM, &mut HashSet::new()) {
             Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => false,
@@ -120,7 +124,7 @@ impl Namespace {
             self.finalize_lost_run(task, found, true, killed)?;
             let _ = cg.remove_tree();
         }
-        Ok(())
+        Ok(killed)
     }
 
     /// Delivers `signal` to every process of the task.

@@ -54,12 +54,43 @@ impl TaskSpec {
 pub struct Started {
     pub pid: i32,
     pub monitor_pid: i32,
+    /// This run among all runs of the name: in its state file, exit record
+    /// and accounting line.
+    pub run_id: String,
     report: ChildStdout,
 }
 
 impl Started {
     /// Blocks until the task and its on-exit command are over.
     pub fn wait(mut self) -> Result<Exit> {
+        self.wait_timeout(None)?
+            .ok_or_else(|| Error::System("the monitor's report never came".into()))
+    }
+
+    /// As [`Started::wait`], giving up after `timeout` (`Ok(None)`); may be
+    /// called again.
+    pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Exit>> {
+        use std::os::fd::AsFd;
+        let mut fds = [nix::poll::PollFd::new(
+            self.report.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = match timeout {
+            None => nix::poll::PollTimeout::NONE,
+            Some(t) => nix::poll::PollTimeout::try_from(t).unwrap_or(nix::poll::PollTimeout::MAX),
+        };
+        loop {
+            match nix::poll::poll(&mut fds, ms) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::system("cannot wait for the monitor's report", e)),
+            }
+        }
+        self.read_report().map(Some)
+    }
+
+    fn read_report(&mut self) -> Result<Exit> {
         match handoff::recv::<Report>(&mut self.report) {
             Ok(Report::Finished(exit)) => Ok(exit),
             // The pipe closed without a report: the monitor was killed, and
@@ -148,9 +179,14 @@ impl Namespace {
             )));
         }
         match handoff::recv::<Report>(&mut report) {
-            Ok(Report::Started { pid, monitor_pid }) => Ok(Started {
+            Ok(Report::Started {
                 pid,
                 monitor_pid,
+                run_id,
+            }) => Ok(Started {
+                pid,
+                monitor_pid,
+                run_id,
                 report,
             }),
             Ok(Report::Failed(e)) => Err(e),

@@ -393,9 +393,9 @@ impl Cgroup {
         self.write(CGROUP_PROCS, &pid.to_string())
     }
 
-    /// Waits (poll(2) on `cgroup.events`, never by polling in a loop) until
-    /// `done` holds or `timeout` passes; returns whether it held. A cgroup
-    /// that does not exist counts as empty.
+    /// Waits (poll(2) on `cgroup.events`) until `done` holds or `timeout`
+    /// passes; returns whether it held. A cgroup that does not exist counts
+    /// as empty.
     pub fn wait_events(
         &self,
         timeout: Duration,
@@ -417,7 +417,11 @@ impl Cgroup {
                 return Ok(false);
             }
             let mut fds = [nix::poll::PollFd::new(ev.as_fd(), EventsFile::POLL)];
-            let ms = u16::try_from(left.as_millis().max(1)).unwrap_or(u16::MAX);
+            // The kernel sends at most one notification per cgroup file every
+            // 20 ms and postpones the rest to a timer, whose notification is
+            // lost if the cgroup is removed meanwhile. Re-reading every
+            // second bounds what such a loss costs; never past the deadline.
+            let ms = left.min(Duration::from_secs(1)).as_millis().max(1) as u16;
             match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
                 Err(nix::errno::Errno::EINTR) | Ok(_) => {}
                 Err(e) => return Err(io("poll", &ev.path)(e.into())),

@@ -216,8 +216,13 @@ impl Install {
         fs::create_dir_all(&inst.bin).expect("install dir");
         fs::set_permissions(&inst.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
         for b in ["lanco", "lancod", "lanco-monitor"] {
-            fs::copy(target_dir().join(b), inst.bin.join(b))
-                .unwrap_or_else(|e| panic!("copy {b}: {e}"));
+            // A hard link, not a copy: a copy's write fd, inherited by a child
+            // another test thread forks at that moment, makes exec of the
+            // binary fail with ETXTBSY until that child execs.
+            let (from, to) = (target_dir().join(b), inst.bin.join(b));
+            fs::hard_link(&from, &to)
+                .or_else(|_| fs::copy(&from, &to).map(drop))
+                .unwrap_or_else(|e| panic!("install {b}: {e}"));
         }
         let mut text = format!(
             "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",

@@ -435,13 +435,16 @@ fn stop_all_ends_every_task_with_its_record() {
     assert_eq!(trapped["last"]["exit"]["kind"], "code", "{trapped}");
     assert_eq!(trapped["last"]["exit"]["value"], 7);
     assert_eq!(inst.lanco(Some(BOB), &["b", "check", "orphan"]).code(), 1);
-    // Root writes nothing in a member's directory: the lost run is recorded
-    // by its owner's next look.
-    assert!(inst.status("b", "orphan")["last"].is_null());
+    // Root is told the run's status was lost, and writes nothing in a
+    // member's directory: the record is written by its owner's next look.
+    let exit_record = inst.user_state_dir("b", BOB).join("task-orphan.exit.json");
+    assert_eq!(inst.status("b", "orphan")["last"]["exit"]["kind"], "lost");
+    assert!(!exit_record.exists());
     assert_eq!(
         inst.status_as(Some(BOB), "b", "orphan")["last"]["exit"]["kind"],
         "lost"
     );
+    assert!(exit_record.exists());
     // Nothing is left that would stop the namespaces from being used again
     // (a cgroup.kill of a namespace's cgroup would: see the next test).
     inst.lanco(Some(ALICE), &["a", "run", "-f", "plain", "true"])

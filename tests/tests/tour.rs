@@ -62,20 +62,28 @@ fn quick_tour() {
             })
             .collect::<Vec<_>>()
     };
-    assert!(wait_for(Duration::from_secs(10), || sleeps().len() >= 3));
-    let before = sleeps();
-    let ls = inst.lanco(a, &["testns", "ls", "-l"]).stdout();
-    let section = ls
-        .split("second-task\n")
-        .nth(1)
-        .expect("second-task listed");
+    // Every one alive before and after the listing must be in it. Tried a
+    // few times: on a loaded machine a snapshot can catch fewer than three.
     let mut checked = 0;
-    for pid in before.into_iter().filter(|p| lanco_e2e::alive(*p)) {
-        assert!(
-            section.contains(&format!("→ {pid} ")),
-            "process {pid} of the task not listed:\n{ls}"
-        );
-        checked += 1;
+    for _ in 0..5 {
+        assert!(wait_for(Duration::from_secs(10), || sleeps().len() >= 3));
+        let before = sleeps();
+        let ls = inst.lanco(a, &["testns", "ls", "-l"]).stdout();
+        let section = ls
+            .split("second-task\n")
+            .nth(1)
+            .expect("second-task listed");
+        checked = 0;
+        for pid in before.into_iter().filter(|p| lanco_e2e::alive(*p)) {
+            assert!(
+                section.contains(&format!("→ {pid} ")),
+                "process {pid} of the task not listed:\n{ls}"
+            );
+            checked += 1;
+        }
+        if checked >= 3 {
+            break;
+        }
     }
     assert!(checked >= 3, "too few processes to check: {checked}");
     inst.lanco(a, &["testns", "stop", "second-task"]).ok();

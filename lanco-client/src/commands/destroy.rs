@@ -13,7 +13,7 @@ pub fn run(config: Config, ns: NamespaceName, force: bool) -> Result<u8> {
         if let Ok(n) = Namespace::open(config.clone(), ns.clone()) {
             for t in n.list()? {
                 match n.stop(&t.task, Some(DEFAULT_STOP_TIMEOUT)) {
-                    Ok(()) | Err(Error::NotRunning(_)) => {}
+                    Ok(_) | Err(Error::NotRunning(_)) => {}
                     Err(e) => {
                         crate::msg::warn("destroy", &format_args!("stopping {}: {e}", t.task))
                     }

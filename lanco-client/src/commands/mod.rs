@@ -9,6 +9,7 @@ mod ls;
 mod run;
 mod status;
 mod stop;
+mod wait;
 
 use lanco_proto::Config;
 
@@ -38,6 +39,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Check { task } => check::run(&open()?, &task),
         Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),
         Command::Kill { signal, task } => kill::run(&open()?, &task, signal.0),
+        Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
         Command::Ls { long, json } => ls::run(&open()?, long, json),
         Command::Status { json, task } => status::run(&open()?, &task, json),
         Command::Logs {

@@ -6,6 +6,12 @@ use crate::error::Result;
 use crate::namespace::Namespace;
 
 pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>) -> Result<u8> {
-    ns.stop(task, timeout)?;
+    if ns.stop(task, timeout)? {
+        crate::msg::log(
+            "INFO",
+            "stop",
+            &format_args!("task {task} outlived its stop timeout and was killed"),
+        );
+    }
     Ok(0)
 }

@@ -103,6 +103,10 @@ impl Monitor {
         self.claim.release();
         let reply = ControlReply::Done {
             killed_after_timeout: self.killed_after_timeout,
+            record: self
+                .record
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok()),
         };
         for w in &mut self.waiters {
             let _ = control::send(w, &reply);

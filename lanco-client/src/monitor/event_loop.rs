@@ -119,11 +119,13 @@ impl Monitor {
             let _ = conn.set_nonblocking(false);
             match control::recv::<ControlRequest>(&conn, Some(Duration::from_secs(1))) {
                 Ok(ControlRequest::Stop { timeout_ms }) => self.stop(conn, timeout_ms),
+                Ok(ControlRequest::Wait) => self.waiters.push(conn),
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {
                         Ok(sig) => match self.signal_all(sig) {
                             Ok(()) => ControlReply::Done {
                                 killed_after_timeout: false,
+                                record: None,
                             },
                             Err(e) => ControlReply::Error {
                                 message: e.to_string(),

@@ -77,6 +77,7 @@ impl Monitor {
         let state = TaskState {
             namespace: ns.clone(),
             task: task.clone(),
+            run_id: run_id(pid),
             uid: me,
             command: spec
                 .argv
@@ -120,8 +121,24 @@ impl Monitor {
             &Report::Started {
                 pid,
                 monitor_pid: m.state.monitor_pid,
+                run_id: m.state.run_id.clone(),
             },
         );
         Ok(m)
     }
+}
+
+/// 16 hex digits no other run of the name will have: the time, the pid and
+/// this process's random hash keys, hashed.
+fn run_id(pid: i32) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i32(pid);
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    format!("{:016x}", h.finish())
 }
