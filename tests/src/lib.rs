@@ -287,17 +287,7 @@ impl Install {
     pub fn cmd(&self, user: Option<&str>, args: &[&str]) -> Command {
         let lanco = self.bin.join("lanco");
         let mut c = match user {
-            Some(u) => {
-                let mut c = Command::new("setpriv");
-                c.args([
-                    &format!("--reuid={u}"),
-                    &format!("--regid={u}"),
-                    "--init-groups",
-                    "--",
-                ])
-                .arg(&lanco);
-                c
-            }
+            Some(u) => as_user(u, &lanco),
             None => Command::new(&lanco),
         };
         c.args(args)
@@ -552,18 +542,35 @@ pub fn unique_sleep() -> String {
     )
 }
 
-/// Runs `sh -c script` as `user` (a real process of that user, with its
-/// groups), for attacks done by hand: planting links, writing files.
+/// `program` run as `user`: a real process of that user (uid, gid and its
+/// groups, through setpriv), so the kernel and lancod see that identity.
+pub fn as_user(user: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        &format!("--reuid={user}"),
+        &format!("--regid={user}"),
+        "--init-groups",
+        "--",
+    ])
+    .arg(program);
+    c
+}
+
+/// The gid of a test group.
+pub fn gid(group: &str) -> u32 {
+    nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no group {group}"))
+        .gid
+        .as_raw()
+}
+
+/// Runs `sh -c script` as `user`, for attacks done by hand: planting
+/// links, writing files.
 pub fn sh_as(user: &str, script: &str) -> Out {
-    Out(Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--init-groups",
-            "sh",
-            "-c",
-            script,
-        ])
+    Out(as_user(user, "sh")
+        .args(["-c", script])
         .stdin(Stdio::null())
         .output()
         .expect("setpriv sh"))
@@ -587,15 +594,8 @@ pub fn raw_request_as(user: &str, socket: &Path, bytes: &[u8]) -> Vec<u8> {
         connect(S, pack_sockaddr_un($ARGV[0])) or die "connect: $!";
         syswrite(S, pack("H*", $ARGV[1])); my $b = "";
         while (sysread(S, my $c, 4096)) { $b .= $c } print unpack("H*", $b);"#;
-    let o = Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--init-groups",
-            "perl",
-            "-e",
-            perl,
-        ])
+    let o = as_user(user, "perl")
+        .args(["-e", perl])
         .arg(socket)
         .arg(hex)
         .output()

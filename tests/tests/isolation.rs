@@ -50,13 +50,7 @@ fn another_tenant_can_do_nothing_to_this_namespace() {
         .ok();
     assert_eq!(pids_with(&s).len(), 1);
     // Not through the filesystem either.
-    assert!(std::process::Command::new("setpriv")
-        .args([
-            &format!("--reuid={EVE}"),
-            &format!("--regid={EVE}"),
-            "--init-groups",
-            "ls"
-        ])
+    assert!(lanco_e2e::as_user(EVE, "ls")
         .arg(inst.ns_cgroup("alicens").path())
         .output()
         .map(|o| !o.status.success())

@@ -352,15 +352,8 @@ fn slow_client(user: &str, socket: &Path, bytes: &[u8], delay: f64) -> (f64, usi
         }
         my $b = ''; while (sysread(S, my $c, 4096)) { $b .= $c }
         printf "%.3f %d %s\n", time - $t0, $sent, unpack("H*", $b);"#;
-    let o = Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--init-groups",
-            "perl",
-            "-e",
-            perl,
-        ])
+    let o = lanco_e2e::as_user(user, "perl")
+        .args(["-e", perl])
         .arg(socket)
         .arg(hex(bytes))
         .arg(delay.to_string())
@@ -442,15 +435,8 @@ fn connect_then_exec(
         open(my $cg, "<", "/proc/self/cgroup") or die; my ($cgl) = grep { /^0::/ } <$cg>;
         print unpack("H*", $b), "\n", $gid, $cgl;"#;
     let req = wire::encode(&Request::Admit { ns: ns(namespace) }).unwrap();
-    let o = Command::new("setpriv")
-        .args([
-            &format!("--reuid={user}"),
-            &format!("--regid={user}"),
-            "--init-groups",
-            "perl",
-            "-e",
-            connect,
-        ])
+    let o = lanco_e2e::as_user(user, "perl")
+        .args(["-e", connect])
         .arg(&inst.socket)
         .arg(perl)
         .arg(request)

@@ -18,15 +18,6 @@ use nix::sys::signal::Signal;
 const NS: &str = "shared";
 const LOG_KEEP: u32 = 2;
 
-fn gid_of(group: &str) -> u32 {
-    nix::unistd::Group::from_name(group)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("no group {group}"))
-        .gid
-        .as_raw()
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,
@@ -468,7 +459,7 @@ fn a_busy_namespace_matches_the_ownership_table() {
     let who = Who {
         alice: uid(ALICE),
         bob: uid(BOB),
-        ops: gid_of(OPS),
+        ops: lanco_e2e::gid(OPS),
         names: [
             ("a-sleep", uid(ALICE)),
             ("a-again", uid(ALICE)),
