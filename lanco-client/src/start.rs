@@ -168,11 +168,32 @@ impl Namespace {
             .stdout
             .take()
             .ok_or_else(|| Error::System("monitor has no stdout".into()))?;
-        // The first process forks the real monitor and exits at once.
-        let status = child
-            .wait()
-            .map_err(|e| Error::system("wait for the monitor", e))?;
-        if !matches!(sent, Some(Ok(()))) || !status.success() {
+        // The first process forks the real monitor and exits at once. A
+        // caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) has it reaped
+        // by the kernel, and so may another thread's waitpid(-1): waitpid
+        // then fails with ECHILD once it is gone, its status lost, and the
+        // report pipe alone says whether the monitor started.
+        //
+        // The real monitor, orphaned, goes where the kernel sends every
+        // orphan: to the nearest living ancestor that is a child subreaper,
+        // else to its pid namespace's init. A caller that is either adopts
+        // it (and the task's processes, should the monitor be killed) and
+        // reaps it when it exits, as it must every orphan below it. Nothing
+        // sound avoids that. Only clone(CLONE_PARENT) in the caller leaves
+        // its subtree: a fork of the caller, and the zombie handed to the
+        // caller's parent instead (an init may not use it at all). Clearing
+        // PR_SET_CHILD_SUBREAPER while this first process exits would send
+        // any other orphan made below the caller in that moment past it,
+        // silently, which is what a subreaper exists to prevent; another
+        // thread may set or clear the flag meanwhile; and a caller that is
+        // its namespace's init would adopt the monitor anyway.
+        let status = match child.wait() {
+            Ok(status) => Some(status),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+            Err(e) => return Err(Error::system("wait for the monitor", e)),
+        };
+        if !matches!(sent, Some(Ok(()))) || status.is_some_and(|s| !s.success()) {
+            let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
             return Err(Error::System(format!(
                 "the monitor {} failed to start ({status})",
                 monitor.display()

@@ -1,6 +1,7 @@
 //! The raw system calls the client needs and nix does not wrap: clone3 with
-//! CLONE_INTO_CGROUP, fork for the monitor's detach, and local time for
-//! messages. Each unsafe block says why it is sound.
+//! CLONE_INTO_CGROUP, fork for the monitor's detach, the monitor's clean
+//! start (signal dispositions, inherited fds), and local time for messages.
+//! Each unsafe block says why it is sound.
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -8,6 +9,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::errno::Errno;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 
 /// `struct clone_args` (linux/sched.h), the CLONE_ARGS_SIZE_VER2 layout.
 #[repr(C, align(8))]
@@ -114,8 +116,9 @@ unsafe fn child_setup_and_exec(
         };
         let report = plan.report.as_raw_fd();
         libc::write(report, (&ALIVE as *const u8).cast(), 1);
-        // The monitor ignores SIGPIPE and blocks nothing; dispositions set to
-        // ignore survive execve, so give the payload the defaults.
+        // The monitor started from the defaults (reset_signals), then
+        // ignored SIGPIPE and SIGHUP and blocked SIGCHLD and SIGTERM; SIG_IGN
+        // and the mask survive execve, so give the payload the defaults.
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
@@ -135,6 +138,14 @@ unsafe fn child_setup_and_exec(
         {
             fail(report);
         }
+        // Only 0, 1 and 2 cross execve, even if some fd of the monitor's
+        // lacks close-on-exec (Linux 5.11; before, they all have it).
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
             fail(report);
         }
@@ -159,6 +170,77 @@ pub unsafe fn fork_single_threaded() -> Result<Forked, Errno> {
         nix::unistd::ForkResult::Parent { .. } => Ok(Forked::Parent),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
     }
+}
+
+/// Every signal's disposition back to SIG_DFL and an empty signal mask:
+/// execve resets handlers but keeps SIG_IGN and the mask. A caller's ignored
+/// SIGCHLD would make the kernel reap the monitor's payload at once, so the
+/// monitor would never learn its status (and a signalfd never sees an
+/// ignored signal).
+pub fn reset_signals() -> Result<(), Errno> {
+    // The raw call, because glibc's sigaction refuses (EINVAL) the two
+    // realtime signals it keeps for itself, and a SIG_IGN of them survives
+    // execve as well. A zeroed kernel `struct sigaction` is SIG_DFL, no
+    // flags, an empty mask, in every architecture's layout (at most 32
+    // bytes); the last argument is the kernel's sigset size.
+    let dfl = [0u64; 4];
+    let sigset_size = (libc::SIGRTMAX() / 8) as libc::size_t;
+    for sig in 1..=libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL installs no handler, so no code of ours can run
+        // in signal context; the kernel only reads `dfl`. glibc caches no
+        // disposition: it installs its own handlers when a thread or
+        // pthread_cancel first needs them, and the monitor has neither.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                sigset_size,
+            )
+        };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Closes every fd from `first` up. execve keeps whatever the caller left
+/// without close-on-exec (a test's fd, a pipe, a socket-activated daemon's
+/// listening socket), which would otherwise live as long as the task.
+///
+/// # Safety
+/// Nothing in the process may own an fd from `first` up (an `OwnedFd`, a
+/// `File`): it would be closed under it.
+pub unsafe fn close_fds_from(first: RawFd) -> std::io::Result<()> {
+    // SAFETY: close_range only closes fds, which nobody owns (see above).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    // Linux before 5.9, or a seccomp filter older than close_range: close
+    // what /proc lists. The listing's own fd is closed once it is read, so
+    // closing its number again only fails with EBADF.
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first)
+        .collect();
+    for fd in open {
+        // SAFETY: as above; nothing has opened an fd since the listing.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
 }
 
 /// Local wall-clock time as `YYYY-MM-DDTHH:MM:SS`, for messages.

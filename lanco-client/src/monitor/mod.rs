@@ -43,8 +43,21 @@ const RESWEEP: Duration = Duration::from_secs(1);
 
 /// Entry point of `lanco-monitor`. Returns only in the short-lived first
 /// process; the detached monitor ends with `exit`.
-#[allow(unsafe_code)] // the detach fork: see its SAFETY comment
+#[allow(unsafe_code)] // closing inherited fds and the detach fork: see the SAFETY comments
 pub fn main() -> u8 {
+    // Start clean whatever the caller did: its ignored signals, its mask and
+    // its fds without close-on-exec all survive execve. Kept: stdin (the
+    // spec), stdout (the report pipe), stderr (errors until detach).
+    if let Err(e) = sys::reset_signals() {
+        eprintln!("lanco-monitor: cannot reset signal dispositions: {e}");
+        return 2;
+    }
+    // SAFETY: this is lanco-monitor's entry point (its C main calls nothing
+    // before it) and this its first act: nothing in the process owns an fd.
+    if let Err(e) = unsafe { sys::close_fds_from(3) } {
+        eprintln!("lanco-monitor: cannot close inherited fds: {e}");
+        return 2;
+    }
     let spec: Spec = match recv(&mut std::io::stdin().lock()) {
         Ok(s) => s,
         Err(e) => {
@@ -54,7 +67,8 @@ pub fn main() -> u8 {
     };
     // Detach: `lanco run` reaps this first process at once, so a daemon that
     // links the library never collects zombies, and the monitor lives on
-    // re-parented to init (or the nearest subreaper).
+    // re-parented to init, or to the nearest subreaper ancestor (which may be
+    // the caller: see Namespace::run).
     // SAFETY: nothing has started a thread yet; the monitor never does.
     match unsafe { sys::fork_single_threaded() } {
         Ok(sys::Forked::Parent) => return 0,
