@@ -9,6 +9,8 @@
 //! (the monitor's two channels), `monitor` (the `lanco-monitor` binary),
 //! `helper` (requests to lancod).
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
