@@ -75,6 +75,21 @@ fn wait_times_out_follows_a_dead_monitor_and_stop_says_it_killed() {
     inst.lanco(b, &["ns", "wait", "--timeout", "0.3", "long"])
         .fails(124, "task long is still running after 0.3 s");
     assert!(t0.elapsed() < Duration::from_secs(5));
+    // Waits given up under a timeout do not pile up in the monitor.
+    let monitor = inst.status("ns", "long")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{monitor}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for _ in 0..100 {
+        inst.lanco(b, &["ns", "wait", "--timeout", "0.01", "long"])
+            .fails(124, "still running");
+    }
+    assert!(fds() <= before + 2, "monitor fds {before} -> {}", fds());
     // Its monitor dies: wait watches the cgroup instead, and the run's
     // record says its status was lost.
     inst.signal_monitor("ns", "long", Signal::SIGKILL);

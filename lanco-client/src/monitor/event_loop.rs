@@ -119,7 +119,7 @@ impl Monitor {
             let _ = conn.set_nonblocking(false);
             match control::recv::<ControlRequest>(&conn, Some(Duration::from_secs(1))) {
                 Ok(ControlRequest::Stop { timeout_ms }) => self.stop(conn, timeout_ms),
-                Ok(ControlRequest::Wait) => self.waiters.push(conn),
+                Ok(ControlRequest::Wait) => self.add_waiter(conn),
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {
                         Ok(sig) => match self.signal_all(sig) {
@@ -145,7 +145,26 @@ impl Monitor {
 
     fn stop(&mut self, conn: UnixStream, timeout_ms: Option<u64>) {
         self.begin_stop(timeout_ms, "lanco stop");
-        self.waiters.push(conn);
+        self.add_waiter(conn);
+    }
+
+    /// Keeps `conn` to answer at the end. Waiters whose peer has gone (a
+    /// wait given up under a timeout) are dropped first, and at most
+    /// [`MAX_WAITERS`] are kept: a member looping on timed-out waits, or
+    /// opening connections on purpose, must not run the monitor out of fds.
+    fn add_waiter(&mut self, conn: UnixStream) {
+        self.waiters.retain(peer_is_there);
+        if self.waiters.len() < MAX_WAITERS {
+            self.waiters.push(conn);
+        } else {
+            let mut conn = conn;
+            let _ = control::send(
+                &mut conn,
+                &ControlReply::Error {
+                    message: format!("the monitor already has {MAX_WAITERS} waiters"),
+                },
+            );
+        }
     }
 
     /// SIGTERM to every process now, cgroup.kill at the deadline. A second
@@ -195,4 +214,20 @@ impl Monitor {
             self.note(&e);
         }
     }
+}
+
+/// Most connections a monitor keeps waiting for the end of its run.
+const MAX_WAITERS: usize = 64;
+
+/// Has the peer of a waiting connection not hung up? (It sends nothing
+/// after its request: a readable socket with nothing to read is closed.)
+fn peer_is_there(conn: &UnixStream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut b = [0u8; 1];
+    let r = recv(
+        std::os::fd::AsRawFd::as_raw_fd(conn),
+        &mut b,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    );
+    matches!(r, Err(nix::errno::Errno::EAGAIN)) || matches!(r, Ok(n) if n > 0)
 }
