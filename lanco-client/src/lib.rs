@@ -4,10 +4,10 @@
 //! privileged step (admission into a namespace) is a request to lancod.
 //!
 //! Modules, each with one job: `namespace` (finding and reading tasks),
-//! `start` (TaskSpec, the hand-off to a monitor), `signal` (stop, kill),
-//! `record` (state files, exit records, accounting), `handoff` and `control`
-//! (the monitor's two channels), `monitor` (the `lanco-monitor` binary),
-//! `helper` (requests to lancod).
+//! `follow` (a task's log as it grows), `start` (TaskSpec, the hand-off to a
+//! monitor), `signal` (stop, kill), `record` (state files, exit records,
+//! accounting), `handoff` and `control` (the monitor's two channels),
+//! `monitor` (the `lanco-monitor` binary), `helper` (requests to lancod).
 
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
@@ -17,6 +17,7 @@ pub mod cli;
 mod commands;
 mod control;
 pub mod error;
+mod follow;
 mod handoff;
 mod helper;
 #[doc(hidden)]
@@ -32,6 +33,7 @@ mod time;
 mod wait;
 
 pub use error::{Error, Result};
+pub use follow::{Followed, LogFollower};
 pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};

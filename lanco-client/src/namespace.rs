@@ -8,7 +8,7 @@
 
 use std::fs;
 use std::io::{ErrorKind, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
@@ -254,32 +254,85 @@ impl Namespace {
         Ok(Status::NotRunning { last })
     }
 
-    /// The task's log, opened for reading: a regular file of the name's
-    /// owner, never a link or FIFO someone planted.
+    /// Where `task`'s output goes or went: the file its current run writes
+    /// (its state file says), else the file its last run wrote (its exit
+    /// record says), else the namespace's default log for the name. `None`
+    /// if the name was never used.
+    pub fn log_path(&self, task: &TaskName) -> Result<Option<PathBuf>> {
+        match self.find(task)? {
+            Some(found) => Ok(Some(self.log_path_of(task, &found)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn log_path_of(&self, task: &TaskName, found: &Found) -> Result<PathBuf> {
+        let dir = self.state_dir_of(found)?;
+        // A state file (the running run's, or one whose monitor died) is
+        // newer than the exit record. A record from before lanco kept the
+        // path has an empty one: that run wrote the default log, unless it
+        // had -l (that is lost).
+        let run = record::read_json::<TaskState>(&dir, &layout::state_name(task), found.owner)
+            .ok()
+            .flatten()
+            .map(|s| s.log);
+        let last = || {
+            record::read_json::<ExitRecord>(&dir, &layout::exit_name(task), found.owner)
+                .ok()
+                .flatten()
+                .map(|r| r.log)
+        };
+        Ok(run
+            .or_else(last)
+            .filter(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.layout.task_log(&self.ns, task)))
+    }
+
+    /// The task's log (see `log_path`), opened for reading: a regular file
+    /// of the name's owner, never a link or FIFO someone planted. `None` if
+    /// the name was never used or its log is not there.
     pub fn open_log(&self, task: &TaskName) -> Result<Option<(PathBuf, fs::File)>> {
         let Some(found) = self.find(task)? else {
             return Ok(None);
         };
-        // A task started with -l logs elsewhere; its state file says where.
-        let custom = record::read_json::<TaskState>(
-            &self.state_dir_of(&found)?,
-            &layout::state_name(task),
-            found.owner,
-        )
-        .ok()
-        .flatten()
-        .map(|s| PathBuf::from(s.log));
-        let path = custom.unwrap_or_else(|| self.layout.task_log(&self.ns, task));
+        let path = self.log_path_of(task, &found)?;
+        Ok(self
+            .open_log_at(&path, found.owner)?
+            .map(|l| (path, l.file)))
+    }
+
+    /// `path` opened beneath its parent directory, as a file of `owner`. A
+    /// `-l` file may be anywhere: its parent is opened by path, as the
+    /// monitor did to create it, and only the last component is resolved
+    /// beneath it.
+    pub(crate) fn open_log_at(&self, path: &Path, owner: u32) -> Result<Option<OpenLog>> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
         else {
             return Ok(None);
         };
-        let dir = Dir::open(parent).map_err(|e| match e.io_kind() {
-            Some(ErrorKind::PermissionDenied) => not_member(&self.ns),
-            _ => e.into(),
-        })?;
-        Ok(dir.open_read(name, found.owner)?.map(|f| (path.clone(), f)))
+        let dir = match Dir::open(parent) {
+            Ok(d) => d,
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
+            Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
+                return Err(not_member(&self.ns))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(dir.open_read(name, owner)?.map(|file| OpenLog {
+            file,
+            name: name.to_owned(),
+            dir,
+        }))
     }
+}
+
+/// A task's log file, with the directory it was opened beneath (a follower
+/// reopens the name there).
+#[derive(Debug)]
+pub(crate) struct OpenLog {
+    pub dir: Dir,
+    pub name: String,
+    pub file: fs::File,
 }
 
 fn cmdline(pid: i32) -> String {

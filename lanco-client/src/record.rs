@@ -99,12 +99,31 @@ pub struct ExitRecord {
     /// memory controller is not available.
     pub peak_memory_bytes: Option<u64>,
     pub peak_memory_source: Option<String>,
+    /// The file the task's output went to (its `-l` file or the default
+    /// log, or a temporary name if the log could not be installed). Empty in
+    /// records written before lanco kept it.
+    #[serde(default)]
+    pub log: String,
+    /// lanco's own lines about the run (a stop, the kill at the timeout,
+    /// errors of the monitor), oldest first, each with its UTC time: the
+    /// last [`MAX_NOTES`] of them, each at most [`MAX_NOTE_BYTES`] bytes.
+    /// They never go into the task's output. The accounting line has those
+    /// made until the task ended; the exit record also those of the on-exit
+    /// command and the clean-up.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
+
+/// How many of a run's notes its exit record keeps (the last ones).
+pub const MAX_NOTES: usize = 20;
+/// The longest note an exit record keeps, in bytes (longer ones are cut).
+pub const MAX_NOTE_BYTES: usize = 512;
 
 impl ExitRecord {
     /// The record of a run that has just ended, from its state file and its
     /// (now empty) cgroup. Peak memory comes from `memory.peak` where the
     /// memory controller offers it, else from `max_rss` if the caller has it.
+    /// The log path is the state file's; the notes are the caller's to add.
     pub fn ended(
         s: &TaskState,
         cg: &Cgroup,
@@ -137,6 +156,8 @@ impl ExitRecord {
             cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
             peak_memory_bytes,
             peak_memory_source: source.map(str::to_owned),
+            log: s.log.clone(),
+            notes: Vec::new(),
         }
     }
 }

@@ -62,6 +62,14 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                         b as f64 / 1048576.0
                     ));
                 }
+                if !r.log.is_empty() {
+                    lines.push(format!("  log:         {}", r.log));
+                }
+                // lanco's own lines about the run (they are not in its log).
+                if !r.notes.is_empty() {
+                    lines.push("  notes:".into());
+                    lines.extend(r.notes.iter().map(|n| format!("    {n}")));
+                }
             }
         }
     }

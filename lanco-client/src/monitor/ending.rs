@@ -2,7 +2,6 @@
 //! command, removing the cgroup, giving the name back, answering waiters.
 
 use std::fs::File;
-use std::io::Write;
 
 use lanco_proto::layout;
 
@@ -20,7 +19,7 @@ impl Monitor {
         let max_rss = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
             .ok()
             .map(|u| u.max_rss() as u64 * 1024);
-        let rec = ExitRecord::ended(
+        let mut rec = ExitRecord::ended(
             &self.state,
             &self.claim.cgroup,
             self.main_exit.unwrap_or(Exit::Lost),
@@ -28,6 +27,7 @@ impl Monitor {
             self.killed_after_timeout,
             max_rss,
         );
+        rec.notes = self.notes.borrow().lines();
         let task = &self.spec.task;
         let accounting = record::append_accounting(&self.dir, &rec);
         for r in [
@@ -115,11 +115,11 @@ impl Monitor {
             let _ = send(report, &Report::Finished(rec.exit));
         }
         if let Some(Err(e)) = self.accounting.as_ref().map(File::sync_data) {
-            // (self.note needs all of self; the lock is already given back.)
-            let _ = writeln!(
-                &self.log.file,
-                "[lanco-monitor] cannot sync the accounting journal: {e}"
-            );
+            // To the journal only: the name is given back, so the exit
+            // record may already be a new run's.
+            self.notes
+                .borrow()
+                .journal(&format!("cannot sync the accounting journal: {e}"));
         }
         std::process::exit(0)
     }

@@ -12,12 +12,13 @@ mod claim;
 mod ending;
 mod event_loop;
 mod logs;
+mod notes;
 mod spawn;
 mod start;
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -25,15 +26,17 @@ use std::time::{Duration, Instant};
 
 use lanco_proto::cgroupfs::EventsFile;
 use lanco_proto::files::Dir;
+use lanco_proto::layout;
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use crate::error::{Error, Result};
 use crate::handoff::{recv, send, Report, Spec};
-use crate::record::{Exit, ExitRecord, TaskState};
+use crate::record::{self, Exit, ExitRecord, TaskState};
 use crate::sys;
 use claim::Claim;
 use logs::Log;
+use notes::Notes;
 use spawn::start_process;
 
 /// How often a running task's log size is checked against `log_max_bytes`.
@@ -147,6 +150,8 @@ struct Monitor {
     main_exit: Option<Exit>,
     phase: Phase,
     record: Option<ExitRecord>,
+    /// lanco's lines about this run, for its record and the journal.
+    notes: RefCell<Notes>,
     /// Synced to disk once `stop` has been answered.
     accounting: Option<File>,
     listener: UnixListener,
@@ -158,12 +163,19 @@ struct Monitor {
 }
 
 impl Monitor {
-    /// A line in the task's log from lanco itself.
+    /// A line from lanco itself about this run. Never into the task's log:
+    /// kept for the exit record (the record is rewritten with it if it has
+    /// already been written: the name is still ours until `finish` gives it
+    /// back) and sent to the journal.
     fn note(&self, text: &dyn std::fmt::Display) {
-        let line = format!(
-            "{} [lanco-monitor] {text}\n",
-            crate::time::utc(crate::time::now_secs())
-        );
-        let _ = (&self.log.file).write_all(line.as_bytes());
+        let mut notes = self.notes.borrow_mut();
+        notes.add(&text.to_string());
+        if let Some(rec) = &self.record {
+            let rec = ExitRecord {
+                notes: notes.lines(),
+                ..rec.clone()
+            };
+            let _ = record::write_json(&self.dir, &layout::exit_name(&self.spec.task), &rec);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The monitor's start: claim the name, get admitted, make the cgroup, open
 //! the new log and the control socket, start the payload, report.
 
+use std::cell::RefCell;
 use std::fs::File;
 
 use lanco_proto::files::Dir;
@@ -8,7 +9,7 @@ use lanco_proto::layout::{self, Layout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::{claim, start_process, Log, Monitor, Phase};
+use super::{claim, start_process, Log, Monitor, Notes, Phase};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{send, Report, Spec};
@@ -101,6 +102,7 @@ impl Monitor {
             main_exit: None,
             phase: Phase::Task,
             record: None,
+            notes: RefCell::new(Notes::new(&ns, &task)),
             accounting: None,
             listener,
             stopping: None,
