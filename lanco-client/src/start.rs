@@ -17,7 +17,7 @@ use crate::record::Exit;
 
 /// Default time a task gets between SIGTERM and cgroup.kill (as in Dinit).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
-const MONITOR_NAME: &str = "lanco-monitor";
+/// Where the package installs the monitor; the config's `monitor` overrides it.
 const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 
 /// What to run. Environment and working directory default to the caller's,
@@ -74,15 +74,29 @@ impl Started {
 }
 
 impl Namespace {
-    fn monitor_path(&self) -> PathBuf {
-        if !self.config().monitor.as_os_str().is_empty() {
-            return self.config().monitor.clone();
+    /// The monitor of this installation: the config's `monitor`, else the
+    /// package's path. Never looked up beside the running executable, which
+    /// for a daemon linking this library is the daemon's own directory.
+    fn monitor_path(&self) -> Result<PathBuf> {
+        let configured = &self.config().monitor;
+        let path = if configured.as_os_str().is_empty() {
+            PathBuf::from(MONITOR_INSTALLED)
+        } else {
+            configured.clone()
+        };
+        if !path.is_absolute() {
+            return Err(Error::Usage(format!(
+                "the config key `monitor` must be an absolute path, not {}",
+                path.display()
+            )));
         }
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join(MONITOR_NAME)))
-            .filter(|p| p.is_file())
-            .unwrap_or_else(|| MONITOR_INSTALLED.into())
+        if !path.is_file() {
+            return Err(Error::System(format!(
+                "the task monitor {} does not exist; set the config key `monitor` to where lanco-monitor is installed",
+                path.display()
+            )));
+        }
+        Ok(path)
     }
 
     /// Starts a task; returns once its command has been exec'd inside the
@@ -118,7 +132,7 @@ impl Namespace {
             on_exit: spec.on_exit.clone(),
             stop_timeout_ms: spec.stop_timeout.as_millis() as u64,
         };
-        let monitor = self.monitor_path();
+        let monitor = self.monitor_path()?;
         let mut child = Command::new(&monitor)
             .env_clear()
             .current_dir("/")

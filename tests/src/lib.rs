@@ -219,12 +219,15 @@ impl Install {
             fs::copy(target_dir().join(b), inst.bin.join(b))
                 .unwrap_or_else(|e| panic!("copy {b}: {e}"));
         }
+        // The monitor is the installation's, named in its config (lanco
+        // never looks beside the running binary).
         let mut text = format!(
-            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",
+            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\nmonitor = \"{}\"\n",
             inst.socket.display(),
             inst.cgroup_root.display(),
             inst.state_dir.display(),
-            inst.log_dir.display()
+            inst.log_dir.display(),
+            inst.bin.join("lanco-monitor").display()
         );
         text.push_str(extra_config);
         fs::write(&inst.config, text).expect("config");
