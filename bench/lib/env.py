@@ -144,14 +144,15 @@ def _configs(env):
     """lanco.toml for lancod kept up, lanco-act.toml for the same
     installation behind a second, socket-activated lancod; the user's
     environment points at the first."""
+    # The installation's monitor, named: lanco does not look beside itself.
+    keys = env.layout.config_keys() + 'monitor = "%s"\n' % os.path.join(
+        env.dir, "bin", "lanco-monitor")
     env.sock = os.path.join(env.dir, "lancod.sock")
     env.act_sock = os.path.join(env.dir, "act.sock")
     env.cfg = os.path.join(env.dir, "lanco.toml")
-    cgroup.write(env.cfg, 'socket = "%s"\nidle_timeout = 0\n' % env.sock
-                 + env.layout.config_keys())
+    cgroup.write(env.cfg, 'socket = "%s"\nidle_timeout = 0\n' % env.sock + keys)
     env.act_cfg = os.path.join(env.dir, "lanco-act.toml")
-    cgroup.write(env.act_cfg, 'socket = "%s"\nidle_timeout = 1\n' % env.act_sock
-                 + env.layout.config_keys())
+    cgroup.write(env.act_cfg, 'socket = "%s"\nidle_timeout = 1\n' % env.act_sock + keys)
     env.user_env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": env.home,

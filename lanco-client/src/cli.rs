@@ -139,7 +139,7 @@ pub enum Command {
 /// `lanco NS run`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Log file [default: {log_dir}/lanco-NS/task-TASK.log]
+    /// Log file, relative to the current directory [default: {log_dir}/lanco-NS/task-TASK.log]
     #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
     pub log: Option<PathBuf>,
     /// Shell command to run after the task ends (LANCO_NAMESPACE, LANCO_TASK,
@@ -152,9 +152,13 @@ pub struct RunArgs {
     /// Working directory [default: the current one]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Set an environment variable (repeatable) [default: the caller's environment]
+    /// Set an environment variable, replacing the caller's (repeatable)
     #[arg(long = "env", value_name = "K=V")]
-    pub env: Vec<String>,
+    pub env: Vec<OsString>,
+    /// Start the task's environment empty, not from the caller's (then only
+    /// the --env variables)
+    #[arg(long)]
+    pub clear_env: bool,
     /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub stop_timeout: Option<Duration>,

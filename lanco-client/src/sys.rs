@@ -31,6 +31,28 @@ struct CloneArgs {
 /// The byte a child writes to [`ExecPlan::report`] first.
 pub const ALIVE: u8 = b'+';
 
+/// The step of the child's set-up that failed: the byte written to
+/// [`ExecPlan::report`] before the errno, so "cannot change directory" is
+/// told apart from "cannot execute".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    /// dup2 of stdin, stdout or stderr.
+    Stdio = b's',
+    /// chdir to the task's working directory.
+    Cwd = b'd',
+    /// execve of the program.
+    Exec = b'x',
+}
+
+impl Stage {
+    pub fn from_byte(b: u8) -> Option<Stage> {
+        [Stage::Stdio, Stage::Cwd, Stage::Exec]
+            .into_iter()
+            .find(|s| *s as u8 == b)
+    }
+}
+
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// What the child does between clone3 and execve.
@@ -41,9 +63,10 @@ pub struct ExecPlan<'a> {
     pub cwd: &'a CString,
     pub stdin: BorrowedFd<'a>,
     pub stdout: BorrowedFd<'a>,
-    /// Receives [`ALIVE`] as the child's first act, then the errno (4 bytes,
-    /// native endian) if chdir or execve fails; close-on-exec, so a
-    /// successful exec closes it after the one byte. A child killed before it
+    /// Receives [`ALIVE`] as the child's first act, then, if a step fails,
+    /// its [`Stage`] byte and the errno (4 bytes, native endian) in one
+    /// write; close-on-exec, so a successful exec closes it after the one
+    /// byte. A child killed before it
     /// ran (e.g. by the kernel, as it was born into a cgroup being killed)
     /// closes it with nothing written.
     pub report: BorrowedFd<'a>,
@@ -109,9 +132,11 @@ unsafe fn child_setup_and_exec(
     // SAFETY: raw libc calls on fds and NUL-terminated strings the caller
     // prepared; nothing here allocates or takes a lock.
     unsafe {
-        let fail = |report: RawFd| -> ! {
+        let fail = |report: RawFd, stage: Stage| -> ! {
             let e: i32 = *libc::__errno_location();
-            libc::write(report, (&e as *const i32).cast(), 4);
+            let mut msg = [stage as u8; 5];
+            msg[1..].copy_from_slice(&e.to_ne_bytes());
+            libc::write(report, msg.as_ptr().cast(), msg.len());
             libc::_exit(127)
         };
         let report = plan.report.as_raw_fd();
@@ -136,7 +161,7 @@ unsafe fn child_setup_and_exec(
             || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
             || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
         {
-            fail(report);
+            fail(report, Stage::Stdio);
         }
         // Only 0, 1 and 2 cross execve, even if some fd of the monitor's
         // lacks close-on-exec (Linux 5.11; before, they all have it).
@@ -147,10 +172,10 @@ unsafe fn child_setup_and_exec(
             libc::CLOSE_RANGE_CLOEXEC,
         );
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
-            fail(report);
+            fail(report, Stage::Cwd);
         }
         libc::execve(plan.path.as_ptr(), argv, envp);
-        fail(report)
+        fail(report, Stage::Exec)
     }
 }
 

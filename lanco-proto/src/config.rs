@@ -32,8 +32,9 @@ pub struct Config {
     /// tasks, the cgroups they make, and its monitors' leaf): a bound on the
     /// kernel memory a tenant can pin (`cgroup.max.descendants`).
     pub user_max_cgroups: u64,
-    /// The per-task monitor binary; empty = `lanco-monitor` beside the running
-    /// binary, else `/usr/libexec/lanco/lanco-monitor`.
+    /// The per-task monitor binary (absolute); empty =
+    /// `/usr/libexec/lanco/lanco-monitor`. Never looked up beside the running
+    /// binary, which for a daemon linking the library is the daemon's.
     pub monitor: PathBuf,
 }
 

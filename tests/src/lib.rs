@@ -224,12 +224,15 @@ impl Install {
                 .or_else(|_| fs::copy(&from, &to).map(drop))
                 .unwrap_or_else(|e| panic!("install {b}: {e}"));
         }
+        // The monitor is the installation's, named in its config (lanco
+        // never looks beside the running binary).
         let mut text = format!(
-            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\n",
+            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\nmonitor = \"{}\"\n",
             inst.socket.display(),
             inst.cgroup_root.display(),
             inst.state_dir.display(),
-            inst.log_dir.display()
+            inst.log_dir.display(),
+            inst.bin.join("lanco-monitor").display()
         );
         text.push_str(extra_config);
         fs::write(&inst.config, text).expect("config");

@@ -444,7 +444,10 @@ fn members_cannot_rewrite_each_others_records() {
         Some(ALICE),
         &["shared", "run", "broken", "/nonexistent/prog"],
     )
-    .fails(6, "unable to run");
+    .fails(
+        6,
+        "cannot execute /nonexistent/prog: No such file or directory",
+    );
     let logs = inst
         .log_path("shared", "broken")
         .parent()

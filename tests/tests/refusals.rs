@@ -11,14 +11,14 @@ fn start_failures_leave_nothing_behind() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "t", "nosuchcmd"])
-        .fails(6, "unable to run nosuchcmd: No such file or directory");
+        .fails(6, "cannot execute nosuchcmd: No such file or directory");
     let not_exec = inst.dir.join("not-executable");
     std::fs::write(&not_exec, "data").unwrap();
     let not_exec = not_exec.to_str().unwrap();
     inst.lanco(a, &["ns", "run", "t", not_exec])
-        .fails(6, &format!("unable to run {not_exec}: Permission denied"));
+        .fails(6, &format!("cannot execute {not_exec}: Permission denied"));
     inst.lanco(a, &["ns", "run", "--cwd", "/root", "t", "true"])
-        .fails(6, "unable to run true: Permission denied");
+        .fails(6, "cannot change directory to /root: Permission denied");
     // A member is told the same about a missing namespace as a stranger
     // about a foreign one.
     inst.lanco(a, &["nons", "run", "t", "true"])

@@ -12,40 +12,63 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{AccessFlags, Pid};
 
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// Finds `argv[0]` the way execvp would, in the task's own PATH.
-fn resolve_program(argv0: &[u8], env: &[Vec<u8>], cwd: &[u8]) -> Option<PathBuf> {
+/// PATH when the task's environment has none (what execvp falls back on is
+/// libc's; this one also covers /usr/local/bin).
+const DEFAULT_PATH: &[u8] = b"/usr/local/bin:/usr/bin:/bin";
+
+/// Finds `argv[0]` the way execvp would in the child, in the task's own PATH
+/// (its environment, not the monitor's, which is empty), after the child's
+/// chdir: relative names and PATH entries are taken from `cwd`, which is
+/// absolute. As execvp does, a candidate that exists but cannot be executed
+/// is passed over, and the search fails with EACCES rather than ENOENT if
+/// there was one; unlike execvp, a PATH directory this user cannot search
+/// does not count as one. A name with a slash is not searched: execve
+/// reports on it.
+fn resolve_program(argv0: &[u8], env: &[Vec<u8>], cwd: &Path) -> Result<PathBuf, Errno> {
     let prog = Path::new(OsStr::from_bytes(argv0));
-    let executable = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-            && fs::metadata(p).is_ok_and(|m| m.is_file())
-    };
     if argv0.contains(&b'/') {
-        let full = if prog.is_absolute() {
-            prog.to_owned()
-        } else {
-            Path::new(OsStr::from_bytes(cwd)).join(prog)
-        };
-        return Some(full);
+        return Ok(cwd.join(prog));
+    }
+    if argv0.is_empty() {
+        return Err(Errno::ENOENT);
     }
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix(b"PATH="))
-        .unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
-    path.split(|b| *b == b':')
-        .map(|dir| Path::new(OsStr::from_bytes(if dir.is_empty() { b"." } else { dir })).join(prog))
-        .map(|p| {
-            if p.is_absolute() {
-                p
-            } else {
-                Path::new(OsStr::from_bytes(cwd)).join(p)
+        .unwrap_or(DEFAULT_PATH);
+    let mut denied = false;
+    for dir in path.split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b"." } else { dir };
+        let p = cwd.join(OsStr::from_bytes(dir)).join(prog);
+        match fs::metadata(&p) {
+            Ok(m) if m.is_file() && nix::unistd::access(&p, AccessFlags::X_OK).is_ok() => {
+                return Ok(p)
             }
-        })
-        .find(|p| executable(p))
+            // There, but not executable (or a directory).
+            Ok(_) => denied = true,
+            // Absent, or in a directory this user cannot search (execvp
+            // would count the latter as EACCES, which for a PATH that holds
+            // someone else's home directory says "Permission denied" about
+            // a program that is nowhere).
+            Err(_) => {}
+        }
+    }
+    Err(if denied { Errno::EACCES } else { Errno::ENOENT })
+}
+
+/// Why a directory cannot be the task's working directory, if it cannot:
+/// asked only when the program was not found, which a bad cwd explains.
+fn cwd_problem(cwd: &Path) -> Option<Errno> {
+    match fs::metadata(cwd) {
+        Err(e) => Some(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))),
+        Ok(m) if !m.is_dir() => Some(Errno::ENOTDIR),
+        Ok(_) => nix::unistd::access(cwd, AccessFlags::X_OK).err(),
+    }
 }
 
 /// clone3 into the task's cgroup, then exec; returns once the exec has
@@ -63,21 +86,41 @@ pub(super) fn start_process(
     let unable =
         |e: &dyn std::fmt::Display| Error::StartFailed(format!("unable to run {shown}: {e}"));
     let cstr = |b: &[u8]| CString::new(b).map_err(|_| unable(&"argument contains a NUL byte"));
-    let Some(path) = resolve_program(
-        argv.first().ok_or_else(|| unable(&"empty command"))?,
-        env,
-        cwd,
-    ) else {
-        return Err(unable(&Errno::ENOENT.desc()));
+    let cwd_path = Path::new(OsStr::from_bytes(cwd));
+    let no_cwd = |e: Errno| {
+        Error::StartFailed(format!(
+            "cannot change directory to {}: {}",
+            cwd_path.display(),
+            e.desc()
+        ))
     };
-    let path = cstr(path.as_os_str().as_bytes())?;
+    if !cwd_path.is_absolute() {
+        // The monitor's own cwd is /: a relative one would silently mean
+        // something else than where the caller stood.
+        return Err(no_cwd(Errno::EINVAL));
+    }
+    let argv0 = argv.first().ok_or_else(|| unable(&"empty command"))?;
+    let path = resolve_program(argv0, env, cwd_path).map_err(|e| match cwd_problem(cwd_path) {
+        Some(c) => no_cwd(c),
+        None => Error::StartFailed(format!("cannot execute {shown}: {}", e.desc())),
+    })?;
+    // execve's error names the file it tried, which a PATH search found.
+    let no_exec = |e: Errno| {
+        let found = if argv0.contains(&b'/') {
+            String::new()
+        } else {
+            format!(" ({})", path.display())
+        };
+        Error::StartFailed(format!("cannot execute {shown}{found}: {}", e.desc()))
+    };
+    let path_c = cstr(path.as_os_str().as_bytes())?;
     let argv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
     let cwd = cstr(cwd)?;
     let stdin = File::open("/dev/null").map_err(|e| Error::system("/dev/null", e))?;
     let (rd, wr) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::system("pipe", e))?;
     let plan = sys::ExecPlan {
-        path: &path,
+        path: &path_c,
         argv: &argv,
         envp: &envp,
         cwd: &cwd,
@@ -95,8 +138,8 @@ pub(super) fn start_process(
             e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
         })?;
     drop(wr);
-    // Until EOF: the ALIVE byte, then an errno if chdir or exec failed.
-    let mut buf = [0u8; 5];
+    // Until EOF: the ALIVE byte, then the failed stage and its errno.
+    let mut buf = [0u8; 6];
     let mut n = 0;
     let mut rd = File::from(rd);
     while n < buf.len() {
@@ -109,10 +152,18 @@ pub(super) fn start_process(
     }
     match (n, buf[0]) {
         (1, sys::ALIVE) => Ok(pid),
-        (5, sys::ALIVE) => {
+        (6, sys::ALIVE) => {
             let _ = waitpid(Pid::from_raw(pid), None);
-            let errno = Errno::from_raw(i32::from_ne_bytes([buf[1], buf[2], buf[3], buf[4]]));
-            Err(unable(&errno.desc()))
+            let errno = Errno::from_raw(i32::from_ne_bytes([buf[2], buf[3], buf[4], buf[5]]));
+            Err(match sys::Stage::from_byte(buf[1]) {
+                Some(sys::Stage::Cwd) => no_cwd(errno),
+                Some(sys::Stage::Exec) => no_exec(errno),
+                Some(sys::Stage::Stdio) => unable(&format_args!(
+                    "cannot point its output at the log: {}",
+                    errno.desc()
+                )),
+                None => unable(&errno.desc()),
+            })
         }
         // It never ran. Seen after someone wrote cgroup.kill of the
         // namespace's cgroup: the kernel (6.18 here) compares the kill
@@ -129,5 +180,37 @@ pub(super) fn start_process(
                  is destroyed and initialised again"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_found_as_execvp_would_after_the_chdir() {
+        let cwd = Path::new("/");
+        let env = |p: &str| vec![format!("PATH={p}").into_bytes()];
+        // A slash: not searched, taken from cwd.
+        assert_eq!(
+            resolve_program(b"./x", &[], Path::new("/srv")),
+            Ok(PathBuf::from("/srv/./x"))
+        );
+        // Relative PATH entries are the task's cwd's, not the monitor's.
+        assert_eq!(
+            resolve_program(b"sh", &env("bin"), cwd),
+            Ok(PathBuf::from("/bin/sh"))
+        );
+        assert_eq!(
+            resolve_program(b"no-such-program", &env("/bin"), cwd),
+            Err(Errno::ENOENT)
+        );
+        // Found only as something not executable (a directory): EACCES.
+        assert_eq!(resolve_program(b"bin", &env("/"), cwd), Err(Errno::EACCES));
+        // No PATH: the default one.
+        assert!(resolve_program(b"sh", &[], cwd).is_ok());
+        assert_eq!(cwd_problem(Path::new("/nonexistent")), Some(Errno::ENOENT));
+        assert_eq!(cwd_problem(Path::new("/etc/passwd")), Some(Errno::ENOTDIR));
+        assert_eq!(cwd_problem(cwd), None);
     }
 }
