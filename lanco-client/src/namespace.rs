@@ -17,7 +17,7 @@ use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
 use serde::Serialize;
 
-use crate::error::{not_member, Error, Result};
+use crate::error::{Error, Result};
 
 /// How long `status` waits for a monitor that is writing its run's record.
 const ENDING: Duration = Duration::from_secs(5);
@@ -85,7 +85,7 @@ impl Namespace {
             Err(nix::errno::Errno::ENOENT) if nix::unistd::geteuid().is_root() => {
                 Err(Error::NoNamespace(ns))
             }
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Err(not_member(&ns)),
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Err(Error::NotMember(ns)),
             Err(e) => Err(Error::system(dir.display(), e)),
         }
     }
@@ -104,7 +104,9 @@ impl Namespace {
 
     fn ns_dir(&self) -> Result<Dir> {
         Dir::open(&self.layout.ns_state_dir(&self.ns)).map_err(|e| match e.io_kind() {
-            Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => not_member(&self.ns),
+            Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => {
+                Error::NotMember(self.ns.clone())
+            }
             _ => e.into(),
         })
     }
@@ -314,7 +316,7 @@ impl Namespace {
             Ok(d) => d,
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
             Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
-                return Err(not_member(&self.ns))
+                return Err(Error::NotMember(self.ns.clone()))
             }
             Err(e) => return Err(e.into()),
         };

@@ -15,7 +15,7 @@ use lanco_proto::TaskName;
 use nix::sys::signal::Signal;
 
 use crate::control::{self, ControlReply, ControlRequest};
-use crate::error::{not_member, Error, Result};
+use crate::error::{Error, Result};
 use crate::namespace::{Found, Namespace};
 use crate::start::DEFAULT_STOP_TIMEOUT;
 
@@ -42,7 +42,9 @@ impl Namespace {
         };
         match UnixStream::connect(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
             Ok(c) => Ok(Some(c)),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(not_member(self.name())),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Err(Error::NotMember(self.name().clone()))
+            }
             Err(_) => Ok(None),
         }
     }
@@ -65,9 +67,9 @@ impl Namespace {
             }
             control::recv(&conn, wait)
         };
-        reply
-            .map(Some)
-            .map_err(|e| Error::System(format!("no answer from the monitor of task {task}: {e}")))
+        reply.map(Some).map_err(|e| {
+            Error::system(format_args!("no answer from the monitor of task {task}"), e)
+        })
     }
 
     /// Graceful and race-free stop: SIGTERM to every process (frozen while
@@ -92,7 +94,7 @@ impl Namespace {
                 killed_after_timeout,
                 ..
             })) => return Ok(killed_after_timeout),
-            Ok(Some(ControlReply::Error { message })) => Err(Error::System(message)),
+            Ok(Some(ControlReply::Error { message })) => Err(Error::failed(message)),
             Err(e) => Err(e),
             Ok(None) => {
                 return self.stop_orphan(task, &found, timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
@@ -139,10 +141,10 @@ impl Namespace {
             Some(Duration::from_secs(30)),
         )? {
             Some(ControlReply::Done { .. }) => Ok(()),
-            Some(ControlReply::Error { message }) => Err(Error::System(message)),
+            Some(ControlReply::Error { message }) => Err(Error::failed(message)),
             None => match found.cgroup.signal_frozen(signal, &mut HashSet::new()) {
                 Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
-                    Err(Error::Denied(format!(
+                    Err(Error::PermissionDenied(format!(
                         "task {task}'s monitor is gone and its processes are {}'s: only they can signal them (any member can stop it)",
                         lanco_proto::files::user_name(found.owner)
                     )))

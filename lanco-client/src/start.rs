@@ -163,7 +163,7 @@ impl TaskSpec {
             if p.is_absolute() {
                 Ok(())
             } else {
-                Err(Error::Usage(format!(
+                Err(Error::InvalidInput(format!(
                     "the {what} must be an absolute path, not {}",
                     p.display()
                 )))
@@ -176,13 +176,13 @@ impl TaskSpec {
         for (k, v) in &self.env.changes {
             let k = k.as_bytes();
             if k.is_empty() || k.contains(&b'=') || k.contains(&0) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "bad environment variable name {:?}",
                     String::from_utf8_lossy(k)
                 )));
             }
             if v.as_ref().is_some_and(|v| v.as_bytes().contains(&0)) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "the value of {} contains a NUL byte",
                     String::from_utf8_lossy(k)
                 )));
@@ -227,7 +227,7 @@ impl Started {
     /// Blocks until the task and its on-exit command are over.
     pub fn wait(mut self) -> Result<Exit> {
         self.wait_timeout(None)?
-            .ok_or_else(|| Error::System("the monitor's report never came".into()))
+            .ok_or_else(|| Error::failed("the monitor's report never came"))
     }
 
     /// As [`Started::wait`], giving up after `timeout` (`Ok(None)`); may be
@@ -259,7 +259,7 @@ impl Started {
             // The pipe closed without a report: the monitor was killed, and
             // with it the only record of the main process's status.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Exit::Lost),
-            Ok(other) => Err(Error::System(format!(
+            Ok(other) => Err(Error::failed(format!(
                 "unexpected report from the monitor: {other:?}"
             ))),
             Err(e) => Err(Error::system("cannot read the monitor's report", e)),
@@ -279,13 +279,13 @@ impl Namespace {
             configured.clone()
         };
         if !path.is_absolute() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "the config key `monitor` must be an absolute path, not {}",
                 path.display()
             )));
         }
         if !path.is_file() {
-            return Err(Error::System(format!(
+            return Err(Error::failed(format!(
                 "the task monitor {} does not exist; set the config key `monitor` to where lanco-monitor is installed",
                 path.display()
             )));
@@ -297,10 +297,10 @@ impl Namespace {
     /// task's cgroup, or with the reason it could not be.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
-            return Err(Error::Usage("no command given".into()));
+            return Err(Error::InvalidInput("no command given".into()));
         }
         if nix::unistd::geteuid().is_root() {
-            return Err(Error::Denied(
+            return Err(Error::PermissionDenied(
                 "root runs no tasks in a namespace (its directories are its members'); run as a member, e.g. with sudo -u".into(),
             ));
         }
@@ -323,7 +323,7 @@ impl Namespace {
         let mut report = child
             .stdout
             .take()
-            .ok_or_else(|| Error::System("monitor has no stdout".into()))?;
+            .ok_or_else(|| Error::failed("monitor has no stdout"))?;
         // The first process forks the real monitor and exits at once. A
         // caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) has it reaped
         // by the kernel, and so may another thread's waitpid(-1): waitpid
@@ -350,7 +350,7 @@ impl Namespace {
         };
         if !matches!(sent, Some(Ok(()))) || status.is_some_and(|s| !s.success()) {
             let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
-            return Err(Error::System(format!(
+            return Err(Error::failed(format!(
                 "the monitor {} failed to start ({status})",
                 monitor.display()
             )));
@@ -366,13 +366,14 @@ impl Namespace {
                 run_id,
                 report,
             }),
-            Ok(Report::Failed(e)) => Err(e),
-            Ok(Report::Finished(_)) => Err(Error::System(
-                "the monitor reported an end before a start".into(),
+            Ok(Report::Failed(f)) => Err(f.into_error(self.name(), &spec.name)),
+            Ok(Report::Finished(_)) => {
+                Err(Error::failed("the monitor reported an end before a start"))
+            }
+            Err(e) => Err(Error::system(
+                "the monitor died before starting the task",
+                e,
             )),
-            Err(e) => Err(Error::System(format!(
-                "the monitor died before starting the task: {e}"
-            ))),
         }
     }
 }

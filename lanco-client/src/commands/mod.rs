@@ -17,15 +17,14 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::error::exit;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::namespace::Namespace;
 
 fn load_config(cli: &Cli) -> Result<Config> {
-    match &cli.config {
+    Ok(match &cli.config {
         Some(p) => Config::from_file(p),
         None => Config::load(),
-    }
-    .map_err(|e| Error::Usage(e.to_string()))
+    }?)
 }
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -83,10 +82,11 @@ pub fn run() -> u8 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
+            let line = e.one_line();
             if e.is_refusal() {
-                crate::msg::warn(cmd, &e);
+                crate::msg::warn(cmd, &line);
             } else {
-                crate::msg::error(cmd, &e);
+                crate::msg::error(cmd, &line);
             }
             e.exit_code()
         }
