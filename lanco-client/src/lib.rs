@@ -37,6 +37,7 @@ pub use follow::{Followed, LogFollower};
 pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};
+pub use signal::Signal;
 pub use start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
 
 /// `lanco`'s main: parse, dispatch, one line per error; the exit status.

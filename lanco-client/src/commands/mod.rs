@@ -37,7 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => run::run(&open()?, args),
         Command::Check { task } => check::run(&open()?, &task),
         Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),
-        Command::Kill { signal, task } => kill::run(&open()?, &task, signal.0),
+        Command::Kill { signal, task } => kill::run(&open()?, &task, signal),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
         Command::Ls { long, json } => ls::run(&open()?, long, json),
         Command::Status { json, task } => status::run(&open()?, &task, json),
