@@ -18,8 +18,11 @@ use lanco_proto::{NameError, NamespaceName, TaskName};
 /// Exit statuses of `lanco`. They are part of the command-line contract
 /// (README, `lanco --help`); [`Error::exit_code`] maps errors to them.
 pub(crate) mod exit {
+    /// Success (`check`: the task is running).
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub const OK: u8 = 0;
     /// `check`: the task is not running.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
     pub const NOT_RUNNING: u8 = 1;
     /// Bad usage or input (names, options); nothing was changed.
     pub const USAGE: u8 = 2;
@@ -250,12 +253,6 @@ impl Error {
             Error::File(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::Cgroup(_) | Error::File(_) | Error::System { .. } => exit::SYSTEM,
         }
-    }
-
-    /// Refusals by the task's state are warnings (the original lanco's
-    /// wording); the rest errors.
-    pub(crate) fn is_refusal(&self) -> bool {
-        matches!(self, Error::AlreadyRunning(_) | Error::NotRunning(_))
     }
 
     /// `context` failed because of `source` (an `io::Error`, an errno, a

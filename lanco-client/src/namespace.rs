@@ -94,7 +94,7 @@ impl Namespace {
         &self.ns
     }
 
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }
 

@@ -124,7 +124,7 @@ impl ExitRecord {
     /// (now empty) cgroup. Peak memory comes from `memory.peak` where the
     /// memory controller offers it, else from `max_rss` if the caller has it.
     /// The log path is the state file's; the notes are the caller's to add.
-    pub fn ended(
+    pub(crate) fn ended(
         s: &TaskState,
         cg: &Cgroup,
         exit: Exit,

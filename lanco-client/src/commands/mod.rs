@@ -17,7 +17,7 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::error::exit;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -83,7 +83,9 @@ pub fn run() -> u8 {
         Ok(code) => code,
         Err(e) => {
             let line = e.one_line();
-            if e.is_refusal() {
+            // Refusals by the task's state are warnings (the original
+            // lanco's wording); the rest errors.
+            if matches!(e, Error::AlreadyRunning(_) | Error::NotRunning(_)) {
                 crate::msg::warn(cmd, &line);
             } else {
                 crate::msg::error(cmd, &line);
