@@ -11,6 +11,7 @@
 //! channels), `monitor` (the `lanco-monitor` binary), `helper` (requests to
 //! lancod), `error` (the one `Error` and the exit statuses), `cli` and
 //! `commands` (the `lanco` command).
+#![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]
 pub mod asynchronous;

@@ -149,9 +149,11 @@ impl Namespace {
     }
 
     /// Graceful and race-free stop: SIGTERM to every process (frozen while
-    /// the pids are read), cgroup.kill after `timeout`. Returns once every
-    /// process of the task is gone, with whether it had to be killed (it
-    /// outlived the timeout).
+    /// the pids are read), cgroup.kill after `timeout` (`None`: the task's
+    /// own [`TaskSpec::stop_timeout`](crate::TaskSpec::stop_timeout)).
+    /// Returns once every process of the task is gone, with whether it had
+    /// to be killed (it outlived the timeout); [`Error::NotRunning`] if no
+    /// process of it lives. Any member may stop any task.
     pub fn stop(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
         let found = self.running(task)?;
         let req = ControlRequest::Stop {
@@ -205,7 +207,12 @@ impl Namespace {
         Ok(killed)
     }
 
-    /// Delivers `signal` to every process of the task.
+    /// Delivers `signal` to every process of the task, through its monitor
+    /// (which reaps the task's orphans, so no pid is reused under the sweep).
+    /// [`Error::NotRunning`] if no process of it lives. When the monitor is
+    /// gone, only the member who ran the task may signal its processes
+    /// ([`Error::PermissionDenied`] for the others, who may still
+    /// [`stop`](Namespace::stop) it).
     pub fn kill(&self, task: &TaskName, signal: Signal) -> Result<()> {
         let found = self.running(task)?;
         match self.ask_monitor(

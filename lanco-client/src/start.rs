@@ -38,16 +38,23 @@ const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 /// from `cwd`, as execvp does after the chdir.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
+    /// The task's name in the namespace.
     pub name: TaskName,
+    /// The command and its arguments; `argv[0]` without a slash is looked
+    /// up in the task's PATH.
     pub argv: Vec<OsString>,
     /// The working directory; the caller's at [`TaskSpec::new`].
     pub cwd: PathBuf,
-    /// Instead of `{log_dir}/lanco-NS/task-NAME.log`.
+    /// Where the task's output goes (stdout and stderr, appended), instead
+    /// of `{log_dir}/lanco-NS/task-NAME.log`.
     pub log: Option<PathBuf>,
     /// Run with /bin/sh after the task ends (in `cwd`, with the task's
     /// environment and LANCO_NAMESPACE, LANCO_TASK, LANCO_EXIT_STATUS and
     /// LANCO_EXIT).
     pub on_exit: Option<String>,
+    /// How long a stop waits after SIGTERM before cgroup.kill, unless the
+    /// stop names its own timeout ([`DEFAULT_STOP_TIMEOUT`] at
+    /// [`TaskSpec::new`]).
     pub stop_timeout: Duration,
     env: Env,
 }
@@ -213,9 +220,14 @@ impl TaskSpec {
     }
 }
 
-/// A started task. Keep it to wait for the end (`lanco run -f`).
+/// A started task ([`Namespace::run`]). Keep it to wait for the end of
+/// this run (`lanco run -f`); dropping it leaves the task running, and
+/// [`Namespace::wait`] finds it again by name, from any process.
+#[derive(Debug)]
 pub struct Started {
+    /// The pid of the task's main process (the command, exec'd).
     pub pid: i32,
+    /// The pid of the run's monitor.
     pub monitor_pid: i32,
     /// This run among all runs of the name: in its state file, exit record
     /// and accounting line.
@@ -294,7 +306,15 @@ impl Namespace {
     }
 
     /// Starts a task; returns once its command has been exec'd inside the
-    /// task's cgroup, or with the reason it could not be.
+    /// task's cgroup, or with the reason it could not be
+    /// ([`Error::StartFailed`], [`Error::AlreadyRunning`],
+    /// [`Error::NameTaken`], …).
+    ///
+    /// The caller is never forked: a new `lanco-monitor` (the config's
+    /// `monitor`) claims the name, is admitted into the namespace by lancod,
+    /// and starts the command. The task then lives on its own, whatever
+    /// becomes of the caller. Root runs no task in a namespace
+    /// ([`Error::PermissionDenied`]): run as a member.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
             return Err(Error::InvalidInput("no command given".into()));
