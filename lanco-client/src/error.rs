@@ -382,6 +382,13 @@ mod tests {
         assert_eq!(refused(ErrorCode::Internal).to_string(), "lancod: m");
     }
 
+    /// A daemon sends errors across threads and boxes them.
+    #[test]
+    fn errors_are_send_sync_static() {
+        fn check<E: std::error::Error + Send + Sync + 'static>() {}
+        check::<Error>();
+    }
+
     /// What a daemon writes: `?` on the config and name errors.
     #[test]
     fn config_and_name_errors_convert() {
