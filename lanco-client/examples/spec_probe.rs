@@ -5,6 +5,7 @@
 //!
 //! spec_probe NS TASK [--inherit] [--set K=V]... [--unset K]... [--clear]
 //!            [--cwd DIR] [--log FILE] -- CMD [ARG...]
+use std::error::Error as _;
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
@@ -17,20 +18,26 @@ fn main() {
             0
         }
         Err(e) => {
-            eprintln!("spec_probe: {e}");
+            // The message and its sources' on one line, as `lanco` does.
+            let mut line = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                line = format!("{line}: {s}");
+                source = s.source();
+            }
+            eprintln!("spec_probe: {line}");
             i32::from(e.exit_code())
         }
     })
 }
 
 fn probe() -> Result<i32, Error> {
-    let usage = |m: &str| Error::Usage(format!("spec_probe: {m}"));
+    let usage = |m: &str| Error::InvalidInput(format!("spec_probe: {m}"));
     let mut args = std::env::args_os().skip(1);
     let mut word = |what: &str| args.next().ok_or_else(|| usage(what));
     let ns = word("no namespace")?;
     let task = word("no task")?;
-    let cfg = Config::load().map_err(|e| Error::System(e.to_string()))?;
-    let ns = Namespace::open(cfg, parse(&ns).map_err(|e| usage(&e))?)?;
+    let ns = Namespace::open(Config::load()?, ns.to_string_lossy().parse()?)?;
     let mut changes = Vec::new();
     loop {
         let opt = word("no --")?;
@@ -44,7 +51,7 @@ fn probe() -> Result<i32, Error> {
         }
     }
     let argv: Vec<OsString> = args.collect();
-    let mut spec = TaskSpec::new(parse(&task).map_err(|e| usage(&e))?, argv)?;
+    let mut spec = TaskSpec::new(task.to_string_lossy().parse()?, argv)?;
     for (opt, val) in changes {
         match opt.as_str() {
             "--inherit" => {
@@ -70,13 +77,4 @@ fn probe() -> Result<i32, Error> {
         }
     }
     Ok(ns.run(&spec)?.pid)
-}
-
-fn parse<T: std::str::FromStr>(s: &std::ffi::OsStr) -> Result<T, String>
-where
-    T::Err: std::fmt::Display,
-{
-    s.to_string_lossy()
-        .parse()
-        .map_err(|e: T::Err| e.to_string())
 }

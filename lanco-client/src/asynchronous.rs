@@ -42,7 +42,7 @@ use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 use crate::control::{ControlReply, ControlRequest};
-use crate::error::{not_member, Error, Result};
+use crate::error::{Error, Result};
 use crate::namespace::{Found, Namespace};
 use crate::record::{self, Exit, ExitRecord, TaskState};
 use crate::start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
@@ -75,7 +75,7 @@ impl Namespace {
         match tokio::task::spawn_blocking(move || Namespace::open(config, ns)?.run(&spec)).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => Err(Error::System(format!("the start was cancelled: {e}"))),
+            Err(e) => Err(Error::failed(format!("the start was cancelled: {e}"))),
         }
     }
 
@@ -176,10 +176,11 @@ impl Namespace {
                 killed_after_timeout,
                 ..
             }) => return Ok(killed_after_timeout),
-            Ok(ControlReply::Error { message }) => Err(Error::System(message)),
-            Err(e) => Err(Error::System(format!(
-                "no answer from the monitor of task {task}: {e}"
-            ))),
+            Ok(ControlReply::Error { message }) => Err(Error::failed(message)),
+            Err(e) => Err(Error::system(
+                format_args!("no answer from the monitor of task {task}"),
+                e,
+            )),
         };
         let _ = cg.thaw();
         r
@@ -197,7 +198,9 @@ impl Namespace {
         };
         match UnixStream::connect(format!("/proc/self/fd/{}", fd.as_raw_fd())).await {
             Ok(c) => Ok(Some(c)),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(not_member(self.name())),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Err(Error::NotMember(self.name().clone()))
+            }
             Err(_) => Ok(None),
         }
     }
@@ -322,7 +325,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(Error::System(format!("cancelled: {e}"))),
+        Err(e) => Err(Error::failed(format!("cancelled: {e}"))),
     }
 }
 

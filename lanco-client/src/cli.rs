@@ -3,12 +3,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use lanco_proto::{NamespaceName, TaskName};
-use nix::sys::signal::Signal;
+
+use crate::signal::Signal;
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
@@ -90,7 +90,7 @@ pub enum Command {
             default_value = "TERM",
             value_name = "SIGNAL"
         )]
-        signal: SignalArg,
+        signal: Signal,
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
@@ -200,38 +200,12 @@ fn seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("invalid number of seconds: {s}"))
 }
 
-/// A signal: `TERM`, `SIGTERM`, `term` or `15`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignalArg(pub Signal);
-
-impl FromStr for SignalArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("unknown signal {s:?}");
-        if let Ok(n) = s.parse::<i32>() {
-            return Signal::try_from(n).map(SignalArg).map_err(|_| bad());
-        }
-        let up = s.to_ascii_uppercase();
-        let full = if up.starts_with("SIG") {
-            up
-        } else {
-            format!("SIG{up}")
-        };
-        Signal::from_str(&full).map(SignalArg).map_err(|_| bad())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signals_and_seconds() {
-        let sig = |s: &str| s.parse::<SignalArg>().map(|a| a.0);
-        assert_eq!(sig("TERM"), Ok(Signal::SIGTERM));
-        assert_eq!(sig("sighup"), Ok(Signal::SIGHUP));
-        assert_eq!(sig("9"), Ok(Signal::SIGKILL));
-        assert!(sig("NOPE").is_err() && sig("999").is_err());
+    fn seconds_are_parsed() {
         assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
         assert!(seconds("-1").is_err() && seconds("x").is_err());
     }

@@ -68,7 +68,7 @@ pub fn destroy(socket: &Path, ns: &NamespaceName, force: bool) -> Result<()> {
 }
 
 fn unexpected(r: Response) -> Error {
-    Error::Helper(format!("unexpected answer from lancod: {r:?}"))
+    Error::HelperNoAnswer(format!("unexpected answer from lancod: {r:?}"))
 }
 
 fn request(socket: &Path, req: &Request) -> Result<Response> {
@@ -81,22 +81,16 @@ fn request(socket: &Path, req: &Request) -> Result<Response> {
                 message,
             } => {
                 if started.elapsed() + backoff > BUSY_RETRY_FOR {
-                    return Err(Error::Helper(format!(
-                        "{message} (still busy after retrying for {} s)",
-                        BUSY_RETRY_FOR.as_secs()
-                    )));
+                    return Err(Error::HelperBusy {
+                        message,
+                        retried_for: BUSY_RETRY_FOR,
+                    });
                 }
                 std::thread::sleep(jittered(backoff));
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Response::Error { code, message } => {
-                return Err(match code {
-                    ErrorCode::PermissionDenied => Error::Denied(message),
-                    ErrorCode::InvalidRequest => Error::Usage(message),
-                    ErrorCode::NotFound => Error::Missing(message),
-                    ErrorCode::AlreadyExists => Error::Refused(message),
-                    _ => Error::Helper(format!("lancod: {message}")),
-                })
+                return Err(Error::HelperRefused { code, message })
             }
             r => return Ok(r),
         }
@@ -105,23 +99,29 @@ fn request(socket: &Path, req: &Request) -> Result<Response> {
 
 /// One connection: send `req`, read lancod's answer.
 fn exchange(socket: &Path, req: &Request) -> Result<Response> {
-    let unreachable = |e: &dyn std::fmt::Display| {
-        Error::Helper(format!("cannot reach lancod at {}: {e}", socket.display()))
+    let unreachable = |source: std::io::Error| Error::HelperUnreachable {
+        socket: socket.to_owned(),
+        source,
     };
-    let mut s = UnixStream::connect(socket).map_err(|e| unreachable(&e))?;
+    let mut s = UnixStream::connect(socket).map_err(unreachable)?;
     s.set_read_timeout(Some(REPLY_TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(REPLY_TIMEOUT)))
-        .map_err(|e| unreachable(&e))?;
+        .map_err(unreachable)?;
     // lancod answers Busy at accept, before reading, and closes: the write can
     // then fail (EPIPE) while the answer waits to be read.
     let sent = wire::write_frame(&mut NoSigpipe(&s), req);
     match (wire::read_frame(&mut s), sent) {
         (Ok(r), _) => Ok(r),
-        (Err(_), Err(e)) => Err(unreachable(&e)),
-        (Err(wire::FrameError::Closed), Ok(())) => Err(Error::Helper(
+        (Err(_), Err(wire::FrameError::Io(e))) => Err(unreachable(e)),
+        // Its words only: a FrameError also gives its inner error as its
+        // source, which would print it twice.
+        (Err(_), Err(e)) => Err(unreachable(std::io::Error::other(e.to_string()))),
+        (Err(wire::FrameError::Closed), Ok(())) => Err(Error::HelperNoAnswer(
             "lancod closed the connection without answering (did it crash or restart?)".into(),
         )),
-        (Err(e), Ok(())) => Err(Error::Helper(format!("bad answer from lancod: {e}"))),
+        (Err(e), Ok(())) => Err(Error::HelperNoAnswer(format!(
+            "bad answer from lancod: {e}"
+        ))),
     }
 }
 
@@ -199,7 +199,7 @@ mod tests {
         let t0 = Instant::now();
         let e = request(&path, &admit()).unwrap_err();
         assert!(t0.elapsed() >= BUSY_RETRY_FOR / 2, "{:?}", t0.elapsed());
-        assert!(matches!(e, Error::Helper(_)), "{e:?}");
+        assert!(matches!(e, Error::HelperBusy { .. }), "{e:?}");
         let text = e.to_string();
         assert_eq!(
             text,
@@ -215,7 +215,13 @@ mod tests {
             message: "no".into(),
         };
         let path = fake_lancod("denied", vec![denied, Response::Admitted]);
-        assert!(matches!(request(&path, &admit()), Err(Error::Denied(m)) if m == "no"));
+        assert!(matches!(
+            request(&path, &admit()),
+            Err(Error::HelperRefused {
+                code: ErrorCode::PermissionDenied,
+                message: m
+            }) if m == "no"
+        ));
         let _ = std::fs::remove_file(&path);
     }
 

@@ -3,42 +3,67 @@
 //! default) the `lanco` command. Everything here runs unprivileged; the one
 //! privileged step (admission into a namespace) is a request to lancod.
 //!
-//! Modules, each with one job: `namespace` (finding and reading tasks),
-//! `follow` (a task's log as it grows), `start` (TaskSpec, the hand-off to a
-//! monitor), `signal` (stop, kill), `record` (state files, exit records,
-//! accounting), `handoff` and `control` (the monitor's two channels),
-//! `monitor` (the `lanco-monitor` binary), `helper` (requests to lancod).
+//! The API is what this file re-exports; every module is private. Modules,
+//! each with one job: `namespace` (finding and reading tasks), `follow` (a
+//! task's log as it grows), `start` (TaskSpec, the hand-off to a monitor),
+//! `signal` (stop, kill, `Signal`), `wait`, `record` (state files, exit
+//! records, accounting), `handoff` and `control` (the monitor's two
+//! channels), `monitor` (the `lanco-monitor` binary), `helper` (requests to
+//! lancod), `error` (the one `Error` and the exit statuses), `cli` and
+//! `commands` (the `lanco` command).
+#![warn(missing_docs)]
 
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 #[cfg(feature = "cli")]
-pub mod cli;
+mod cli;
 #[cfg(feature = "cli")]
 mod commands;
 mod control;
-pub mod error;
+mod error;
 mod follow;
 mod handoff;
 mod helper;
-#[doc(hidden)]
-pub mod monitor;
+mod monitor;
 #[cfg(feature = "cli")]
 mod msg;
 mod namespace;
-pub mod record;
+mod record;
 mod signal;
 mod start;
 mod sys;
 mod time;
 mod wait;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, StartStep};
 pub use follow::{Followed, LogFollower};
 pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};
+pub use signal::Signal;
 pub use start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
+
+/// The errors of lanco's lower layers that [`Error`] wraps, and lancod's
+/// kinds of error ([`Error::HelperRefused`]).
+pub use lanco_proto::{
+    cgroupfs::CgroupError, config::ConfigError, files::FileError, wire::ErrorCode, NameError,
+};
 
 /// `lanco`'s main: parse, dispatch, one line per error; the exit status.
 #[cfg(feature = "cli")]
 pub use commands::run as run_cli;
+
+/// `lanco-monitor`'s main (its binary's only call). Not for callers: the
+/// library starts monitors itself.
+#[doc(hidden)]
+pub fn monitor_main() -> u8 {
+    monitor::main()
+}
+
+/// The `lanco` command's clap definition, for `lanco-gen` (man pages and
+/// completions). Not API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub fn cli_command() -> clap::Command {
+    <cli::Cli as clap::CommandFactory>::command()
+}

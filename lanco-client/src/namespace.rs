@@ -17,38 +17,68 @@ use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
 use serde::Serialize;
 
-use crate::error::{not_member, Error, Result};
+use crate::error::{Error, Result};
+use crate::record::{self, ExitRecord, TaskState};
 
 /// How long `status` waits for a monitor that is writing its run's record.
 const ENDING: Duration = Duration::from_secs(5);
-use crate::record::{self, ExitRecord, TaskState};
 
+/// One process of a running task ([`TaskInfo`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct Process {
+    /// Its pid.
     pub pid: i32,
+    /// Its command line, arguments separated by spaces (`[comm]` for a
+    /// process that has none: a kernel thread, a zombie).
     pub cmdline: String,
 }
 
+/// A running task and every process in it, as [`Namespace::list`] gives
+/// them (and `lanco NS ls` shows them).
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskInfo {
+    /// The task.
     pub task: TaskName,
+    /// Every process in its cgroup (and the cgroups it made), the payload's
+    /// children and orphans included.
     pub processes: Vec<Process>,
 }
 
+/// Whether a task runs, and what lanco knows of its run
+/// ([`Namespace::status`]). Its JSON form (`lanco NS status --json`) is
+/// tagged by `"state": "running"` or `"not_running"`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
+    /// Some process of the task lives.
     Running {
-        /// None when the monitor died and the state file is gone or stale.
+        /// The run's state file: its run id, pids, command, start, log.
+        /// `None` when the monitor died and the state file is gone or stale.
         info: Option<TaskState>,
+        /// Whether the run's monitor still listens. Without it the task
+        /// runs on, and can be stopped, but its exit status will be lost.
         monitor_alive: bool,
+        /// How many processes the task has.
         processes: usize,
     },
+    /// No process of the task lives.
     NotRunning {
+        /// The record of its last run, if it ever ran. Right after a run
+        /// ends, that run's (never the one before).
         last: Option<ExitRecord>,
     },
 }
 
+/// A namespace the caller may use: its tasks, found through the cgroup
+/// directories and state files its members were granted, without lancod.
+///
+/// Every method works unprivileged and for any member; only the member whose
+/// task name it is runs it and writes its records. Root may look and stop,
+/// but runs no task ([`Namespace::run`]). A `Namespace` holds no file
+/// descriptor: each call finds what it needs anew, so one opened at a
+/// daemon's start serves for its whole life, across the runs of its tasks
+/// and the restarts of lancod.
+#[derive(Debug)]
 pub struct Namespace {
     config: Config,
     layout: Layout,
@@ -67,10 +97,12 @@ pub(crate) struct Found {
 }
 
 impl Namespace {
-    /// Opens a namespace the caller may use. A namespace that does not
-    /// exist and one the caller is not a member of get the same answer
-    /// (exit status 4), as from lancod: names of other tenants' namespaces
-    /// are not for everyone. Root is told which it is.
+    /// Opens namespace `ns` of the installation `config` describes (see
+    /// [`Config::load`]). A namespace that does not exist and one the
+    /// caller is not a member of get the same answer,
+    /// [`Error::NotMember`], as from lancod: names of other tenants'
+    /// namespaces are not for everyone. Root is told which it is
+    /// ([`Error::NoNamespace`]).
     pub fn open(config: Config, ns: NamespaceName) -> Result<Self> {
         let cgroup_root = cgroupfs::resolve_root(&config.cgroup_root)?;
         let layout = Layout {
@@ -85,26 +117,30 @@ impl Namespace {
             Err(nix::errno::Errno::ENOENT) if nix::unistd::geteuid().is_root() => {
                 Err(Error::NoNamespace(ns))
             }
-            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Err(not_member(&ns)),
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES) => Err(Error::NotMember(ns)),
             Err(e) => Err(Error::system(dir.display(), e)),
         }
     }
 
+    /// The namespace's name.
     pub fn name(&self) -> &NamespaceName {
         &self.ns
     }
 
-    pub fn layout(&self) -> &Layout {
+    pub(crate) fn layout(&self) -> &Layout {
         &self.layout
     }
 
+    /// The configuration it was opened with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     fn ns_dir(&self) -> Result<Dir> {
         Dir::open(&self.layout.ns_state_dir(&self.ns)).map_err(|e| match e.io_kind() {
-            Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => not_member(&self.ns),
+            Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => {
+                Error::NotMember(self.ns.clone())
+            }
             _ => e.into(),
         })
     }
@@ -191,7 +227,7 @@ impl Namespace {
         !found.legacy && found.owner == nix::unistd::geteuid().as_raw()
     }
 
-    /// Is any process of the task alive?
+    /// Is any process of the task alive? `false` for a name never used.
     pub fn check(&self, task: &TaskName) -> Result<bool> {
         match self.find(task)? {
             Some(f) => Ok(f.cgroup.populated()?),
@@ -227,6 +263,10 @@ impl Namespace {
         Ok(out)
     }
 
+    /// Whether `task` runs, with its run's state file or, once it has
+    /// ended, its last run's exit record. Asked right after a run ended (its
+    /// monitor may still be writing the record), it waits up to 5 s for that
+    /// run's record rather than give the previous run's.
     pub fn status(&self, task: &TaskName) -> Result<Status> {
         let Some(found) = self.find(task)? else {
             return Ok(Status::NotRunning { last: None });
@@ -314,7 +354,7 @@ impl Namespace {
             Ok(d) => d,
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
             Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
-                return Err(not_member(&self.ns))
+                return Err(Error::NotMember(self.ns.clone()))
             }
             Err(e) => return Err(e.into()),
         };

@@ -15,25 +15,39 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A running task, written by its monitor once the payload has exec'd.
+/// A running task's state file, written by its monitor once the payload has
+/// exec'd ([`Status::Running`](crate::Status::Running)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
+    /// The namespace.
     pub namespace: NamespaceName,
+    /// The task.
     pub task: TaskName,
-    /// This run, among all runs of the name (0.1 states have none).
+    /// This run, among all runs of the name (its `Started::run_id`; empty
+    /// in the states of lanco 0.1).
     #[serde(default)]
     pub run_id: String,
+    /// The member who runs it.
     pub uid: u32,
+    /// The command and its arguments (lossily UTF-8).
     pub command: Vec<String>,
+    /// The pid of the task's main process.
     pub pid: i32,
+    /// The pid of the run's monitor.
     pub monitor_pid: i32,
-    /// UNIX seconds and RFC 3339 UTC.
+    /// When the command was exec'd, in UNIX seconds.
     pub start: i64,
+    /// The same, in RFC 3339 UTC (`2013-06-09T22:50:34Z`).
     pub start_time: String,
+    /// The file the task's output goes to.
     pub log: String,
+    /// The task's working directory.
     pub cwd: String,
 }
 
+/// How a run ended: its main process's status, as a shell would tell it.
+/// The JSON form (records, `status --json`) is `{"kind": "code", "value":
+/// 0}`, `{"kind": "signal", "value": 9}` or `{"kind": "lost"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum Exit {
@@ -71,33 +85,48 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// One finished run: the exit record and the accounting line.
+/// One finished run: its exit record (the last run's is kept per name) and
+/// its line in the accounting journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExitRecord {
+    /// The namespace.
     pub namespace: NamespaceName,
+    /// The task.
     pub task: TaskName,
     /// The run this records (its `Started::run_id`).
     #[serde(default)]
     pub run_id: String,
+    /// The member who ran it: their user name, or the uid if they have none.
     pub user: String,
+    /// Their uid.
     pub uid: u32,
+    /// The command and its arguments (lossily UTF-8).
     pub command: Vec<String>,
+    /// The pid its main process had.
     pub pid: i32,
+    /// When the command was exec'd, in UNIX seconds.
     pub start: i64,
+    /// The same, in RFC 3339 UTC.
     pub start_time: String,
+    /// When the last process of the task was gone (before its on-exit
+    /// command), in UNIX seconds.
     pub end: i64,
+    /// The same, in RFC 3339 UTC.
     pub end_time: String,
+    /// How the main process ended.
     pub exit: Exit,
-    /// `lanco stop` ended it.
+    /// A stop ended it (`lanco stop`, [`Namespace::stop`](crate::Namespace::stop),
+    /// or a SIGTERM to its monitor).
     pub stopped: bool,
     /// It outlived the stop timeout and was killed with cgroup.kill.
     pub killed_after_timeout: bool,
     /// CPU time of every process the task ever had (cgroup cpu.stat).
     pub cpu_usec: u64,
-    /// Peak memory in bytes, and where it came from: `memory.peak` of the
-    /// task's cgroup, or `max_rss` (the largest single process) where the
-    /// memory controller is not available.
+    /// Peak memory in bytes: `memory.peak` of the task's cgroup, or
+    /// `max_rss` (the largest single process) where the memory controller
+    /// is not available; `None` if neither was.
     pub peak_memory_bytes: Option<u64>,
+    /// Where `peak_memory_bytes` came from: `"memory.peak"` or `"max_rss"`.
     pub peak_memory_source: Option<String>,
     /// The file the task's output went to (its `-l` file or the default
     /// log, or a temporary name if the log could not be installed). Empty in
@@ -106,7 +135,7 @@ pub struct ExitRecord {
     pub log: String,
     /// lanco's own lines about the run (a stop, the kill at the timeout,
     /// errors of the monitor), oldest first, each with its UTC time: the
-    /// last [`MAX_NOTES`] of them, each at most [`MAX_NOTE_BYTES`] bytes.
+    /// last 20 of them, each at most 512 bytes.
     /// They never go into the task's output. The accounting line has those
     /// made until the task ended; the exit record also those of the on-exit
     /// command and the clean-up.
@@ -114,9 +143,11 @@ pub struct ExitRecord {
     pub notes: Vec<String>,
 }
 
-/// How many of a run's notes its exit record keeps (the last ones).
+/// How many of a run's notes its exit record keeps (the last ones). Told in
+/// `ExitRecord::notes`' documentation.
 pub const MAX_NOTES: usize = 20;
 /// The longest note an exit record keeps, in bytes (longer ones are cut).
+/// Told in `ExitRecord::notes`' documentation.
 pub const MAX_NOTE_BYTES: usize = 512;
 
 impl ExitRecord {
@@ -124,7 +155,7 @@ impl ExitRecord {
     /// (now empty) cgroup. Peak memory comes from `memory.peak` where the
     /// memory controller offers it, else from `max_rss` if the caller has it.
     /// The log path is the state file's; the notes are the caller's to add.
-    pub fn ended(
+    pub(crate) fn ended(
         s: &TaskState,
         cg: &Cgroup,
         exit: Exit,

@@ -1,23 +1,99 @@
 //! Stopping and signalling a task: through its monitor's control socket
 //! (the monitor does the sweep, as it reaps the task's orphans), or, when
 //! the monitor is gone, through the two cgroup files its owner shares with
-//! the members (`cgroup.freeze`, `cgroup.kill`).
+//! the members (`cgroup.freeze`, `cgroup.kill`). And the signals a caller
+//! may send (`Signal`), lanco's own type: none of nix's in the API.
 
 use std::collections::HashSet;
+use std::fmt;
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::str::FromStr;
 use std::time::Duration;
 
 use lanco_proto::cgroupfs;
 use lanco_proto::layout;
 use lanco_proto::TaskName;
-use nix::sys::signal::Signal;
+use nix::sys::signal::Signal as NixSignal;
 
 use crate::control::{self, ControlReply, ControlRequest};
-use crate::error::{not_member, Error, Result};
+use crate::error::{Error, Result};
 use crate::namespace::{Found, Namespace};
 use crate::start::DEFAULT_STOP_TIMEOUT;
+
+/// A signal for [`Namespace::kill`]: one of the system's standard signals
+/// (not the real-time ones).
+///
+/// lanco's own type rather than nix's, so that a caller needs no nix, or
+/// may use another version of it than lanco does, and lanco may change its
+/// own without breaking callers. Made from a name (`TERM`, `SIGTERM`,
+/// `term`) or a number (`"15"`, [`Signal::from_raw`]); shown as `SIGTERM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signal(NixSignal);
+
+impl Signal {
+    /// SIGHUP: hang-up; by convention, reload the configuration.
+    pub const HUP: Signal = Signal(NixSignal::SIGHUP);
+    /// SIGINT: interrupt, as Ctrl-C.
+    pub const INT: Signal = Signal(NixSignal::SIGINT);
+    /// SIGQUIT: quit, with a core dump.
+    pub const QUIT: Signal = Signal(NixSignal::SIGQUIT);
+    /// SIGKILL: the end, which cannot be caught.
+    pub const KILL: Signal = Signal(NixSignal::SIGKILL);
+    /// SIGUSR1: the program's own meaning.
+    pub const USR1: Signal = Signal(NixSignal::SIGUSR1);
+    /// SIGUSR2: the program's own meaning.
+    pub const USR2: Signal = Signal(NixSignal::SIGUSR2);
+    /// SIGTERM: please end (what a stop sends first).
+    pub const TERM: Signal = Signal(NixSignal::SIGTERM);
+    /// SIGCONT: go on after a stop.
+    pub const CONT: Signal = Signal(NixSignal::SIGCONT);
+    /// SIGSTOP: stop, which cannot be caught.
+    pub const STOP: Signal = Signal(NixSignal::SIGSTOP);
+
+    /// The signal numbered `n` on this system, if it is a standard one.
+    pub fn from_raw(n: i32) -> Option<Signal> {
+        NixSignal::try_from(n).ok().map(Signal)
+    }
+
+    /// Its number on this system.
+    pub fn as_raw(self) -> i32 {
+        self.0 as i32
+    }
+
+    /// Its name: `SIGTERM`.
+    pub fn name(self) -> &'static str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `TERM`, `SIGTERM`, `term` or `15`; anything else is
+/// [`Error::InvalidInput`].
+impl FromStr for Signal {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Signal> {
+        let unknown = || Error::InvalidInput(format!("unknown signal {s:?}"));
+        if let Ok(n) = s.parse::<i32>() {
+            return Signal::from_raw(n).ok_or_else(unknown);
+        }
+        let up = s.to_ascii_uppercase();
+        let full = if up.starts_with("SIG") {
+            up
+        } else {
+            format!("SIG{up}")
+        };
+        NixSignal::from_str(&full)
+            .map(Signal)
+            .map_err(|_| unknown())
+    }
+}
 
 impl Namespace {
     /// The running task, or `NotRunning`.
@@ -42,7 +118,9 @@ impl Namespace {
         };
         match UnixStream::connect(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
             Ok(c) => Ok(Some(c)),
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(not_member(self.name())),
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                Err(Error::NotMember(self.name().clone()))
+            }
             Err(_) => Ok(None),
         }
     }
@@ -65,15 +143,17 @@ impl Namespace {
             }
             control::recv(&conn, wait)
         };
-        reply
-            .map(Some)
-            .map_err(|e| Error::System(format!("no answer from the monitor of task {task}: {e}")))
+        reply.map(Some).map_err(|e| {
+            Error::system(format_args!("no answer from the monitor of task {task}"), e)
+        })
     }
 
     /// Graceful and race-free stop: SIGTERM to every process (frozen while
-    /// the pids are read), cgroup.kill after `timeout`. Returns once every
-    /// process of the task is gone, with whether it had to be killed (it
-    /// outlived the timeout).
+    /// the pids are read), cgroup.kill after `timeout` (`None`: the task's
+    /// own [`TaskSpec::stop_timeout`](crate::TaskSpec::stop_timeout)).
+    /// Returns once every process of the task is gone, with whether it had
+    /// to be killed (it outlived the timeout); [`Error::NotRunning`] if no
+    /// process of it lives. Any member may stop any task.
     pub fn stop(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
         let found = self.running(task)?;
         let req = ControlRequest::Stop {
@@ -92,7 +172,7 @@ impl Namespace {
                 killed_after_timeout,
                 ..
             })) => return Ok(killed_after_timeout),
-            Ok(Some(ControlReply::Error { message })) => Err(Error::System(message)),
+            Ok(Some(ControlReply::Error { message })) => Err(Error::failed(message)),
             Err(e) => Err(e),
             Ok(None) => {
                 return self.stop_orphan(task, &found, timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
@@ -110,7 +190,7 @@ impl Namespace {
     /// own directory).
     fn stop_orphan(&self, task: &TaskName, found: &Found, timeout: Duration) -> Result<bool> {
         let cg = &found.cgroup;
-        let graceful = match cg.signal_frozen(Signal::SIGTERM, &mut HashSet::new()) {
+        let graceful = match cg.signal_frozen(NixSignal::SIGTERM, &mut HashSet::new()) {
             Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => false,
             r => r.map(|()| true)?,
         };
@@ -127,22 +207,27 @@ impl Namespace {
         Ok(killed)
     }
 
-    /// Delivers `signal` to every process of the task.
+    /// Delivers `signal` to every process of the task, through its monitor
+    /// (which reaps the task's orphans, so no pid is reused under the sweep).
+    /// [`Error::NotRunning`] if no process of it lives. When the monitor is
+    /// gone, only the member who ran the task may signal its processes
+    /// ([`Error::PermissionDenied`] for the others, who may still
+    /// [`stop`](Namespace::stop) it).
     pub fn kill(&self, task: &TaskName, signal: Signal) -> Result<()> {
         let found = self.running(task)?;
         match self.ask_monitor(
             task,
             &found,
             &ControlRequest::Kill {
-                signal: signal as i32,
+                signal: signal.as_raw(),
             },
             Some(Duration::from_secs(30)),
         )? {
             Some(ControlReply::Done { .. }) => Ok(()),
-            Some(ControlReply::Error { message }) => Err(Error::System(message)),
-            None => match found.cgroup.signal_frozen(signal, &mut HashSet::new()) {
+            Some(ControlReply::Error { message }) => Err(Error::failed(message)),
+            None => match found.cgroup.signal_frozen(signal.0, &mut HashSet::new()) {
                 Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
-                    Err(Error::Denied(format!(
+                    Err(Error::PermissionDenied(format!(
                         "task {task}'s monitor is gone and its processes are {}'s: only they can signal them (any member can stop it)",
                         lanco_proto::files::user_name(found.owner)
                     )))
@@ -150,5 +235,24 @@ impl Namespace {
                 r => Ok(r?),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_by_name_or_number() {
+        let sig = |s: &str| s.parse::<Signal>().ok();
+        assert_eq!(sig("TERM"), Some(Signal::TERM));
+        assert_eq!(sig("sighup"), Some(Signal::HUP));
+        assert_eq!(sig("9"), Some(Signal::KILL));
+        assert_eq!(sig("SIGUSR1"), Signal::from_raw(libc::SIGUSR1));
+        assert!(sig("NOPE").is_none() && sig("999").is_none() && sig("").is_none());
+        let e = "NOPE".parse::<Signal>().unwrap_err();
+        assert_eq!(e.to_string(), "unknown signal \"NOPE\"");
+        assert_eq!(Signal::TERM.as_raw(), libc::SIGTERM);
+        assert_eq!(Signal::KILL.to_string(), "SIGKILL");
     }
 }

@@ -38,16 +38,23 @@ const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 /// from `cwd`, as execvp does after the chdir.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
+    /// The task's name in the namespace.
     pub name: TaskName,
+    /// The command and its arguments; `argv[0]` without a slash is looked
+    /// up in the task's PATH.
     pub argv: Vec<OsString>,
     /// The working directory; the caller's at [`TaskSpec::new`].
     pub cwd: PathBuf,
-    /// Instead of `{log_dir}/lanco-NS/task-NAME.log`.
+    /// Where the task's output goes (stdout and stderr, appended), instead
+    /// of `{log_dir}/lanco-NS/task-NAME.log`.
     pub log: Option<PathBuf>,
     /// Run with /bin/sh after the task ends (in `cwd`, with the task's
     /// environment and LANCO_NAMESPACE, LANCO_TASK, LANCO_EXIT_STATUS and
     /// LANCO_EXIT).
     pub on_exit: Option<String>,
+    /// How long a stop waits after SIGTERM before cgroup.kill, unless the
+    /// stop names its own timeout ([`DEFAULT_STOP_TIMEOUT`] at
+    /// [`TaskSpec::new`]).
     pub stop_timeout: Duration,
     env: Env,
 }
@@ -163,7 +170,7 @@ impl TaskSpec {
             if p.is_absolute() {
                 Ok(())
             } else {
-                Err(Error::Usage(format!(
+                Err(Error::InvalidInput(format!(
                     "the {what} must be an absolute path, not {}",
                     p.display()
                 )))
@@ -176,13 +183,13 @@ impl TaskSpec {
         for (k, v) in &self.env.changes {
             let k = k.as_bytes();
             if k.is_empty() || k.contains(&b'=') || k.contains(&0) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "bad environment variable name {:?}",
                     String::from_utf8_lossy(k)
                 )));
             }
             if v.as_ref().is_some_and(|v| v.as_bytes().contains(&0)) {
-                return Err(Error::Usage(format!(
+                return Err(Error::InvalidInput(format!(
                     "the value of {} contains a NUL byte",
                     String::from_utf8_lossy(k)
                 )));
@@ -213,9 +220,14 @@ impl TaskSpec {
     }
 }
 
-/// A started task. Keep it to wait for the end (`lanco run -f`).
+/// A started task ([`Namespace::run`]). Keep it to wait for the end of
+/// this run (`lanco run -f`); dropping it leaves the task running, and
+/// [`Namespace::wait`] finds it again by name, from any process.
+#[derive(Debug)]
 pub struct Started {
+    /// The pid of the task's main process (the command, exec'd).
     pub pid: i32,
+    /// The pid of the run's monitor.
     pub monitor_pid: i32,
     /// This run among all runs of the name: in its state file, exit record
     /// and accounting line.
@@ -227,7 +239,7 @@ impl Started {
     /// Blocks until the task and its on-exit command are over.
     pub fn wait(mut self) -> Result<Exit> {
         self.wait_timeout(None)?
-            .ok_or_else(|| Error::System("the monitor's report never came".into()))
+            .ok_or_else(|| Error::failed("the monitor's report never came"))
     }
 
     /// As [`Started::wait`], giving up after `timeout` (`Ok(None)`); may be
@@ -259,7 +271,7 @@ impl Started {
             // The pipe closed without a report: the monitor was killed, and
             // with it the only record of the main process's status.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Exit::Lost),
-            Ok(other) => Err(Error::System(format!(
+            Ok(other) => Err(Error::failed(format!(
                 "unexpected report from the monitor: {other:?}"
             ))),
             Err(e) => Err(Error::system("cannot read the monitor's report", e)),
@@ -279,13 +291,13 @@ impl Namespace {
             configured.clone()
         };
         if !path.is_absolute() {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "the config key `monitor` must be an absolute path, not {}",
                 path.display()
             )));
         }
         if !path.is_file() {
-            return Err(Error::System(format!(
+            return Err(Error::failed(format!(
                 "the task monitor {} does not exist; set the config key `monitor` to where lanco-monitor is installed",
                 path.display()
             )));
@@ -294,13 +306,21 @@ impl Namespace {
     }
 
     /// Starts a task; returns once its command has been exec'd inside the
-    /// task's cgroup, or with the reason it could not be.
+    /// task's cgroup, or with the reason it could not be
+    /// ([`Error::StartFailed`], [`Error::AlreadyRunning`],
+    /// [`Error::NameTaken`], …).
+    ///
+    /// The caller is never forked: a new `lanco-monitor` (the config's
+    /// `monitor`) claims the name, is admitted into the namespace by lancod,
+    /// and starts the command. The task then lives on its own, whatever
+    /// becomes of the caller. Root runs no task in a namespace
+    /// ([`Error::PermissionDenied`]): run as a member.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
-            return Err(Error::Usage("no command given".into()));
+            return Err(Error::InvalidInput("no command given".into()));
         }
         if nix::unistd::geteuid().is_root() {
-            return Err(Error::Denied(
+            return Err(Error::PermissionDenied(
                 "root runs no tasks in a namespace (its directories are its members'); run as a member, e.g. with sudo -u".into(),
             ));
         }
@@ -323,7 +343,7 @@ impl Namespace {
         let mut report = child
             .stdout
             .take()
-            .ok_or_else(|| Error::System("monitor has no stdout".into()))?;
+            .ok_or_else(|| Error::failed("monitor has no stdout"))?;
         // The first process forks the real monitor and exits at once. A
         // caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) has it reaped
         // by the kernel, and so may another thread's waitpid(-1): waitpid
@@ -350,7 +370,7 @@ impl Namespace {
         };
         if !matches!(sent, Some(Ok(()))) || status.is_some_and(|s| !s.success()) {
             let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
-            return Err(Error::System(format!(
+            return Err(Error::failed(format!(
                 "the monitor {} failed to start ({status})",
                 monitor.display()
             )));
@@ -366,13 +386,14 @@ impl Namespace {
                 run_id,
                 report,
             }),
-            Ok(Report::Failed(e)) => Err(e),
-            Ok(Report::Finished(_)) => Err(Error::System(
-                "the monitor reported an end before a start".into(),
+            Ok(Report::Failed(f)) => Err(f.into_error(self.name(), &spec.name)),
+            Ok(Report::Finished(_)) => {
+                Err(Error::failed("the monitor reported an end before a start"))
+            }
+            Err(e) => Err(Error::system(
+                "the monitor died before starting the task",
+                e,
             )),
-            Err(e) => Err(Error::System(format!(
-                "the monitor died before starting the task: {e}"
-            ))),
         }
     }
 }

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
 const BIN: &str = "lanco";
@@ -29,7 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn generate(out: &Path) -> std::io::Result<()> {
-    let cmd = lanco_client::cli::Cli::command().name(BIN).bin_name(BIN);
+    let cmd = lanco_client::cli_command().name(BIN).bin_name(BIN);
 
     let man = out.join("man");
     std::fs::create_dir_all(&man)?;

@@ -11,5 +11,5 @@ pub extern "C" fn main(
     _argc: std::ffi::c_int,
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    std::ffi::c_int::from(lanco_client::monitor::main())
+    std::ffi::c_int::from(lanco_client::monitor_main())
 }

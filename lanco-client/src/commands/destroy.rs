@@ -14,9 +14,10 @@ pub fn run(config: Config, ns: NamespaceName, force: bool) -> Result<u8> {
             for t in n.list()? {
                 match n.stop(&t.task, Some(DEFAULT_STOP_TIMEOUT)) {
                     Ok(_) | Err(Error::NotRunning(_)) => {}
-                    Err(e) => {
-                        crate::msg::warn("destroy", &format_args!("stopping {}: {e}", t.task))
-                    }
+                    Err(e) => crate::msg::warn(
+                        "destroy",
+                        &format_args!("stopping {}: {}", t.task, e.one_line()),
+                    ),
                 }
             }
         }

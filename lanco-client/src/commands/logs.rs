@@ -11,7 +11,7 @@ use crate::follow::{tail_lines, Followed};
 use crate::namespace::Namespace;
 
 pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) -> Result<u8> {
-    let no_log = || Error::Usage(format!("task {task} has no log"));
+    let no_log = || Error::InvalidInput(format!("task {task} has no log"));
     let mut out = std::io::stdout().lock();
     let out_err = |e: std::io::Error| Error::system("stdout", e);
     if follow {
@@ -32,7 +32,7 @@ pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) 
     }
     let (path, mut f) = ns.open_log(task)?.ok_or_else(no_log)?;
     let read_err = |e: std::io::Error| match e.kind() {
-        ErrorKind::PermissionDenied => crate::error::not_member(ns.name()),
+        ErrorKind::PermissionDenied => Error::NotMember(ns.name().clone()),
         _ => Error::system(path.display(), e),
     };
     match lines {

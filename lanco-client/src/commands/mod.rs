@@ -21,11 +21,10 @@ use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 
 fn load_config(cli: &Cli) -> Result<Config> {
-    match &cli.config {
+    Ok(match &cli.config {
         Some(p) => Config::from_file(p),
         None => Config::load(),
-    }
-    .map_err(|e| Error::Usage(e.to_string()))
+    }?)
 }
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
@@ -38,7 +37,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Run(args) => run::run(&open()?, args),
         Command::Check { task } => check::run(&open()?, &task),
         Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),
-        Command::Kill { signal, task } => kill::run(&open()?, &task, signal.0),
+        Command::Kill { signal, task } => kill::run(&open()?, &task, signal),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
         Command::Ls { long, json } => ls::run(&open()?, long, json),
         Command::Status { json, task } => status::run(&open()?, &task, json),
@@ -83,10 +82,13 @@ pub fn run() -> u8 {
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            if e.is_refusal() {
-                crate::msg::warn(cmd, &e);
+            let line = e.one_line();
+            // Refusals by the task's state are warnings (the original
+            // lanco's wording); the rest errors.
+            if matches!(e, Error::AlreadyRunning(_) | Error::NotRunning(_)) {
+                crate::msg::warn(cmd, &line);
             } else {
-                crate::msg::error(cmd, &e);
+                crate::msg::error(cmd, &line);
             }
             e.exit_code()
         }

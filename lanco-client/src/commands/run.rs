@@ -18,7 +18,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     for kv in o.env {
         let b = kv.as_bytes();
         let Some(eq) = b.iter().position(|c| *c == b'=').filter(|&i| i > 0) else {
-            return Err(Error::Usage(format!(
+            return Err(Error::InvalidInput(format!(
                 "--env takes KEY=VALUE, not {:?}",
                 kv.to_string_lossy()
             )));

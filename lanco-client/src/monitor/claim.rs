@@ -32,20 +32,18 @@ pub(super) struct Claim {
 /// Takes `task`'s name in `ns` for the calling user.
 pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
     let nsd = Dir::open(&layout.ns_state_dir(ns)).map_err(|e| match e.io_kind() {
-        Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => crate::error::not_member(ns),
+        Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => Error::NotMember(ns.clone()),
         _ => e.into(),
     })?;
     let names = nsd.sub(layout::NAMES)?;
     let lock_name = layout::lock_name(task);
     let me = nix::unistd::geteuid().as_raw();
-    let taken = |e: FileError| {
-        match names.entry(&lock_name) {
-        Ok(Some(ent)) if ent.is_file() && ent.uid != me => Error::Refused(format!(
-            "task {task} belongs to {owner}: members may stop, kill and read it; only {owner} may run it",
-            owner = files::user_name(ent.uid)
-        )),
+    let taken = |e: FileError| match names.entry(&lock_name) {
+        Ok(Some(ent)) if ent.is_file() && ent.uid != me => Error::NameTaken {
+            task: task.clone(),
+            owner: files::user_name(ent.uid),
+        },
         _ => e.into(),
-    }
     };
     // Twice: a concurrent first run of ours may create it between our tries.
     let mut opened = None;

@@ -29,19 +29,22 @@ impl Monitor {
         );
         rec.notes = self.notes.borrow().lines();
         let task = &self.spec.task;
-        let accounting = record::append_accounting(&self.dir, &rec);
-        for r in [
-            record::write_json(&self.dir, &layout::exit_name(task), &rec),
-            accounting.as_ref().map(|_| ()).map_err(Clone::clone),
+        let (accounting, not_accounted) = match record::append_accounting(&self.dir, &rec) {
+            Ok(f) => (Some(f), None),
+            Err(e) => (None, Some(e)),
+        };
+        let failed = [
+            record::write_json(&self.dir, &layout::exit_name(task), &rec).err(),
+            not_accounted,
             self.dir
                 .remove(&layout::state_name(task))
-                .map_err(Error::from),
-        ] {
-            if let Err(e) = r {
-                self.note(&e);
-            }
+                .map_err(Error::from)
+                .err(),
+        ];
+        for e in failed.into_iter().flatten() {
+            self.note(&e.one_line());
         }
-        self.accounting = accounting.ok();
+        self.accounting = accounting;
         self.record = Some(rec);
         // The stop is done: the on-exit command that may follow is not
         // swept or killed by it (a new stop request still can).
@@ -84,7 +87,7 @@ impl Monitor {
                 true
             }
             Err(e) => {
-                self.note(&format_args!("on-exit command: {e}"));
+                self.note(&format_args!("on-exit command: {}", e.one_line()));
                 false
             }
         }

@@ -57,7 +57,7 @@ impl Monitor {
             }
             if self.spec.config.log_max_bytes > 0 && now >= next_log_check {
                 if let Err(e) = self.log.rotate_if_larger(self.spec.config.log_max_bytes) {
-                    self.note(&e);
+                    self.note(&e.one_line());
                 }
                 next_log_check = now + LOG_CHECK;
             }
@@ -128,7 +128,7 @@ impl Monitor {
                                 record: None,
                             },
                             Err(e) => ControlReply::Error {
-                                message: e.to_string(),
+                                message: e.one_line(),
                             },
                         },
                         Err(_) => ControlReply::Error {

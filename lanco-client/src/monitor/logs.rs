@@ -31,7 +31,7 @@ impl Log {
     /// Checks that the rotation can happen and opens the new log under a
     /// temporary name.
     pub fn create(path: &Path, keep: u32) -> Result<Log> {
-        let bad = || Error::Usage(format!("bad log path {}", path.display()));
+        let bad = || Error::InvalidInput(format!("bad log path {}", path.display()));
         let parent = path.parent().ok_or_else(bad)?;
         let base = path
             .file_name()

@@ -31,7 +31,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 
 use crate::error::{Error, Result};
-use crate::handoff::{recv, send, Report, Spec};
+use crate::handoff::{recv, send, Failure, Report, Spec};
 use crate::record::{self, Exit, ExitRecord, TaskState};
 use crate::sys;
 use claim::Claim;
@@ -89,7 +89,7 @@ pub fn main() -> u8 {
     let monitor = match Monitor::start(spec, &mut report) {
         Ok(m) => m,
         Err(e) => {
-            let _ = send(&mut report, &Report::Failed(e));
+            let _ = send(&mut report, &Report::Failed(Failure::from(&e)));
             std::process::exit(1);
         }
     };

@@ -4,7 +4,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use nix::fcntl::OFlag;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{AccessFlags, Pid};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StartStep};
 use crate::sys;
 
 /// PATH when the task's environment has none (what execvp falls back on is
@@ -81,38 +81,51 @@ pub(super) fn start_process(
     cwd: &[u8],
     log: &File,
 ) -> Result<i32> {
-    let shown =
+    let program =
         String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).into_owned();
-    let unable =
-        |e: &dyn std::fmt::Display| Error::StartFailed(format!("unable to run {shown}: {e}"));
-    let cstr = |b: &[u8]| CString::new(b).map_err(|_| unable(&"argument contains a NUL byte"));
+    let unable = |reason: io::Error| Error::StartFailed {
+        step: StartStep::Spawn {
+            program: program.clone(),
+        },
+        reason,
+    };
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| {
+            unable(io::Error::new(
+                ErrorKind::InvalidInput,
+                "argument contains a NUL byte",
+            ))
+        })
+    };
     let cwd_path = Path::new(OsStr::from_bytes(cwd));
-    let no_cwd = |e: Errno| {
-        Error::StartFailed(format!(
-            "cannot change directory to {}: {}",
-            cwd_path.display(),
-            e.desc()
-        ))
+    let no_cwd = |e: Errno| Error::StartFailed {
+        step: StartStep::Cwd {
+            dir: cwd_path.to_owned(),
+        },
+        reason: e.into(),
     };
     if !cwd_path.is_absolute() {
         // The monitor's own cwd is /: a relative one would silently mean
         // something else than where the caller stood.
         return Err(no_cwd(Errno::EINVAL));
     }
-    let argv0 = argv.first().ok_or_else(|| unable(&"empty command"))?;
+    let argv0 = argv
+        .first()
+        .ok_or_else(|| unable(io::Error::new(ErrorKind::InvalidInput, "empty command")))?;
+    let exec_failed = |path: Option<&Path>, e: Errno| Error::StartFailed {
+        step: StartStep::Exec {
+            program: program.clone(),
+            path: path.map(Path::to_owned),
+        },
+        reason: e.into(),
+    };
     let path = resolve_program(argv0, env, cwd_path).map_err(|e| match cwd_problem(cwd_path) {
         Some(c) => no_cwd(c),
-        None => Error::StartFailed(format!("cannot execute {shown}: {}", e.desc())),
+        None => exec_failed(None, e),
     })?;
     // execve's error names the file it tried, which a PATH search found.
-    let no_exec = |e: Errno| {
-        let found = if argv0.contains(&b'/') {
-            String::new()
-        } else {
-            format!(" ({})", path.display())
-        };
-        Error::StartFailed(format!("cannot execute {shown}{found}: {}", e.desc()))
-    };
+    let searched = !argv0.contains(&b'/');
+    let no_exec = |e: Errno| exec_failed(searched.then_some(path.as_path()), e);
     let path_c = cstr(path.as_os_str().as_bytes())?;
     let argv: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
     let envp: Vec<CString> = env.iter().map(|a| cstr(a)).collect::<Result<_>>()?;
@@ -131,7 +144,7 @@ pub(super) fn start_process(
     // SAFETY: the monitor is single-threaded (it never starts a thread).
     let pid =
         unsafe { sys::spawn_into_cgroup(cgroup_dir.as_fd(), &plan) }.map_err(|e| match e {
-            Errno::EACCES | Errno::EPERM => Error::Denied(format!(
+            Errno::EACCES | Errno::EPERM => Error::PermissionDenied(format!(
                 "cannot start a process in the task's cgroup: {}",
                 e.desc()
             )),
@@ -158,11 +171,11 @@ pub(super) fn start_process(
             Err(match sys::Stage::from_byte(buf[1]) {
                 Some(sys::Stage::Cwd) => no_cwd(errno),
                 Some(sys::Stage::Exec) => no_exec(errno),
-                Some(sys::Stage::Stdio) => unable(&format_args!(
-                    "cannot point its output at the log: {}",
-                    errno.desc()
+                Some(sys::Stage::Stdio) => unable(io::Error::new(
+                    io::Error::from(errno).kind(),
+                    format!("cannot point its output at the log: {}", errno.desc()),
                 )),
-                None => unable(&errno.desc()),
+                None => unable(errno.into()),
             })
         }
         // It never ran. Seen after someone wrote cgroup.kill of the
@@ -174,11 +187,11 @@ pub(super) fn start_process(
                 Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig} before it ran"),
                 _ => "it ended before it ran".to_owned(),
             };
-            Err(unable(&format!(
+            Err(unable(io::Error::other(format!(
                 "{how}; if the namespace's cgroup was killed (cgroup.kill), \
                  the kernel kills every new task of it until the namespace \
                  is destroyed and initialised again"
-            )))
+            ))))
         }
     }
 }

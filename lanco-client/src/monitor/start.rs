@@ -113,10 +113,13 @@ impl Monitor {
             spec,
         };
         if let Err(e) = installed {
-            m.note(&format_args!("the new log keeps its temporary name: {e}"));
+            m.note(&format_args!(
+                "the new log keeps its temporary name: {}",
+                e.one_line()
+            ));
         }
         if let Err(e) = record::write_json(&m.dir, &layout::state_name(&m.spec.task), &m.state) {
-            m.note(&e);
+            m.note(&e.one_line());
         }
         let _ = send(
             report,
