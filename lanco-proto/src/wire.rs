@@ -61,8 +61,10 @@ pub enum ErrorCode {
 pub enum FrameError {
     #[error("connection closed")]
     Closed,
+    // The inner errors are in the messages, so they are not also `source`s
+    // (a caller walking the chain would print them twice).
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("not a lanco frame (bad magic)")]
     BadMagic,
     #[error("unsupported protocol version {0} (this side speaks {VERSION})")]
@@ -70,7 +72,19 @@ pub enum FrameError {
     #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
     TooLarge(u64),
     #[error("malformed frame body: {0}")]
-    Decode(#[from] postcard::Error),
+    Decode(postcard::Error),
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(e)
+    }
+}
+
+impl From<postcard::Error> for FrameError {
+    fn from(e: postcard::Error) -> Self {
+        FrameError::Decode(e)
+    }
 }
 
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
