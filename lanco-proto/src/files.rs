@@ -243,11 +243,19 @@ impl Dir {
         }
     }
 
-    /// Checks an opened file: regular, one link, owned by `owner`.
-    fn check_opened(&self, name: &str, fd: &OwnedFd, owner: u32) -> Result<()> {
+    /// Checks an opened file: regular, one link, owned by `owner`. A
+    /// reader (`removed_ok`) also takes a file with no link left: its owner
+    /// removed it, or replaced it by a rename, between the open and this
+    /// check (a monitor does both to its state file as its run ends), and
+    /// what is read is the file as it was when opened, as if read a moment
+    /// earlier. A planted hard link has two links or more.
+    fn check_opened(&self, name: &str, fd: &OwnedFd, owner: u32, removed_ok: bool) -> Result<()> {
         let st = nix::sys::stat::fstat(fd.as_fd()).map_err(|e| io("stat", &self.join(name), e))?;
         let e = Entry::of(&st);
-        if !e.is_file() || e.uid != owner {
+        let removed = removed_ok
+            && st.st_nlink == 0
+            && SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+        if !(e.is_file() || removed) || e.uid != owner {
             return Err(self.planted(name, e, owner));
         }
         Ok(())
@@ -272,7 +280,7 @@ impl Dir {
             Err(Errno::ENOENT) => return Ok(None),
             Err(e) => return Err(self.explain(name, owner, "open", e)),
         };
-        self.check_opened(name, &fd, owner)?;
+        self.check_opened(name, &fd, owner, true)?;
         clear_nonblock(&fd, &self.join(name))?;
         Ok(Some(File::from(fd)))
     }
@@ -339,7 +347,7 @@ impl Dir {
         let me = Uid::effective().as_raw();
         let fd = match self.open_raw(name, OFlag::O_RDWR | OFlag::O_APPEND, 0) {
             Ok(fd) => {
-                self.check_opened(name, &fd, me)?;
+                self.check_opened(name, &fd, me, false)?;
                 fchmod(&fd, mode, &self.join(name))?;
                 clear_nonblock(&fd, &self.join(name))?;
                 fd
@@ -584,6 +592,40 @@ mod tests {
         assert_eq!(std::fs::read_to_string(p.join("target")).unwrap(), "secret");
         assert!(p.join("link").exists() && p.join("fifo").exists());
         assert!(d.sub("link").is_err(), "a symlink is no directory to enter");
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn a_reader_takes_a_file_removed_or_replaced_after_it_was_opened() {
+        let p = tmpdir("removed");
+        let d = Dir::open(&p).unwrap();
+        let me = Uid::effective().as_raw();
+        // What open_read does, with the owner's removal and replacement
+        // between its open and its check.
+        let opened = |name: &str| d.open_raw(name, OFlag::O_RDONLY, 0).unwrap();
+        d.replace("state.json", b"run 1", 0o640).unwrap();
+        let fd = opened("state.json");
+        d.remove("state.json").unwrap();
+        d.check_opened("state.json", &fd, me, true).unwrap();
+        let mut old = String::new();
+        File::from(fd).read_to_string(&mut old).unwrap();
+        assert_eq!(old, "run 1");
+        d.replace("exit.json", b"run 1", 0o640).unwrap();
+        let fd = opened("exit.json");
+        d.replace("exit.json", b"run 2", 0o640).unwrap();
+        d.check_opened("exit.json", &fd, me, true).unwrap();
+        // A writer never takes it: what it would write would be lost.
+        assert!(matches!(
+            d.check_opened("exit.json", &fd, me, false),
+            Err(FileError::Planted { .. })
+        ));
+        // A planted hard link is still one, for a reader too.
+        std::fs::hard_link(p.join("exit.json"), p.join("hard")).unwrap();
+        let fd = opened("hard");
+        assert!(matches!(
+            d.check_opened("hard", &fd, me, true),
+            Err(FileError::Planted { .. })
+        ));
         std::fs::remove_dir_all(&p).unwrap();
     }
 

@@ -613,3 +613,56 @@ pub fn raw_request_as(user: &str, socket: &Path, bytes: &[u8]) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex"))
         .collect()
 }
+
+/// Builds the binary `bin` of the workspace package `package` and installs
+/// it into `{inst.dir}/{package}/` (once per installation), a directory with
+/// no lanco-monitor in it, as a daemon's own directory; returns its path
+/// there.
+///
+/// The package is built alone (`cargo build -p PACKAGE --bin BIN`), so its
+/// dependencies get the features it asks for and no others — a crate that
+/// depends on lanco-client with `default-features = false` gets the library
+/// without the CLI — once per test process, into the target directory these
+/// tests were built in, as [`build_binaries`] does. With `LANCO_E2E_BIN`
+/// nothing is built: the binary is taken from there.
+pub fn install_workspace_bin(inst: &Install, package: &str, bin: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let dir = target_dir();
+    if std::env::var_os("LANCO_E2E_BIN").is_none() {
+        let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{package}/{bin}");
+        if !built.contains(&key) {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
+            if let Some(top) = dir.parent() {
+                cmd.arg("--target-dir").arg(top);
+            }
+            if dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let st = cmd.status().expect("cargo build");
+            assert!(st.success(), "building {package}'s {bin} failed");
+            built.push(key);
+        }
+    }
+    let to_dir = inst.dir.join(package);
+    fs::create_dir_all(&to_dir).expect("install dir");
+    let (from, to) = (dir.join(bin), to_dir.join(bin));
+    if to.exists() {
+        return to;
+    }
+    // A hard link, else a copy made by a child process: a write fd of this
+    // (threaded) process, inherited by another test's fork, would make exec
+    // of the copy fail with ETXTBSY.
+    if fs::hard_link(&from, &to).is_err() {
+        let st = Command::new("install")
+            .args(["-m", "0755"])
+            .arg(&from)
+            .arg(&to)
+            .status()
+            .expect("install");
+        assert!(st.success(), "install {}: {st}", from.display());
+    }
+    to
+}
