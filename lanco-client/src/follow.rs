@@ -265,6 +265,18 @@ impl LogFollower {
         }
     }
 
+    /// What `sleep` waits on (the inotify fd, and the monitor's pidfd while
+    /// the run has one), for a caller that waits elsewhere (the `tokio`
+    /// feature's follower). They stay open as long as the follower does.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn wake_fds(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let mut fds = vec![self.inotify.as_fd()];
+        if let Some(m) = self.run.as_ref().and_then(|r| r.monitor.as_ref()) {
+            fds.push(m.as_fd());
+        }
+        fds
+    }
+
     /// Until an inotify event, the monitor's exit, or `wait`.
     fn sleep(&self, wait: Option<TimeSpec>) -> Result<()> {
         let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];

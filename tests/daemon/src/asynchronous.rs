@@ -192,5 +192,26 @@ async fn steps(ns: Namespace) -> Res {
         .await?;
     ensure!(rec.stopped && rec.exit == Exit::Lost, "{rec:?}");
     ensure!(rec.run_id == started.run_id, "{rec:?}");
+
+    // follow, awaited: every line the run writes, then the end.
+    let f = task("f")?;
+    hb.step(
+        "run_follow",
+        ns.run_async(&sh(&f, "for i in 1 2 3; do echo line $i; sleep 0.2; done")?),
+    )
+    .await?;
+    let mut follower = hb
+        .step("follow_open", ns.follow_async(&f))
+        .await?
+        .ok_or("no log to follow")?;
+    let mut text = Vec::new();
+    while let Some(chunk) = hb.step("follow", follower.next_chunk()).await? {
+        text.extend_from_slice(&chunk);
+    }
+    ensure!(
+        text == b"line 1\nline 2\nline 3\n",
+        "followed {:?}",
+        String::from_utf8_lossy(&text)
+    );
     Ok(())
 }
