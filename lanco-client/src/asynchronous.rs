@@ -30,11 +30,9 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use lanco_proto::cgroupfs::{self, Cgroup, Events};
-use lanco_proto::files::Dir;
 use lanco_proto::layout;
 use lanco_proto::wire;
 use lanco_proto::TaskName;
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, Interest};
@@ -45,8 +43,9 @@ use crate::control::{ControlReply, ControlRequest};
 use crate::error::{Error, Result};
 use crate::follow::{Followed, LogFollower};
 use crate::namespace::{Found, Namespace};
-use crate::record::{self, Exit, ExitRecord, TaskState};
+use crate::record::{self, ExitRecord};
 use crate::start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
+use crate::wait::Waiting;
 
 /// Largest control reply (as `control::MAX_FRAME`): it carries an exit
 /// record, whose command line can be long.
@@ -89,16 +88,10 @@ impl Namespace {
     /// Cancel-safe: dropping the future (e.g. under `tokio::time::timeout`)
     /// closes the connection and leaves nothing running.
     pub async fn wait_async(&self, task: &TaskName) -> Result<ExitRecord> {
-        let found = self
-            .find(task)?
-            .ok_or_else(|| Error::NotRunning(task.clone()))?;
-        let dir = self.state_dir_of(&found)?;
-        let state: Option<TaskState> =
-            record::read_json(&dir, &layout::state_name(task), found.owner)?;
-        if state.is_none() && !found.cgroup.populated()? {
-            return record::read_json(&dir, &layout::exit_name(task), found.owner)?
-                .ok_or_else(|| Error::NotRunning(task.clone()));
-        }
+        let (found, dir, state) = match self.waiting(task)? {
+            Waiting::Over(rec) => return Ok(rec),
+            Waiting::Current { found, dir, state } => (found, dir, state),
+        };
         // 0.1's monitors do not understand `Wait`.
         if !found.legacy {
             if let Some(mut conn) = self.connect_async(task, &found).await? {
@@ -118,7 +111,11 @@ impl Namespace {
             }
         }
         wait_events(&found.cgroup, None, |e| !e.populated).await?;
-        self.record_after(task, &found, dir, state).await
+        // On the blocking pool: recording a lost run ends with an fsync.
+        let (ns, t) = (self.clone(), task.clone());
+        blocking(move || ns.record_of(&t, &found, &dir, state.as_ref()))
+            .await?
+            .ok_or_else(|| Error::NotRunning(task.clone()))
     }
 
     /// Stops a task, as [`Namespace::stop`]: SIGTERM to every process,
@@ -204,56 +201,6 @@ impl Namespace {
             }
             Err(_) => Ok(None),
         }
-    }
-
-    /// The record of the run `state` described, once its cgroup is empty.
-    /// As `record_of` (wait.rs): the exit record if the monitor wrote it,
-    /// else — its monitor died — "lost", written by the name's owner (under
-    /// the name's lock, on the blocking pool: it ends with an fsync) or, for
-    /// anyone else, made up without writing anything.
-    async fn record_after(
-        &self,
-        task: &TaskName,
-        found: &Found,
-        dir: Dir,
-        state: Option<TaskState>,
-    ) -> Result<ExitRecord> {
-        let exit_name = layout::exit_name(task);
-        let read = |dir: &Dir| record::read_json::<ExitRecord>(dir, &exit_name, found.owner);
-        let Some(state) = state else {
-            return read(&dir)?.ok_or_else(|| Error::NotRunning(task.clone()));
-        };
-        if let Some(rec) = read(&dir)?.filter(|r| r.run_id == state.run_id) {
-            return Ok(rec);
-        }
-        if self.is_mine(found) {
-            let names = self.names_dir()?;
-            if let Some(f) = names.open_read(&layout::lock_name(task), found.owner)? {
-                if let Ok(held) = Flock::lock(f, FlockArg::LockExclusiveNonblock) {
-                    let (task, cg) = (task.clone(), found.cgroup.clone());
-                    let dir = blocking(move || {
-                        record::finalize(&dir, &task, &cg, false, false)?;
-                        // What the dead monitor would have removed.
-                        let _ = dir.remove_socket(&layout::socket_name(&task));
-                        let _ = cg.remove_tree();
-                        drop(held);
-                        Ok(dir)
-                    })
-                    .await?;
-                    if let Some(rec) = read(&dir)? {
-                        return Ok(rec);
-                    }
-                }
-            }
-        }
-        Ok(ExitRecord::ended(
-            &state,
-            &found.cgroup,
-            Exit::Lost,
-            false,
-            false,
-            None,
-        ))
     }
 
     /// As `stop_orphan` (signal.rs) for a task whose monitor was killed:

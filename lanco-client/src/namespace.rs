@@ -78,7 +78,7 @@ pub enum Status {
 /// descriptor: each call finds what it needs anew, so one opened at a
 /// daemon's start serves for its whole life, across the runs of its tasks
 /// and the restarts of lancod.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Namespace {
     config: Config,
     layout: Layout,

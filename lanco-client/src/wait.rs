@@ -18,6 +18,18 @@ use crate::error::{Error, Result};
 use crate::namespace::{Found, Namespace};
 use crate::record::{self, Exit, ExitRecord, TaskState};
 
+/// Where a wait starts (see [`Namespace::waiting`]).
+pub(crate) enum Waiting {
+    /// No run is current: the last one's record.
+    Over(ExitRecord),
+    /// A run is current, or has just ended: where it is, and its state file.
+    Current {
+        found: Found,
+        dir: Dir,
+        state: Option<TaskState>,
+    },
+}
+
 impl Namespace {
     /// Waits until `task`'s current run is over (its on-exit command
     /// included) and returns that run's exit record; `Ok(None)` if `timeout`
@@ -26,17 +38,10 @@ impl Namespace {
     /// when `wait` was called (matched by run id), never an earlier one.
     pub fn wait(&self, task: &TaskName, timeout: Option<Duration>) -> Result<Option<ExitRecord>> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let found = self
-            .find(task)?
-            .ok_or_else(|| Error::NotRunning(task.clone()))?;
-        let dir = self.state_dir_of(&found)?;
-        let state: Option<TaskState> =
-            record::read_json(&dir, &layout::state_name(task), found.owner)?;
-        if state.is_none() && !found.cgroup.populated()? {
-            return record::read_json(&dir, &layout::exit_name(task), found.owner)?
-                .map(Some)
-                .ok_or_else(|| Error::NotRunning(task.clone()));
-        }
+        let (found, dir, state) = match self.waiting(task)? {
+            Waiting::Over(rec) => return Ok(Some(rec)),
+            Waiting::Current { found, dir, state } => (found, dir, state),
+        };
         if !found.legacy {
             if let Some(mut conn) = self.connect_monitor(task, &found)? {
                 let asked = control::send(&mut conn, &ControlRequest::Wait)
@@ -68,11 +73,28 @@ impl Namespace {
         self.record_of(task, &found, &dir, state.as_ref())
     }
 
+    /// Where a wait starts: the task's last record if no run is current,
+    /// else the current run (its place and state file).
+    pub(crate) fn waiting(&self, task: &TaskName) -> Result<Waiting> {
+        let found = self
+            .find(task)?
+            .ok_or_else(|| Error::NotRunning(task.clone()))?;
+        let dir = self.state_dir_of(&found)?;
+        let state: Option<TaskState> =
+            record::read_json(&dir, &layout::state_name(task), found.owner)?;
+        if state.is_none() && !found.cgroup.populated()? {
+            return record::read_json(&dir, &layout::exit_name(task), found.owner)?
+                .map(Waiting::Over)
+                .ok_or_else(|| Error::NotRunning(task.clone()));
+        }
+        Ok(Waiting::Current { found, dir, state })
+    }
+
     /// The record of the run `state` describes, once it is over: its exit
     /// record if the monitor wrote it, else — its monitor died — "lost",
     /// written by the name's owner (in its own directory, under the name's
     /// lock) or, for anyone else, made up without writing anything.
-    fn record_of(
+    pub(crate) fn record_of(
         &self,
         task: &TaskName,
         found: &Found,
