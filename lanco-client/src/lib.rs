@@ -30,8 +30,10 @@ mod msg;
 mod namespace;
 mod record;
 mod signal;
+mod spec;
 mod start;
 mod sys;
+mod tail;
 mod time;
 mod wait;
 
@@ -41,7 +43,8 @@ pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
 pub use record::{Exit, ExitRecord, TaskState};
 pub use signal::Signal;
-pub use start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
+pub use spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
+pub use start::Started;
 
 /// The errors of lanco's lower layers that [`Error`] wraps, and lancod's
 /// kinds of error ([`Error::HelperRefused`]).

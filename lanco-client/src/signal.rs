@@ -20,7 +20,7 @@ use nix::sys::signal::Signal as NixSignal;
 use crate::control::{self, ControlReply, ControlRequest};
 use crate::error::{Error, Result};
 use crate::namespace::{Found, Namespace};
-use crate::start::DEFAULT_STOP_TIMEOUT;
+use crate::spec::DEFAULT_STOP_TIMEOUT;
 
 /// A signal for [`Namespace::kill`]: one of the system's standard signals
 /// (not the real-time ones).

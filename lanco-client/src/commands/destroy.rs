@@ -2,7 +2,7 @@ use lanco_proto::{Config, NamespaceName};
 
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::start::DEFAULT_STOP_TIMEOUT;
+use crate::spec::DEFAULT_STOP_TIMEOUT;
 
 pub fn run(config: Config, ns: NamespaceName, force: bool) -> Result<u8> {
     if force {

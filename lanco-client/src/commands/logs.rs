@@ -7,8 +7,9 @@ use std::io::{ErrorKind, Write};
 use lanco_proto::TaskName;
 
 use crate::error::{Error, Result};
-use crate::follow::{tail_lines, Followed};
+use crate::follow::Followed;
 use crate::namespace::Namespace;
+use crate::tail::tail_lines;
 
 pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) -> Result<u8> {
     let no_log = || Error::InvalidInput(format!("task {task} has no log"));

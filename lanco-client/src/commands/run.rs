@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
-use crate::start::TaskSpec;
+use crate::spec::TaskSpec;
 
 /// `lanco NS run`: the task gets the caller's environment (unless
 /// `--clear-env`) with `--env` on top, and relative paths are the caller's,

@@ -29,27 +29,29 @@ use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use lanco_proto::cgroupfs::{self, Cgroup, Events};
+use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::layout;
-use lanco_proto::wire;
 use lanco_proto::TaskName;
 use nix::sys::signal::Signal;
-use serde::de::DeserializeOwned;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
-use tokio::time::Instant;
 
 use crate::control::{ControlReply, ControlRequest};
 use crate::error::{Error, Result};
-use crate::follow::{Followed, LogFollower};
 use crate::namespace::{Found, Namespace};
 use crate::record::{self, ExitRecord};
-use crate::start::{Started, TaskSpec, DEFAULT_STOP_TIMEOUT};
+use crate::spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
+use crate::start::Started;
 use crate::wait::Waiting;
 
 /// Largest control reply (as `control::MAX_FRAME`): it carries an exit
 /// record, whose command line can be long.
 const MAX_FRAME: u64 = 1 << 20;
+
+mod follow;
+mod io;
+
+pub use follow::AsyncLogFollower;
+use io::{legacy_recv, legacy_send, recv, send, wait_events};
 
 impl Namespace {
     /// Starts a task, as [`Namespace::run`], without blocking the runtime:
@@ -277,221 +279,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     }
 }
 
-impl Namespace {
-    /// As [`Namespace::follow`], awaited: the follower's reads wait on the
-    /// reactor, not on a thread.
-    pub async fn follow_async(&self, task: &TaskName) -> Result<Option<AsyncLogFollower>> {
-        self.follow(task)?.map(AsyncLogFollower::new).transpose()
-    }
-}
-
-/// A [`LogFollower`] whose waits are awaited: dropping a pending
-/// [`AsyncLogFollower::next_chunk`] leaves no thread behind.
-#[derive(Debug)]
-pub struct AsyncLogFollower {
-    inner: LogFollower,
-    ready: tokio::io::unix::AsyncFd<wake::EpollFd>,
-}
-
-impl AsyncLogFollower {
-    fn new(inner: LogFollower) -> Result<Self> {
-        let ready = wake::watch(&inner.wake_fds()).map_err(|e| Error::system("epoll", e))?;
-        Ok(Self { inner, ready })
-    }
-
-    /// The next bytes of the run's log; `None` once the run has ended and
-    /// everything it wrote was read.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        loop {
-            match self.inner.next_chunk(Some(Duration::ZERO))? {
-                Followed::Data(d) => return Ok(Some(d)),
-                Followed::Ended => return Ok(None),
-                Followed::TimedOut => {}
-            }
-            // Level-triggered: ready while an inotify event waits (the read
-            // above drains them) or once the monitor has exited.
-            let mut guard = self
-                .ready
-                .readable()
-                .await
-                .map_err(|e| Error::system("epoll", e))?;
-            guard.clear_ready();
-        }
-    }
-
-    /// The file being followed.
-    pub fn path(&self) -> &std::path::Path {
-        self.inner.path()
-    }
-}
-
-/// One fd tokio can watch for a follower's several wake-up sources: an
-/// epoll set of them.
-mod wake {
-    #![allow(unsafe_code)]
-
-    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-
-    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-
-    /// An epoll instance, owned.
-    #[derive(Debug)]
-    pub(super) struct EpollFd(Epoll);
-
-    impl AsRawFd for EpollFd {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0 .0.as_fd().as_raw_fd()
-        }
-    }
-
-    /// An epoll set of `fds`, registered with tokio's reactor.
-    pub(super) fn watch(fds: &[BorrowedFd<'_>]) -> std::io::Result<AsyncFd<EpollFd>> {
-        let ep = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        for fd in fds {
-            ep.add(fd, EpollEvent::new(EpollFlags::EPOLLIN, 0))?;
-        }
-        // SAFETY: `EpollFd` owns the epoll fd it returns and gives no way to
-        // close or replace it: it stays open and the same for the whole life
-        // of the `AsyncFd`, which owns it. (The fds in the set belong to the
-        // follower beside it; epoll drops a closed one by itself.)
-        Ok(unsafe { AsyncFd::register_with_interest(EpollFd(ep), Interest::READABLE) }?)
-    }
-}
-
-/// `cgroup.events` registered with tokio's reactor for POLLPRI. The one
-/// `unsafe` of the module: `AsyncFd`'s safe constructors are deprecated
-/// (tokio 1.53.3) for lack of I/O safety.
-mod events {
-    #![allow(unsafe_code)]
-
-    use std::os::fd::{AsFd, AsRawFd, RawFd};
-
-    use lanco_proto::cgroupfs::EventsFile;
-    use tokio::io::unix::AsyncFd;
-    use tokio::io::Interest;
-
-    /// An open `cgroup.events`, owned: its fd lives as long as it does.
-    pub(super) struct EventsFd(EventsFile);
-
-    impl EventsFd {
-        /// The open file, to read (and re-arm).
-        pub(super) fn file(&self) -> &EventsFile {
-            &self.0
-        }
-    }
-
-    impl AsRawFd for EventsFd {
-        fn as_raw_fd(&self) -> RawFd {
-            self.0.as_fd().as_raw_fd()
-        }
-    }
-
-    /// Registers `file` for `Interest::PRIORITY` (EPOLLPRI: the kernel's
-    /// notification of a change).
-    pub(super) fn watch(file: EventsFile) -> std::io::Result<AsyncFd<EventsFd>> {
-        // SAFETY: `EventsFd` owns the `File` whose fd it returns, never
-        // replaces it, and gives no way to close it: the fd stays open and
-        // the same for the whole life of the `AsyncFd`, which owns it.
-        Ok(unsafe { AsyncFd::register_with_interest(EventsFd(file), Interest::PRIORITY) }?)
-    }
-}
-
-/// As `Cgroup::wait_events`, awaited: until `done` holds (`true`) or
-/// `timeout` passes (`false`; None: no timeout). A cgroup that does not
-/// exist counts as empty.
-async fn wait_events(
-    cg: &Cgroup,
-    timeout: Option<Duration>,
-    done: impl Fn(&Events) -> bool,
-) -> Result<bool> {
-    let ev = match cg.open_events() {
-        Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(done(&Events::default())),
-        r => r?,
-    };
-    let fd = events::watch(ev)
-        .map_err(|e| Error::system(format!("cannot watch {}", cg.path().display()), e))?;
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        // Reading re-arms the notification: a change after this read wakes
-        // the wait below.
-        if done(&fd.get_ref().file().read()?) {
-            return Ok(true);
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            return Ok(false);
-        }
-        // The kernel sends at most one notification per file every 20 ms
-        // and postpones the rest to a timer, whose notification is lost if
-        // the cgroup is removed meanwhile: re-read every second, never past
-        // the deadline.
-        let next = now + Duration::from_secs(1);
-        let next = deadline.map_or(next, |d| d.min(next));
-        match tokio::time::timeout_at(next, fd.ready(Interest::PRIORITY)).await {
-            Ok(Ok(mut guard)) => guard.clear_ready(),
-            Ok(Err(e)) => {
-                return Err(Error::system(
-                    format!("cannot watch {}", cg.path().display()),
-                    e,
-                ))
-            }
-            Err(_elapsed) => {}
-        }
-    }
-}
-
-/// One request in `control`'s framing.
-async fn send(conn: &mut UnixStream, req: &ControlRequest) -> std::io::Result<()> {
-    let frame = wire::encode_max(req, MAX_FRAME).map_err(std::io::Error::other)?;
-    conn.write_all(&frame).await
-}
-
-/// One reply in `control`'s framing: magic, version and length are checked
-/// before the body is allocated, then the whole frame is decoded by
-/// `wire` (magic, version, length, no trailing bytes).
-async fn recv<T: DeserializeOwned>(conn: &mut UnixStream) -> std::io::Result<T> {
-    let mut frame = vec![0u8; wire::HEADER_LEN];
-    conn.read_exact(&mut frame).await?;
-    if frame[..3] != wire::MAGIC || frame[3] != wire::VERSION {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidData,
-            "not a lanco frame",
-        ));
-    }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&frame[4..wire::HEADER_LEN]);
-    let len = u64::from_le_bytes(len);
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            ErrorKind::InvalidData,
-            wire::FrameError::TooLarge(len),
-        ));
-    }
-    frame.resize(wire::HEADER_LEN + len as usize, 0);
-    conn.read_exact(&mut frame[wire::HEADER_LEN..]).await?;
-    wire::read_frame_max(&mut &frame[..], MAX_FRAME)
-        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
-}
-
-/// A request to a 0.1 monitor (still running a task started before an
-/// upgrade): one JSON line, as `control::legacy`.
-async fn legacy_send(conn: &mut UnixStream, req: &ControlRequest) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    conn.write_all(&line).await
-}
-
-/// A 0.1 monitor's reply: one JSON line of at most 4 KiB.
-async fn legacy_recv(conn: &mut UnixStream) -> std::io::Result<ControlReply> {
-    let mut reply = Vec::new();
-    tokio::io::BufReader::new(conn.take(4096))
-        .read_until(b'\n', &mut reply)
-        .await?;
-    serde_json::from_slice(&reply).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,30 +290,5 @@ mod tests {
         send(ns.run_async(spec));
         send(ns.wait_async(task));
         send(ns.stop_async(task, None));
-    }
-
-    #[tokio::test]
-    async fn frames_roundtrip_and_are_bounded() {
-        let (mut a, mut b) = UnixStream::pair().unwrap();
-        send(&mut a, &ControlRequest::Wait).await.unwrap();
-        let r: ControlRequest = recv(&mut b).await.unwrap();
-        assert_eq!(r, ControlRequest::Wait);
-        // What the blocking side sends, the async side reads, and back.
-        let reply = ControlReply::Done {
-            killed_after_timeout: true,
-            record: Some("x".repeat(100_000)),
-        };
-        let bytes = wire::encode_max(&reply, MAX_FRAME).unwrap();
-        a.write_all(&bytes).await.unwrap();
-        assert_eq!(recv::<ControlReply>(&mut b).await.unwrap(), reply);
-        // A peer that claims a huge frame is refused before allocating.
-        a.write_all(b"LNC\x01\xff\xff\xff\xff\xff\xff\xff\x7f")
-            .await
-            .unwrap();
-        let e = recv::<ControlReply>(&mut b).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidData);
-        // A monitor that hangs up mid-wait is an error, not a record.
-        drop(a);
-        assert!(recv::<ControlReply>(&mut b).await.is_err());
     }
 }
