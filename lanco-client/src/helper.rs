@@ -126,9 +126,9 @@ fn exchange(socket: &Path, req: &Request) -> Result<Response> {
 }
 
 /// Writes with MSG_NOSIGNAL: `lanco` leaves SIGPIPE at its default (see
-/// main.rs), and a write to a connection lancod has closed must be an error,
-/// not the end of the process.
-struct NoSigpipe<'a>(&'a UnixStream);
+/// main.rs), as may a daemon linking the library, and a write to a peer that
+/// has gone (lancod, a monitor) must be an error, not the end of the process.
+pub(crate) struct NoSigpipe<'a>(pub(crate) &'a UnixStream);
 
 impl Write for NoSigpipe<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

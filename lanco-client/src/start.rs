@@ -2,12 +2,14 @@
 //! `lanco-monitor`, which detaches, claims the name, gets admitted and
 //! starts the command. The caller is never forked.
 
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::handoff::{self, Report};
+use crate::helper::NoSigpipe;
 use crate::namespace::Namespace;
 use crate::record::Exit;
 
@@ -122,20 +124,24 @@ impl Namespace {
         }
         let mspec = spec.handoff(self)?;
         let monitor = self.monitor_path()?;
+        // The spec goes over a socket, not a pipe: a monitor that dies before
+        // reading it (or a bad `monitor` setting) must be an error here, not
+        // a SIGPIPE that ends a caller which, like `lanco`, keeps SIGPIPE's
+        // default (a write with MSG_NOSIGNAL never raises it).
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| Error::system("cannot make the monitor's spec socket", e))?;
         let mut child = Command::new(&monitor)
             .env_clear()
             .current_dir("/")
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| {
                 Error::system(format!("cannot start the monitor {}", monitor.display()), e)
             })?;
-        let sent = child
-            .stdin
-            .take()
-            .map(|mut w| handoff::send(&mut w, &mspec));
+        let sent = handoff::send(&mut NoSigpipe(&ours), &mspec);
+        drop(ours);
         let mut report = child
             .stdout
             .take()
@@ -164,7 +170,7 @@ impl Namespace {
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
             Err(e) => return Err(Error::system("wait for the monitor", e)),
         };
-        if !matches!(sent, Some(Ok(()))) || status.is_some_and(|s| !s.success()) {
+        if sent.is_err() || status.is_some_and(|s| !s.success()) {
             let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
             return Err(Error::failed(format!(
                 "the monitor {} failed to start ({status})",

@@ -423,5 +423,27 @@ fn the_monitor_is_the_installations_not_the_callers_neighbour() {
             "the task monitor /usr/libexec/lanco/lanco-monitor does not exist",
         );
     }
+    // A monitor setting naming a program that never reads the spec (here
+    // /bin/true), with a spec larger than the socket's buffer: `lanco`,
+    // which keeps SIGPIPE's default, gets an error, not a SIGPIPE.
+    let not_monitor = variant("true.toml", "monitor = \"/bin/true\"");
+    let big = "x".repeat(100_000);
+    let mut args = vec!["ns".to_owned(), "run".into()];
+    for i in 0..12 {
+        args.push("--env".into());
+        args.push(format!("BIG{i}={big}"));
+    }
+    args.extend(["m".into(), "true".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut c = inst.cmd(Some(ALICE), &args);
+    c.env("LANCO_CONFIG", &not_monitor);
+    let o = Out(c.output().unwrap());
+    assert_eq!(
+        o.0.status.code(),
+        Some(8),
+        "killed by a signal? {:?}",
+        o.0.status
+    );
+    assert!(o.stderr().contains("/bin/true"), "{o}");
     assert!(!inst.task_cgroup("ns", "m").exists());
 }
