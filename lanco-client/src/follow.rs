@@ -202,12 +202,7 @@ impl LogFollower {
     /// follower returns first (what `tail -n N -f` shows).
     pub fn start_at_last_lines(&mut self, n: usize) -> Result<()> {
         let tail = tail_lines(&self.log.file, n).map_err(|e| self.io_error(e))?;
-        let len = self
-            .log
-            .file
-            .metadata()
-            .map_err(|e| self.io_error(e))?
-            .len();
+        let len = self.log_len()?;
         self.pos = len.saturating_sub(tail.len() as u64);
         let keep = self.pos.min(SEEN as u64);
         self.seen = vec![0; keep as usize];
@@ -307,15 +302,20 @@ impl LogFollower {
         }
     }
 
-    /// Reads what the file gained since `pos` (from the start again if it
-    /// was truncated).
-    fn read_more(&mut self, buf: &mut [u8]) -> Result<usize> {
-        let len = self
+    /// The followed file's length now.
+    fn log_len(&self) -> Result<u64> {
+        Ok(self
             .log
             .file
             .metadata()
             .map_err(|e| self.io_error(e))?
-            .len();
+            .len())
+    }
+
+    /// Reads what the file gained since `pos` (from the start again if it
+    /// was truncated).
+    fn read_more(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let len = self.log_len()?;
         if len < self.pos || !self.seen_still_there()? {
             // copytruncate. What was not read before it is in the rotated
             // copy (`.1`), not here.

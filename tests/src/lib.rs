@@ -124,7 +124,7 @@ pub fn ensure_users() {
 /// `LANCO_E2E_BIN` names another directory of binaries instead (e.g. an
 /// older release's, to show that an attack test fails there); nothing is
 /// built then.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LANCO_E2E_BIN") {
         return dir.into();
     }
@@ -143,29 +143,42 @@ fn build_binaries() {
         if std::env::var_os("LANCO_E2E_BIN").is_some() {
             return;
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "lancod",
-            "-p",
-            "lanco-client",
-            "--bins",
-        ]);
-        // Into the target directory these tests were built in, whatever
-        // --target-dir or CARGO_TARGET_DIR said.
-        let dir = target_dir();
-        if let Some(top) = dir.parent() {
-            cmd.arg("--target-dir").arg(top);
-        }
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "building the binaries failed");
+        cargo_build(&["-p", "lancod", "-p", "lanco-client", "--bins"]);
     });
+}
+
+/// `cargo build --quiet ARGS` into the target directory these tests were
+/// built in (whatever --target-dir or CARGO_TARGET_DIR said), with their
+/// profile; asserts it succeeded.
+pub fn cargo_build(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet"]).args(args);
+    let dir = target_dir();
+    if let Some(top) = dir.parent() {
+        cmd.arg("--target-dir").arg(top);
+    }
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let st = cmd.status().expect("cargo build");
+    assert!(st.success(), "cargo build {args:?} failed");
+}
+
+/// Installs the executable `from` at `to`: a hard link, else a copy made by
+/// a child process. A copy's write fd in this (threaded) process, inherited
+/// by a child another test thread forks at that moment, would make exec of
+/// the file fail with ETXTBSY until that child execs.
+pub fn install_file(from: &Path, to: &Path) {
+    if fs::hard_link(from, to).is_err() {
+        let st = Command::new("install")
+            .args(["-m", "0755"])
+            .arg(from)
+            .arg(to)
+            .status()
+            .expect("install");
+        assert!(st.success(), "install {}: {st}", from.display());
+    }
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -216,13 +229,7 @@ impl Install {
         fs::create_dir_all(&inst.bin).expect("install dir");
         fs::set_permissions(&inst.dir, fs::Permissions::from_mode(0o755)).expect("chmod");
         for b in ["lanco", "lancod", "lanco-monitor"] {
-            // A hard link, not a copy: a copy's write fd, inherited by a child
-            // another test thread forks at that moment, makes exec of the
-            // binary fail with ETXTBSY until that child execs.
-            let (from, to) = (target_dir().join(b), inst.bin.join(b));
-            fs::hard_link(&from, &to)
-                .or_else(|_| fs::copy(&from, &to).map(drop))
-                .unwrap_or_else(|e| panic!("install {b}: {e}"));
+            install_file(&target_dir().join(b), &inst.bin.join(b));
         }
         // The monitor is the installation's, named in its config (lanco
         // never looks beside the running binary).
@@ -632,37 +639,15 @@ pub fn install_workspace_bin(inst: &Install, package: &str, bin: &str) -> PathBu
         let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
         let key = format!("{package}/{bin}");
         if !built.contains(&key) {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "-p", package, "--bin", bin]);
-            if let Some(top) = dir.parent() {
-                cmd.arg("--target-dir").arg(top);
-            }
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("cargo build");
-            assert!(st.success(), "building {package}'s {bin} failed");
+            cargo_build(&["-p", package, "--bin", bin]);
             built.push(key);
         }
     }
     let to_dir = inst.dir.join(package);
     fs::create_dir_all(&to_dir).expect("install dir");
     let (from, to) = (dir.join(bin), to_dir.join(bin));
-    if to.exists() {
-        return to;
-    }
-    // A hard link, else a copy made by a child process: a write fd of this
-    // (threaded) process, inherited by another test's fork, would make exec
-    // of the copy fail with ETXTBSY.
-    if fs::hard_link(&from, &to).is_err() {
-        let st = Command::new("install")
-            .args(["-m", "0755"])
-            .arg(&from)
-            .arg(&to)
-            .status()
-            .expect("install");
-        assert!(st.success(), "install {}: {st}", from.display());
+    if !to.exists() {
+        install_file(&from, &to);
     }
     to
 }

@@ -17,52 +17,15 @@ use std::time::Duration;
 
 use lanco_e2e::{setup, wait_for, Install, Out, ALICE, OPS};
 
-/// Builds the probe once per test process, into the target directory these
-/// tests were built in.
-fn build_probe() -> PathBuf {
-    static ONCE: Once = Once::new();
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile = exe.parent().and_then(Path::parent).expect("target dir");
-    ONCE.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "lanco-client",
-            "--example",
-            "spec_probe",
-        ]);
-        if let Some(top) = profile.parent() {
-            cmd.arg("--target-dir").arg(top);
-        }
-        if profile.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("cargo build").success(),
-            "building spec_probe failed"
-        );
-    });
-    profile.join("examples/spec_probe")
-}
-
-/// The probe copied into `{inst}/daemon/`, a directory without a monitor.
+/// The probe, built once per test process, installed into `{inst}/daemon/`,
+/// a directory without a monitor.
 fn install_probe(inst: &Install) -> PathBuf {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| lanco_e2e::cargo_build(&["-p", "lanco-client", "--example", "spec_probe"]));
     let dir = inst.dir.join("daemon");
     fs::create_dir_all(&dir).unwrap();
     let p = dir.join("spec_probe");
-    // Copied by a child process: a file this (threaded) process had open
-    // for writing could be inherited by another test's fork and make our
-    // execve of it fail with ETXTBSY.
-    let st = Command::new("install")
-        .args(["-m", "0755"])
-        .arg(build_probe())
-        .arg(&p)
-        .status()
-        .expect("install spec_probe");
-    assert!(st.success(), "install spec_probe: {st}");
+    lanco_e2e::install_file(&lanco_e2e::target_dir().join("examples/spec_probe"), &p);
     assert!(!dir.join("lanco-monitor").exists());
     p
 }
