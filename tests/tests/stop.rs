@@ -61,6 +61,8 @@ fn sigterm_ignoring_task_is_killed_after_its_timeout() {
     let cmd = format!("trap '' TERM; sleep {s}");
     inst.lanco(Some(ALICE), &["ns", "run", "stubborn", "sh", "-c", &cmd])
         .ok();
+    // `run` returns at exec; the sleep exists once the trap is set.
+    assert!(wait_for(Duration::from_secs(10), || !pids_with(&s).is_empty()));
     let t0 = Instant::now();
     inst.lanco(Some(ALICE), &["ns", "stop", "--timeout", "0.5", "stubborn"])
         .ok();
@@ -280,10 +282,14 @@ fn sigterm_to_the_monitor_stops_the_task_and_keeps_its_status() {
             "t",
             "sh",
             "-c",
-            "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+            "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
         ],
     )
     .ok();
+    // `run` returns at exec, before the shell has set its trap.
+    assert!(wait_for(Duration::from_secs(10), || inst
+        .read_log("ns", "t")
+        .contains("ready")));
     inst.signal_monitor("ns", "t", nix::sys::signal::Signal::SIGTERM);
     let st = inst.status("ns", "t");
     assert_eq!(

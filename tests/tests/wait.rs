@@ -126,6 +126,10 @@ fn wait_times_out_follows_a_dead_monitor_and_stop_says_it_killed() {
         ],
     )
     .ok();
+    // `run` returns at exec; the sleep exists once the trap is set.
+    assert!(lanco_e2e::wait_for(Duration::from_secs(10), || {
+        !lanco_e2e::pids_with(&s).is_empty()
+    }));
     let o = inst.lanco(a, &["ns", "stop", "stubborn"]);
     o.ok();
     assert!(o.stderr().contains("was killed"), "{o}");
