@@ -30,7 +30,7 @@ import shutil
 import types
 
 from lib import env as environment
-from lib.cgroup import write
+from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
@@ -96,6 +96,12 @@ def main():
         raise SystemExit("run as root (bench/run.sh)")
     plan = Plan(args.iterations, args.scale)
     R = Report(machine())
+    mnt, mnt_opts, super_opts = cgroup2_mount_info()
+    R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
+                                favordynmods=favordynmods(mnt_opts, super_opts))
+    log("cgroup2 mount %s (%s; %s): favordynmods %s" % (
+        mnt, mnt_opts, super_opts, "ON: NOT the stock mount" if R.machine["cgroup2"][
+            "favordynmods"] else "off (stock)"))
     # Monitors no longer hold inotify instances (they poll cgroup.events), so
     # fs.inotify.max_user_instances (128 by default) is left as it is: the
     # 5000-task figures also show one user running far more than 128 tasks.
