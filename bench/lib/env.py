@@ -9,14 +9,16 @@ rmdir'd at the end, even when a phase failed.
 """
 
 import grp
+import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 
-from lib import cgroup, daemons, layout
+from lib import cgroup, daemons, layout, procfs
 from lib.log import log
 
 NAMESPACE = "benchns"
@@ -29,6 +31,8 @@ class Env:
     def __init__(self):
         self.dir = None  # the private installation; None until setup() made it
         self.mount = self.mount_opts = None
+        self.mount_point_opts = None  # the per-mount options (mount_opts: the super options)
+        self.favordynmods = None  # whether the cgroup2 mount has favordynmods on
         self.cg_root = self.aux_cg = self.worker_cg = self.daemon_cg = self.pueue_cg = None
         self.layout = None
         self.ns = NAMESPACE
@@ -68,8 +72,59 @@ class Env:
     def monitor_cgroup(self):
         return self.layout.monitor_cgroup(self.ns, self.uid)
 
-    def monitor_pids(self):
+    def monitors_cgroup_pids(self):
+        """Every process in the member's monitors cgroup: the tasks'
+        monitors and, once issue 9's warm path is built, the spawner."""
         return cgroup.procs_recursive(self.monitor_cgroup())
+
+    def monitor_pids(self):
+        """The tasks' monitors: the monitors cgroup without the spawner."""
+        pids = self.monitors_cgroup_pids()
+        sp = set(self._spawners_among(pids))
+        return [p for p in pids if p not in sp]
+
+    def spawner_pids(self):
+        """The member's warm spawner(s): `lanco-monitor --spawner` in its
+        monitors cgroup. Works as root and as the user. [] when none lives
+        (or this build has no warm path)."""
+        return self._spawners_among(self.monitors_cgroup_pids())
+
+    def _spawners_among(self, pids):
+        cands = [p for p in pids
+                 if (procfs.cmdline(p) or [])[1:2] == [layout.SPAWNER_ARG]]
+        if not cands:
+            return []
+        # A monitor forked from the spawner without an exec keeps its
+        # command line: a pid some running task names as its monitor is
+        # that task's monitor, not the spawner.
+        mons = self.task_monitor_pids()
+        return [p for p in cands if p not in mons]
+
+    def task_monitor_pids(self):
+        """Monitor pids named by the member's state files."""
+        out = set()
+        for f in layout.state_files(self.layout, self.ns, self.uid):
+            try:
+                with open(f) as fh:
+                    out.add(int(json.load(fh)["monitor_pid"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return out
+
+    def kill_spawners(self, timeout=5.0):
+        """SIGKILLs the member's spawner(s) (as root or as the user) and
+        waits until they are gone; the next `run` is then cold. Returns how
+        many there were."""
+        pids = self.spawner_pids()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and any(not procfs.is_zombie(p) for p in pids):
+            time.sleep(0.001)
+        return len(pids)
 
     def count_tasks(self):
         return len(self.task_cgroups())
@@ -78,7 +133,8 @@ class Env:
 def setup(env, args):
     """Fills in env: cgroups, user, binaries, configs, lancod, the namespace,
     pueued."""
-    env.mount, env.mount_opts = cgroup.cgroup2_mount()
+    env.mount, env.mount_point_opts, env.mount_opts = cgroup.cgroup2_mount_info()
+    env.favordynmods = cgroup.favordynmods(env.mount_point_opts, env.mount_opts)
     env.dir = tempfile.mkdtemp(prefix="lanco-bench-")
     os.chmod(env.dir, 0o755)
     _user(env, args.user)
@@ -174,6 +230,8 @@ def cleanup(env):
                 cgroup.write(os.path.join(cg, "cgroup.kill"), "1")
             except OSError:
                 pass
+        # The spawner (issue 9) is no task's: it would linger until its
+        # idle exit. The cgroup.kill below ends it.
         end = time.monotonic() + 60
         while env.monitor_pids() and time.monotonic() < end:
             time.sleep(0.1)
