@@ -34,8 +34,8 @@ from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
-from phases import (activation, base, fill, forkbomb, ls, memory, migration, scale, systemd_run,
-                    throughput)
+from phases import (activation, base, fill, forkbomb, ls, memory, migration, scale, spawner,
+                    systemd_run, throughput)
 
 
 class Plan:
@@ -54,7 +54,8 @@ PHASES = [
     systemd_run.measure,
     migration.measure,
     scale.at_base,  # run/check/stop with the peers
-    activation.measure,
+    activation.measure,  # kills the spawner before each run and after
+    spawner.measure,  # run warm (spaced, back to back) and cold (issue 9)
     forkbomb.paced,
     forkbomb.paced_floor,
     forkbomb.saturating,
@@ -73,6 +74,7 @@ PHASES = [
 # The table's rows, in order.
 REPORT = [
     scale.report_run,
+    spawner.report,
     systemd_run.report,
     migration.report,
     activation.report,
@@ -96,6 +98,12 @@ def main():
         raise SystemExit("run as root (bench/run.sh)")
     plan = Plan(args.iterations, args.scale)
     R = Report(machine())
+    mnt, mnt_opts, super_opts = cgroup2_mount_info()
+    R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
+                                favordynmods=favordynmods(mnt_opts, super_opts))
+    log("cgroup2 mount %s (%s; %s): favordynmods %s" % (
+        mnt, mnt_opts, super_opts, "ON: NOT the stock mount" if R.machine["cgroup2"][
+            "favordynmods"] else "off (stock)"))
     mnt, mnt_opts, super_opts = cgroup2_mount_info()
     R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
                                 favordynmods=favordynmods(mnt_opts, super_opts))
