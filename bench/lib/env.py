@@ -40,6 +40,8 @@ class Env:
         self.lanco = self.lancod = self.setsid = self.pueue = self.pueued = None
         self.cfg = self.act_cfg = self.sock = self.act_sock = self.pueue_cfg = None
         self.lancod_proc = self.pueued_proc = None
+        self.lib_probe = None  # tests/daemon's lanco-bench-lib, in the installation
+        self.lib_probe_why = None  # why there is none
         self.running = 0  # tasks the phases started and left running
         self.pueue_next_id = 0  # the id pueued gives the next task added
         self.notes = []  # for the report, about the set-up
@@ -186,6 +188,9 @@ def _binaries(env, args):
     os.mkdir(bindir)
     for b in ("lanco", "lancod", "lanco-monitor"):
         shutil.copy2(os.path.join(args.bin, b), bindir)
+    if args.lib_probe_path:
+        shutil.copy2(args.lib_probe_path, bindir)
+        env.lib_probe = os.path.join(bindir, os.path.basename(args.lib_probe_path))
     env.lanco = os.path.join(bindir, "lanco")
     env.lancod = os.path.join(bindir, "lancod")
     env.setsid = shutil.which("setsid")
