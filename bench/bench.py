@@ -60,6 +60,7 @@ PHASES = [
     activation.measure,  # kills the spawner before each run and after
     spawner.measure,  # run warm (spaced, back to back) and cold (issue 9)
     library.measure,  # Namespace::run from a long-lived process
+    systemd_run.in_container,  # boots tests/nspawn's rootfs, powers it off
     forkbomb.paced,
     forkbomb.paced_floor,
     forkbomb.saturating,
@@ -115,6 +116,7 @@ def main():
     R.notes.append("fs.inotify.max_user_instances: %s (left as it is)."
                    % sysctl("fs.inotify.max_user_instances"))
     env = environment.Env()
+    env.no_nspawn, env.nspawn_build = args.no_nspawn, args.nspawn_build
     if args.lib_probe == "none":
         env.lib_probe_why = "--lib-probe none"
     elif args.lib_probe:
@@ -155,9 +157,16 @@ def parse_args():
     ap.add_argument("--lib-probe", default=None,
                     help="a built lanco-bench-lib to use (default: build it with cargo; "
                     "`none`: no library figure)")
+    ap.add_argument("--no-nspawn", action="store_true",
+                    help="no systemd-run figure from a booted container")
+    ap.add_argument("--nspawn-build", action=argparse.BooleanOptionalAction, default=None,
+                    help="let tests/nspawn/run.sh --prepare install systemd-nspawn and build its "
+                    "rootfs if missing (default: yes, except with --quick)")
     args = ap.parse_args()
     if args.quick:
         args.iterations, args.scale = 15, 300
+    if args.nspawn_build is None:
+        args.nspawn_build = not args.quick
     args.lib_probe_path = None
     return args
 

@@ -42,6 +42,8 @@ class Env:
         self.lancod_proc = self.pueued_proc = None
         self.lib_probe = None  # tests/daemon's lanco-bench-lib, in the installation
         self.lib_probe_why = None  # why there is none
+        self.no_nspawn = False  # no booted-container phase
+        self.nspawn_build = False  # may tests/nspawn/run.sh --prepare install and build
         self.running = 0  # tasks the phases started and left running
         self.pueue_next_id = 0  # the id pueued gives the next task added
         self.notes = []  # for the report, about the set-up
