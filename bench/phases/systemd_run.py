@@ -169,7 +169,7 @@ class _Container:
 
     def boot(self, t_end):
         os.mkdir(self.cg)
-        machine = "lanco-bench-" + os.path.basename(self.env.dir).split("-")[-1].lower()
+        machine = "lanco-bench-%d" % os.getpid()  # [a-z0-9-] only: a valid machine name
         environ = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1")
         with open(self.logf, "ab") as logf:
             self.proc = subprocess.Popen(
