@@ -49,18 +49,18 @@ pub enum ControlReply {
     },
 }
 
-/// Binds the control socket `name` in this member's state directory `dir`
-/// (replacing a stale one of ours), reachable by the namespace's group.
-/// Through `/proc/self/fd/N/NAME`: `sun_path` is 108 bytes, and this always
-/// fits.
-pub fn bind(dir: &Dir, name: &str) -> std::io::Result<UnixListener> {
+/// Binds the socket `name` in this member's state directory `dir`
+/// (replacing a stale one of ours), connectable by whom `mode` lets write it
+/// (connect(2) needs write permission): 0660 for a task's control socket,
+/// which every member may use, 0600 for the spawner's. Through
+/// `/proc/self/fd/N/NAME`: `sun_path` is 108 bytes, and this always fits.
+pub fn bind(dir: &Dir, name: &str, mode: u32) -> std::io::Result<UnixListener> {
     dir.remove_socket(name).map_err(std::io::Error::other)?;
     let l = UnixListener::bind(format!("/proc/self/fd/{}/{name}", dir.as_fd().as_raw_fd()))?;
-    // connect(2) needs write permission on the socket.
     nix::sys::stat::fchmodat(
         dir.as_fd(),
         name,
-        Mode::from_bits_truncate(0o660),
+        Mode::from_bits_truncate(mode),
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )?;
     Ok(l)

@@ -1,6 +1,9 @@
 //! The hand-off between `lanco run` (or the library) and a new
-//! `lanco-monitor`: the task's spec on the monitor's stdin, and the
-//! monitor's reports (started, or why not; later, the end) on its stdout.
+//! `lanco-monitor`: the task's spec, and the monitor's reports (started, or
+//! why not; later, the end). A cold start sends the spec on the monitor's
+//! stdin and reads the reports on its stdout; a warm one sends and reads
+//! both on its connection to the member's spawner, which hands it to the
+//! monitor it forks.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::PathBuf;
@@ -11,6 +14,7 @@ use lanco_proto::{Config, NamespaceName, TaskName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, StartStep};
+use crate::inherit::Inherited;
 use crate::record::Exit;
 
 /// Largest spec `lanco run` may hand over (argv + environment).
@@ -31,6 +35,9 @@ pub struct Spec {
     pub log: Option<PathBuf>,
     pub on_exit: Option<String>,
     pub stop_timeout_ms: u64,
+    /// The caller's limits, nice value and CPUs, for a monitor forked by a
+    /// warm spawner (a cold one has them already).
+    pub inherited: Inherited,
 }
 
 /// What the monitor tells `lanco run` on its stdout pipe.
@@ -42,6 +49,10 @@ pub enum Report {
         run_id: String,
     },
     Failed(Failure),
+    /// Only as a warm start's first report, before anything was claimed:
+    /// this monitor cannot start the task as the caller would (the words say
+    /// why); the caller takes the cold path.
+    Declined(String),
     /// The task and its on-exit command are over.
     Finished(#[serde(with = "exit_as_pair")] Exit),
 }

@@ -24,6 +24,7 @@ mod error;
 mod follow;
 mod handoff;
 mod helper;
+mod inherit;
 mod monitor;
 #[cfg(feature = "cli")]
 mod msg;

@@ -2,13 +2,21 @@
 //! `lanco-monitor`, which detaches, claims the name, gets admitted and
 //! starts the command. The caller is never forked.
 
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
-use std::process::{ChildStdout, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use lanco_proto::files::Dir;
+use lanco_proto::{layout, Config};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+
 use crate::error::{Error, Result};
-use crate::handoff::{self, Report};
+use crate::handoff::{self, Report, Spec};
 use crate::helper::NoSigpipe;
 use crate::namespace::Namespace;
 use crate::record::Exit;
@@ -17,6 +25,23 @@ use crate::spec::TaskSpec;
 
 /// Where the package installs the monitor; the config's `monitor` overrides it.
 const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
+/// How long a caller waits for a spawner to take its connection before it
+/// takes the cold path instead (an idle spawner answers in microseconds).
+const WARM_ACCEPT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A spawner's answer to a caller it serves: this byte, then the device
+/// and inode of the monitor binary it runs (u64 each, little-endian).
+const ACCEPTED: u8 = b'+';
+
+/// The monitor of an installation: the config's `monitor`, else the
+/// package's path. Never looked up beside the running executable, which for
+/// a daemon linking this library is the daemon's own directory.
+pub(crate) fn configured_monitor(config: &Config) -> PathBuf {
+    if config.monitor.as_os_str().is_empty() {
+        PathBuf::from(MONITOR_INSTALLED)
+    } else {
+        config.monitor.clone()
+    }
+}
 
 /// A started task ([`Namespace::run`]). Keep it to wait for the end of
 /// this run (`lanco run -f`); dropping it leaves the task running, and
@@ -30,7 +55,9 @@ pub struct Started {
     /// This run among all runs of the name: in its state file, exit record
     /// and accounting line.
     pub run_id: String,
-    report: ChildStdout,
+    /// The monitor's report channel: its stdout pipe (cold start) or the
+    /// connection the spawner handed it (warm start).
+    report: File,
 }
 
 impl Started {
@@ -78,29 +105,23 @@ impl Started {
 }
 
 impl Namespace {
-    /// The monitor of this installation: the config's `monitor`, else the
-    /// package's path. Never looked up beside the running executable, which
-    /// for a daemon linking this library is the daemon's own directory.
-    fn monitor_path(&self) -> Result<PathBuf> {
-        let configured = &self.config().monitor;
-        let path = if configured.as_os_str().is_empty() {
-            PathBuf::from(MONITOR_INSTALLED)
-        } else {
-            configured.clone()
-        };
+    /// The monitor of this installation (see [`configured_monitor`]),
+    /// checked to be there.
+    fn monitor_path(&self) -> Result<(PathBuf, (u64, u64))> {
+        let path = configured_monitor(self.config());
         if !path.is_absolute() {
             return Err(Error::InvalidInput(format!(
                 "the config key `monitor` must be an absolute path, not {}",
                 path.display()
             )));
         }
-        if !path.is_file() {
-            return Err(Error::failed(format!(
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok((path, (m.st_dev(), m.st_ino()))),
+            _ => Err(Error::failed(format!(
                 "the task monitor {} does not exist; set the config key `monitor` to where lanco-monitor is installed",
                 path.display()
-            )));
+            ))),
         }
-        Ok(path)
     }
 
     /// Starts a task; returns once its command has been exec'd inside the
@@ -123,79 +144,127 @@ impl Namespace {
             ));
         }
         let mspec = spec.handoff(self)?;
-        let monitor = self.monitor_path()?;
-        // The spec goes over a socket, not a pipe: a monitor that dies before
-        // reading it (or a bad `monitor` setting) must be an error here, not
-        // a SIGPIPE that ends a caller which, like `lanco`, keeps SIGPIPE's
-        // default (a write with MSG_NOSIGNAL never raises it).
-        let (ours, theirs) = UnixStream::pair()
-            .map_err(|e| Error::system("cannot make the monitor's spec socket", e))?;
-        let mut child = Command::new(&monitor)
-            .env_clear()
-            .current_dir("/")
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                Error::system(format!("cannot start the monitor {}", monitor.display()), e)
-            })?;
-        let sent = handoff::send(&mut NoSigpipe(&ours), &mspec);
-        drop(ours);
-        let mut report = child
-            .stdout
-            .take()
-            .ok_or_else(|| Error::failed("monitor has no stdout"))?;
-        // The first process forks the real monitor and exits at once. A
-        // caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) has it reaped
-        // by the kernel, and so may another thread's waitpid(-1): waitpid
-        // then fails with ECHILD once it is gone, its status lost, and the
-        // report pipe alone says whether the monitor started.
-        //
-        // The real monitor, orphaned, goes where the kernel sends every
-        // orphan: to the nearest living ancestor that is a child subreaper,
-        // else to its pid namespace's init. A caller that is either adopts
-        // it (and the task's processes, should the monitor be killed) and
-        // reaps it when it exits, as it must every orphan below it. Nothing
-        // sound avoids that. Only clone(CLONE_PARENT) in the caller leaves
-        // its subtree: a fork of the caller, and the zombie handed to the
-        // caller's parent instead (an init may not use it at all). Clearing
-        // PR_SET_CHILD_SUBREAPER while this first process exits would send
-        // any other orphan made below the caller in that moment past it,
-        // silently, which is what a subreaper exists to prevent; another
-        // thread may set or clear the flag meanwhile; and a caller that is
-        // its namespace's init would adopt the monitor anyway.
-        let status = match child.wait() {
-            Ok(status) => Some(status),
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
-            Err(e) => return Err(Error::system("wait for the monitor", e)),
+        let (monitor, binary) = self.monitor_path()?;
+        let (report, first) = match self.start_warm(&mspec, binary) {
+            Some(warm) => warm,
+            None => start_cold(&monitor, &mspec)?,
         };
-        if sent.is_err() || status.is_some_and(|s| !s.success()) {
-            let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
-            return Err(Error::failed(format!(
-                "the monitor {} failed to start ({status})",
-                monitor.display()
-            )));
-        }
-        match handoff::recv::<Report>(&mut report) {
-            Ok(Report::Started {
+        match first {
+            Report::Started {
                 pid,
                 monitor_pid,
                 run_id,
-            }) => Ok(Started {
+            } => Ok(Started {
                 pid,
                 monitor_pid,
                 run_id,
                 report,
             }),
-            Ok(Report::Failed(f)) => Err(f.into_error(self.name(), &spec.name)),
-            Ok(Report::Finished(_)) => {
+            Report::Failed(f) => Err(f.into_error(self.name(), &spec.name)),
+            Report::Declined(_) | Report::Finished(_) => {
                 Err(Error::failed("the monitor reported an end before a start"))
             }
-            Err(e) => Err(Error::system(
-                "the monitor died before starting the task",
-                e,
-            )),
         }
     }
+
+    /// The warm start: the member's spawner in this namespace, if one
+    /// lives and serves this caller, forks a monitor that is already in
+    /// the member's monitors cgroup (no migration). `None` sends the caller
+    /// down the cold path: no spawner, one that closed the connection (it
+    /// serves only callers like itself, and is gone when idle or
+    /// upgraded), or a monitor that declined before claiming anything (it
+    /// could not take on the caller's limits) or died before its first
+    /// report (which a cold start then reports on, e.g. as "already
+    /// running" had it started the task). A spawner running another monitor
+    /// binary than this caller's configuration names (another installation,
+    /// an upgrade) is not used either.
+    fn start_warm(&self, mspec: &Spec, binary: (u64, u64)) -> Option<(File, Report)> {
+        if self.config().spawner_idle_secs == 0 {
+            return None;
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        let dir = Dir::open(&self.layout().user_state_dir(self.name(), me)).ok()?;
+        let path = dir.open_socket(layout::SPAWNER_SOCKET, me).ok()??;
+        let conn = UnixStream::connect(format!("/proc/self/fd/{}", path.as_raw_fd())).ok()?;
+        let peer = getsockopt(&conn, PeerCredentials).ok()?;
+        if peer.uid() != me {
+            return None;
+        }
+        // A spawner that is stopped or swamped: not worth waiting for.
+        conn.set_read_timeout(Some(WARM_ACCEPT_TIMEOUT)).ok()?;
+        let mut answer = [0u8; 17];
+        (&conn).read_exact(&mut answer).ok()?;
+        let u64_at = |i: usize| u64::from_le_bytes(answer[i..i + 8].try_into().unwrap_or_default());
+        if answer[0] != ACCEPTED || (u64_at(1), u64_at(9)) != binary {
+            return None;
+        }
+        conn.set_read_timeout(None).ok()?;
+        handoff::send(&mut NoSigpipe(&conn), mspec).ok()?;
+        let mut report = File::from(OwnedFd::from(conn));
+        match handoff::recv::<Report>(&mut report) {
+            Ok(Report::Declined(_)) | Err(_) => None,
+            Ok(first) => Some((report, first)),
+        }
+    }
+}
+
+/// The cold start: a new `lanco-monitor`, exec'd by the caller (so it has
+/// the caller's limits), detaches and is admitted into the namespace by
+/// lancod. Returns its report pipe and first report.
+fn start_cold(monitor: &Path, mspec: &Spec) -> Result<(File, Report)> {
+    // The spec goes over a socket, not a pipe: a monitor that dies before
+    // reading it (or a bad `monitor` setting) must be an error here, not a
+    // SIGPIPE that ends a caller which, like `lanco`, keeps SIGPIPE's
+    // default (a write with MSG_NOSIGNAL never raises it).
+    let (ours, theirs) = UnixStream::pair()
+        .map_err(|e| Error::system("cannot make the monitor's spec socket", e))?;
+    let mut child = Command::new(monitor)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| Error::system(format!("cannot start the monitor {}", monitor.display()), e))?;
+    let sent = handoff::send(&mut NoSigpipe(&ours), mspec);
+    drop(ours);
+    let report = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::failed("monitor has no stdout"))?;
+    let mut report = File::from(OwnedFd::from(report));
+    // The first process forks the real monitor and exits at once. A
+    // caller that ignores SIGCHLD (or sets SA_NOCLDWAIT) has it reaped
+    // by the kernel, and so may another thread's waitpid(-1): waitpid
+    // then fails with ECHILD once it is gone, its status lost, and the
+    // report pipe alone says whether the monitor started.
+    //
+    // The real monitor, orphaned, goes where the kernel sends every
+    // orphan: to the nearest living ancestor that is a child subreaper,
+    // else to its pid namespace's init. A caller that is either adopts
+    // it (and the task's processes, should the monitor be killed) and
+    // reaps it when it exits, as it must every orphan below it. Nothing
+    // sound avoids that. Only clone(CLONE_PARENT) in the caller leaves
+    // its subtree: a fork of the caller, and the zombie handed to the
+    // caller's parent instead (an init may not use it at all). Clearing
+    // PR_SET_CHILD_SUBREAPER while this first process exits would send
+    // any other orphan made below the caller in that moment past it,
+    // silently, which is what a subreaper exists to prevent; another
+    // thread may set or clear the flag meanwhile; and a caller that is
+    // its namespace's init would adopt the monitor anyway.
+    let status = match child.wait() {
+        Ok(status) => Some(status),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        Err(e) => return Err(Error::system("wait for the monitor", e)),
+    };
+    if sent.is_err() || status.is_some_and(|s| !s.success()) {
+        let status = status.map_or("status unknown".to_owned(), |s| s.to_string());
+        return Err(Error::failed(format!(
+            "the monitor {} failed to start ({status})",
+            monitor.display()
+        )));
+    }
+    let first = handoff::recv::<Report>(&mut report)
+        .map_err(|e| Error::system("the monitor died before starting the task", e))?;
+    Ok((report, first))
 }

@@ -297,3 +297,66 @@ pub fn ignore_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// The calling process's nice value.
+pub fn nice() -> Result<i32, Errno> {
+    // getpriority may return -1 as a value: errno tells.
+    Errno::clear();
+    // SAFETY: plain system call on this process; no memory is passed.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    match Errno::last_raw() {
+        0 => Ok(n),
+        e => Err(Errno::from_raw(e)),
+    }
+}
+
+/// Sets the calling process's nice value.
+pub fn set_nice(n: i32) -> Result<(), Errno> {
+    // SAFETY: plain system call on this process; no memory is passed.
+    Errno::result(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) }).map(drop)
+}
+
+/// clone3(CLONE_PARENT): a child that is its parent's sibling, not its
+/// child. The monitor starts the spawner this way and the spawner each new
+/// monitor, so neither is anyone's parent: the new process belongs to
+/// whoever adopted the caller (init, or the nearest subreaper), never to a
+/// monitor that reaps its task's orphans, nor to the spawner.
+///
+/// # Safety
+/// As [`fork_single_threaded`].
+pub unsafe fn fork_sibling() -> Result<Forked, Errno> {
+    let args = CloneArgs {
+        flags: libc::CLONE_PARENT as u64,
+        // clone3 wants none with CLONE_PARENT: the child gets the caller's
+        // own (SIGCHLD), for the parent they share.
+        ..Default::default()
+    };
+    // SAFETY: as in spawn_into_cgroup: a valid clone_args, no CLONE_VM, and
+    // the caller guarantees a single thread.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        0 => Ok(Forked::Child),
+        r if r > 0 => Ok(Forked::Parent),
+        _ => Err(Errno::last()),
+    }
+}
+
+/// flock(LOCK_EX | LOCK_NB): `Ok(false)` if another open file holds it. The
+/// lock stays with the open file (and every fd sharing it, across fork and
+/// execve) until the last of them is closed; nothing here unlocks it on
+/// drop, unlike nix's `Flock`, so a lock handed to a child outlives the
+/// parent's fd.
+pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    // SAFETY: plain system call on an fd the caller borrows.
+    match Errno::result(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(_) => Ok(true),
+        Err(Errno::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}

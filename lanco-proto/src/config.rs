@@ -36,6 +36,11 @@ pub struct Config {
     /// `/usr/libexec/lanco/lanco-monitor`. Never looked up beside the running
     /// binary, which for a daemon linking the library is the daemon's.
     pub monitor: PathBuf,
+    /// Seconds a member's warm spawner (the fast start path: it forks new
+    /// monitors inside the member's monitors cgroup, so a `run` needs no
+    /// cgroup migration) lingers after its last start; 0 = no spawner,
+    /// every `run` is admitted by lancod.
+    pub spawner_idle_secs: u64,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             log_max_bytes: 64 << 20,
             user_max_cgroups: 10_000,
             monitor: PathBuf::new(),
+            spawner_idle_secs: 120,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! <state_dir>/namespaces/NS.toml                          registry (root)
 //! <state_dir>/ns/NS/names/task-NAME.lock                  who owns a name
 //! <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
+//! <state_dir>/ns/NS/user-UID/spawner.{sock,lock}          its warm spawner
 //! <log_dir>/lanco-NS/task-NAME.log                        task output
 //! ```
 
@@ -21,6 +22,11 @@ pub const MONITOR_LEAF: &str = "monitors";
 pub const ACCOUNTING: &str = "accounting.jsonl";
 /// Where names are claimed (sticky, group-writable).
 pub const NAMES: &str = "names";
+/// A member's warm spawner's socket (0600) and the lock it holds while it
+/// lives (one spawner per member and namespace), in its state directory.
+/// Not `task-*` names, so never a task's.
+pub const SPAWNER_SOCKET: &str = "spawner.sock";
+pub const SPAWNER_LOCK: &str = "spawner.lock";
 const NS_PREFIX: &str = "ns-";
 const USER_PREFIX: &str = "user-";
 const TASK_PREFIX: &str = "task-";

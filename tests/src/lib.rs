@@ -75,6 +75,15 @@ pub fn setup(test: &str) -> Option<Install> {
     can_run(test).then(|| Install::new(test, ""))
 }
 
+/// As [`setup`], with TOML lines added to the installation's config.
+pub fn setup_with(test: &str, extra_config: &str) -> Option<Install> {
+    can_run(test).then(|| Install::new(test, extra_config))
+}
+
+/// Config for a test about admission: no warm spawner, so every `run` is
+/// admitted by lancod.
+pub const NO_SPAWNER: &str = "spawner_idle_secs = 0\n";
+
 fn sh(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
         .args(args)
@@ -346,8 +355,25 @@ impl Install {
             .unwrap_or_else(|| Cgroup::new(l.user_cgroup(&n, u32::MAX).join(task)))
     }
 
-    /// Pids in the namespace's monitor cgroups (every member's).
+    /// Pids of the namespace's monitors (every member's), not counting the
+    /// spawners that share their cgroups.
     pub fn monitors(&self, ns: &str) -> Vec<i32> {
+        let spawners = self.spawners(ns);
+        self.monitor_cgroup_procs(ns)
+            .into_iter()
+            .filter(|p| !spawners.contains(p))
+            .collect()
+    }
+
+    /// Pids of the namespace's warm spawners (one per member at most).
+    pub fn spawners(&self, ns: &str) -> Vec<i32> {
+        self.monitor_cgroup_procs(ns)
+            .into_iter()
+            .filter(|p| comm(*p).as_deref() == Some("lanco-spawner"))
+            .collect()
+    }
+
+    fn monitor_cgroup_procs(&self, ns: &str) -> Vec<i32> {
         let (l, n) = (self.layout(), nsname(ns));
         self.user_cgroups(ns)
             .into_iter()
@@ -357,6 +383,15 @@ impl Install {
                     .unwrap_or_default()
             })
             .collect()
+    }
+
+    /// How many admissions lancod granted so far (its log's lines).
+    pub fn admissions(&self) -> usize {
+        fs::read_to_string(self.dir.join("lancod.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("lancod::request: admitted"))
+            .count()
     }
 
     pub fn log_path(&self, ns: &str, task: &str) -> PathBuf {
@@ -521,6 +556,13 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
         }
     }
     out
+}
+
+/// A process's command name (comm), if it exists.
+pub fn comm(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_owned())
 }
 
 pub fn alive(pid: i32) -> bool {

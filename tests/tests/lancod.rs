@@ -6,8 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use lanco_e2e::{
-    pids_with, raw_request_as, setup, unique_sleep, wait_for, Install, ADMIN, ADMINS, ALICE, BOB,
-    EVE, OPS,
+    pids_with, raw_request_as, setup, setup_with, unique_sleep, wait_for, Install, ADMIN, ADMINS,
+    ALICE, BOB, EVE, NO_SPAWNER, OPS,
 };
 use lanco_proto::wire::{self, ErrorCode, Request, Response};
 use lanco_proto::NamespaceName;
@@ -172,7 +172,8 @@ fn hostile_input_is_answered_and_lancod_keeps_serving() {
 
 #[test]
 fn lancod_killed_mid_request() {
-    let Some(mut inst) = setup("lancod_killed") else {
+    // Every run admitted: this is about lancod dying during an admission.
+    let Some(mut inst) = setup_with("lancod_killed", NO_SPAWNER) else {
         return;
     };
     inst.init("ns", ALICE, OPS);
@@ -294,6 +295,12 @@ fn restore_after_reboot_and_destroy() {
     assert!(wait_for(Duration::from_secs(5), || inst
         .monitors("ns")
         .is_empty()));
+    // What is left (the member's warm spawner) does not survive a reboot.
+    inst.ns_cgroup("ns").kill().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !inst
+        .ns_cgroup("ns")
+        .populated()
+        .unwrap()));
     inst.ns_cgroup("ns").remove_tree().unwrap();
     inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
         .fails(4, "no such namespace ns, or you are not a member of it");

@@ -368,14 +368,24 @@ fn walk_names(w: &mut Walk, dir: &Path, who: &Who) {
 
 /// `user-UID/`: UID's alone. Every file in it is UID's (a task's files are
 /// written by its owner's monitor or its owner's client), in the
-/// namespace's group (setgid), 0640; control sockets 0660. Root owns
-/// nothing here.
+/// namespace's group (setgid), 0640; control sockets 0660; the spawner's
+/// lock and socket 0600. Root owns nothing here.
 fn walk_user_state(w: &mut Walk, dir: &Path, uid: u32, who: &Who) {
     w.check(dir, want(uid, Some(who.ops), Mode::Is(0o2750), Kind::Dir));
     for e in w.entries(dir) {
         let p = dir.join(&e);
         if e == "accounting.jsonl" {
             w.check(&p, want(uid, Some(who.ops), Mode::Is(0o640), Kind::File));
+            continue;
+        }
+        // The member's warm spawner: its lock and socket, its own only.
+        if e == "spawner.lock" || e == "spawner.sock" {
+            let kind = if e == "spawner.lock" {
+                Kind::File
+            } else {
+                Kind::Socket
+            };
+            w.check(&p, want(uid, Some(who.ops), Mode::Is(0o600), kind));
             continue;
         }
         let file = [".state.json", ".exit.json"]
@@ -572,7 +582,13 @@ fn a_busy_namespace_matches_the_ownership_table() {
         inst.status_as(b, NS, "b-orphan")["last"]["exit"]["kind"],
         "lost"
     );
-    assert!(!inst.ns_cgroup(NS).populated().unwrap());
+    // Nothing runs but the members' warm spawners.
+    let left = inst.ns_cgroup(NS).procs_recursive().unwrap();
+    let spawners = inst.spawners(NS);
+    assert!(
+        left.iter().all(|p| spawners.contains(p)),
+        "{left:?} {spawners:?}"
+    );
     let m = fs::symlink_metadata(&custom).unwrap();
     assert_eq!(
         (m.uid(), m.mode() & 0o7777),

@@ -13,7 +13,9 @@ mod ending;
 mod event_loop;
 mod logs;
 mod notes;
+mod peer;
 mod spawn;
+mod spawner;
 mod start;
 
 use std::cell::RefCell;
@@ -48,6 +50,9 @@ const RESWEEP: Duration = Duration::from_secs(1);
 /// process; the detached monitor ends with `exit`.
 #[allow(unsafe_code)] // closing inherited fds and the detach fork: see the SAFETY comments
 pub fn main() -> u8 {
+    if let Some(dir) = std::env::var_os(spawner::ENV_DIR) {
+        return spawner::main(&dir);
+    }
     // Start clean whatever the caller did: its ignored signals, its mask and
     // its fds without close-on-exec all survive execve. Kept: stdin (the
     // spec), stdout (the report pipe), stderr (errors until detach).
@@ -93,6 +98,10 @@ pub fn main() -> u8 {
             std::process::exit(1);
         }
     };
+    // The task runs and its caller has its answer: warm the next start.
+    if monitor.admitted {
+        spawner::ensure(&monitor);
+    }
     monitor.run(report)
 }
 
@@ -139,6 +148,9 @@ struct Stopping {
 }
 
 struct Monitor {
+    /// Moved into the monitors cgroup by lancod (a cold start), not forked
+    /// there by a spawner.
+    admitted: bool,
     spec: Spec,
     claim: Claim,
     cgroup_dir: OwnedFd,

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
+use std::path::Path;
 
 use lanco_proto::files::Dir;
 use lanco_proto::layout::{self, Layout};
@@ -42,9 +43,13 @@ impl Monitor {
             .map_err(|e| Error::system("PR_SET_CHILD_SUBREAPER", e))?;
 
         let mut claim = claim::claim(&layout, &ns, &task)?;
-        crate::helper::admit(&spec.config.socket, &ns)?;
-        let cgroup_dir = claim.make_cgroup(&task)?;
         let me = nix::unistd::geteuid().as_raw();
+        // A monitor a spawner forked is born where admission would put it.
+        let admitted = !in_monitor_cgroup(&layout, &ns, me);
+        if admitted {
+            crate::helper::admit(&spec.config.socket, &ns)?;
+        }
+        let cgroup_dir = claim.make_cgroup(&task)?;
         let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
         // A previous run whose monitor died left a state file: close its record.
         record::finalize_lost(&dir, &task, &claim.cgroup)?;
@@ -54,7 +59,7 @@ impl Monitor {
             .unwrap_or_else(|| layout.task_log(&ns, &task));
         let mut log = Log::create(&log_path, spec.config.log_keep)?;
         let sock = layout::socket_name(&task);
-        let listener = control::bind(&dir, &sock)
+        let listener = control::bind(&dir, &sock, 0o660)
             .map_err(|e| Error::system("cannot create the task's control socket", e))?;
         let started = listener
             .set_nonblocking(true)
@@ -93,6 +98,7 @@ impl Monitor {
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
         };
         let m = Monitor {
+            admitted,
             claim,
             cgroup_dir,
             dir,
@@ -131,6 +137,25 @@ impl Monitor {
         );
         Ok(m)
     }
+}
+
+/// This process is in `uid`'s monitors cgroup of `ns` (by
+/// /proc/self/cgroup, read in the caller's cgroup namespace, which a
+/// spawner checked is its own). Wrong only towards "no": then admission
+/// moves it there.
+fn in_monitor_cgroup(layout: &Layout, ns: &lanco_proto::NamespaceName, uid: u32) -> bool {
+    let want = layout.monitor_cgroup(ns, uid);
+    let Some(rel) = lanco_proto::cgroupfs::cgroup2_mount()
+        .ok()
+        .and_then(|m| want.strip_prefix(m).ok().map(Path::to_owned))
+    else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|t| {
+        t.lines()
+            .filter_map(|l| l.strip_prefix("0::/"))
+            .any(|p| Path::new(p) == rel)
+    })
 }
 
 /// 16 hex digits no other run of the name will have: the time, the pid and

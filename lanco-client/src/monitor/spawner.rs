@@ -1,0 +1,284 @@
+//! The warm spawner: the start path without a cgroup migration.
+//!
+//! Moving a process into a cgroup (what lancod's admission does for every
+//! cold start) waits for an RCU grace period on a stock cgroup2 mount, 6 to
+//! 19 ms when starts are spaced; a fork stays in its parent's cgroup and
+//! waits for nothing. So the first monitor a member starts in a namespace,
+//! once admitted into the member's monitors cgroup, also starts a spawner
+//! there: `lanco-monitor --spawner`, exec'd afresh (nothing of the monitor's
+//! memory, fds or signal state), holding `spawner.lock` in the member's
+//! state directory (one per member and namespace) and listening on
+//! `spawner.sock` (0600) beside it. A `run` connects; the spawner checks the
+//! caller is itself in all that a fork passes on (peer.rs), answers one
+//! byte, and forks a monitor as its own sibling (CLONE_PARENT: the spawner
+//! is nobody's parent) that reads the spec and the caller's limits from
+//! the connection and reports on it. The spawner never reads what a caller
+//! sends, holds no task and no privilege, and exits after
+//! `spawner_idle_secs` without a start, or at once when the monitor binary
+//! was replaced (an upgrade). It is a cache: killing it loses nothing, and
+//! the next `run` takes the cold path and starts a new one.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::linux::fs::MetadataExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lanco_proto::files::Dir;
+use lanco_proto::layout;
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+
+use super::peer::Context;
+use super::Monitor;
+use crate::control;
+use crate::error::{Error, Result};
+use crate::handoff::{recv, send, Failure, Report, Spec};
+use crate::sys;
+
+/// The byte a spawner answers a caller it serves, before it forks, then the
+/// device and inode of its binary (the client's `ACCEPTED`, start.rs).
+const ACCEPTED: u8 = b'+';
+/// The fd the spawner's lock is handed on, across execve.
+const LOCK_FD: i32 = 3;
+/// How long a forked monitor waits for the spec.
+const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Called by a monitor that was admitted (a cold start), once its task runs:
+/// starts the member's spawner unless one lives, or the monitor was adopted
+/// by a subreaper (its parent is not its pid namespace's init: the spawner,
+/// and each monitor it forks, would be that subreaper's children, whoever
+/// starts them later). Failures only cost the next `run` the cold path.
+pub(super) fn ensure(m: &Monitor) {
+    let idle = m.spec.config.spawner_idle_secs;
+    if idle == 0 || nix::unistd::getppid().as_raw() != 1 {
+        return;
+    }
+    let _ = try_start(
+        &m.dir,
+        &crate::start::configured_monitor(&m.spec.config),
+        idle,
+    );
+}
+
+#[allow(unsafe_code)] // the fork and the fd move: see the SAFETY comments
+fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let file = match dir.open_read(layout::SPAWNER_LOCK, me)? {
+        Some(f) => f,
+        None => match dir.create_new(layout::SPAWNER_LOCK, 0o600) {
+            Ok(f) => f,
+            // Another monitor made it just now: it starts the spawner.
+            Err(e) if e.io_kind() == Some(ErrorKind::AlreadyExists) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    // A spawner holds it: nothing to do.
+    if !sys::try_lock(file.as_fd()).map_err(|e| Error::system("flock spawner.lock", e))? {
+        return Ok(());
+    }
+    let lock = file;
+    // The same argv as a cold monitor's, which every monitor it forks
+    // shows in ps: they are monitors like any other. Its parameters go in
+    // its environment (no task ever gets it: tasks get the spec's).
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| Error::failed("a NUL byte in the spawner's arguments"))
+    };
+    let path = cstr(monitor.as_os_str().as_bytes())?;
+    let mut dir_var = format!("{ENV_DIR}=").into_bytes();
+    dir_var.extend_from_slice(dir.path().as_os_str().as_bytes());
+    let env = [
+        cstr(&dir_var)?,
+        cstr(format!("{ENV_IDLE}={idle}").as_bytes())?,
+    ];
+    // SAFETY: the monitor is single-threaded; the child only moves an fd,
+    // resets its signals and execs (or exits).
+    match unsafe { sys::fork_sibling() } {
+        Ok(sys::Forked::Parent) => Ok(()),
+        Ok(sys::Forked::Child) => {
+            // The lock on LOCK_FD without close-on-exec; every other fd of
+            // the monitor's has it. The lock's open file is shared: it stays
+            // held by the spawner after the monitor closes its own fd.
+            // SAFETY: LOCK_FD is owned by nothing in this child (any file
+            // there is the monitor's, which this process never uses again).
+            // dup2 onto itself would keep close-on-exec: clear it anyway.
+            let ok = unsafe { nix::unistd::dup2_raw(lock.as_fd(), LOCK_FD) }
+                .and_then(|fd| {
+                    nix::fcntl::fcntl(
+                        &fd,
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                    )
+                    .map(|_| std::mem::forget(fd))
+                })
+                .is_ok()
+                && sys::reset_signals().is_ok();
+            if ok {
+                let _ = nix::unistd::execve(&path, &[&path], &env);
+            }
+            std::process::exit(127)
+        }
+        Err(e) => Err(Error::system("cannot start the spawner", e)),
+    }
+}
+
+/// Set in a spawner's environment: the member's state directory, and the
+/// seconds it lingers without a start.
+pub(super) const ENV_DIR: &str = "LANCO_SPAWNER_DIR";
+const ENV_IDLE: &str = "LANCO_SPAWNER_IDLE";
+
+/// The spawner's entry (lanco-monitor with `LANCO_SPAWNER_DIR` set), with
+/// the lock on fd 3 and /dev/null on 0-2 (as the monitor that exec'd it
+/// left them). Named `lanco-spawner` (comm) in ps and top.
+#[allow(unsafe_code)] // taking fd 3: see the SAFETY comment
+pub(super) fn main(dir: &OsString) -> u8 {
+    let monitor = std::env::args_os().next().unwrap_or_default();
+    let idle = std::env::var_os(ENV_IDLE).unwrap_or_default();
+    let idle = Duration::from_secs(idle.to_str().and_then(|s| s.parse().ok()).unwrap_or(0));
+    // SAFETY: first act of the process: nothing owns an fd yet; fd 3 is the
+    // lock the monitor handed on (checked below to be a regular file).
+    let lock = unsafe {
+        if sys::reset_signals().is_err() || sys::close_fds_from(LOCK_FD + 1).is_err() {
+            return 2;
+        }
+        File::from_raw_fd(LOCK_FD)
+    };
+    if !lock.metadata().is_ok_and(|m| m.is_file()) {
+        eprintln!("lanco-monitor: {ENV_DIR} is set by a monitor starting a spawner, never by hand");
+        return 2;
+    }
+    match Spawner::new(Path::new(&monitor), Path::new(dir), idle, lock) {
+        Ok(s) => s.serve(),
+        Err(_) => 1,
+    }
+}
+
+struct Spawner {
+    own: Context,
+    /// The monitor binary's path, and the device and inode this process
+    /// runs: a start after they differ (an upgrade) ends the spawner.
+    monitor: PathBuf,
+    exe: (u64, u64),
+    dir: Dir,
+    listener: UnixListener,
+    idle: Duration,
+    _lock: File,
+}
+
+impl Spawner {
+    fn new(monitor: &Path, dir: &Path, idle: Duration, lock: File) -> Result<Self> {
+        nix::unistd::setsid().map_err(|e| Error::system("setsid", e))?;
+        let _ = nix::sys::prctl::set_name(c"lanco-spawner");
+        sys::ignore_signals(&[Signal::SIGPIPE, Signal::SIGHUP])
+            .map_err(|e| Error::system("sigaction", e))?;
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+        let own = Context::own().map_err(|e| Error::system("the spawner's own context", e))?;
+        let exe = std::fs::metadata("/proc/self/exe")
+            .map(|m| (m.st_dev(), m.st_ino()))
+            .map_err(|e| Error::system("/proc/self/exe", e))?;
+        let dir = Dir::open(dir)?;
+        let listener = control::bind(&dir, layout::SPAWNER_SOCKET, 0o600)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| Error::system("cannot bind the spawner's socket", e))?;
+        Ok(Spawner {
+            own,
+            monitor: monitor.to_owned(),
+            exe,
+            dir,
+            listener,
+            idle,
+            _lock: lock,
+        })
+    }
+
+    #[allow(unsafe_code)] // the fork: see the SAFETY comment
+    fn serve(self) -> u8 {
+        let mut last = Instant::now();
+        loop {
+            let left = self.idle.saturating_sub(last.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            let mut fds = [nix::poll::PollFd::new(
+                self.listener.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let t = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+            match nix::poll::poll(&mut fds, t) {
+                Ok(0) | Err(Errno::EINTR) => continue,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+            let conn = match self.listener.accept() {
+                Ok((c, _)) => c,
+                Err(_) => continue,
+            };
+            if self.replaced() {
+                break;
+            }
+            if self.own.refuses(&conn).is_some() {
+                continue;
+            }
+            last = Instant::now();
+            let mut answer = vec![ACCEPTED];
+            answer.extend_from_slice(&self.exe.0.to_le_bytes());
+            answer.extend_from_slice(&self.exe.1.to_le_bytes());
+            if (&conn).write_all(&answer).is_err() {
+                continue;
+            }
+            // SAFETY: the spawner is single-threaded.
+            match unsafe { sys::fork_sibling() } {
+                Ok(sys::Forked::Child) => {
+                    // The listener, the lock and the directory stay the
+                    // spawner's alone.
+                    drop(self);
+                    warm_monitor(conn)
+                }
+                // The caller sees its connection closed and goes cold.
+                Ok(sys::Forked::Parent) | Err(_) => {}
+            }
+        }
+        // Whoever connects from now on finds no socket (or, connecting
+        // through a path opened before, a refused connection) and goes cold.
+        let _ = self.dir.remove_socket(layout::SPAWNER_SOCKET);
+        0
+    }
+
+    /// The monitor binary at the configured path is no longer this one.
+    fn replaced(&self) -> bool {
+        std::fs::metadata(&self.monitor).map_or(true, |m| (m.st_dev(), m.st_ino()) != self.exe)
+    }
+}
+
+/// The monitor a spawner forked for one caller, on its connection: reads
+/// the spec, takes on the caller's limits (or declines: the caller goes
+/// cold), and from there is the monitor a cold start makes.
+fn warm_monitor(conn: UnixStream) -> ! {
+    match start_warm(conn) {
+        Some((monitor, report)) => monitor.run(report),
+        None => std::process::exit(1),
+    }
+}
+
+fn start_warm(conn: UnixStream) -> Option<(Monitor, File)> {
+    nix::unistd::setsid().ok()?;
+    let _ = nix::sys::prctl::set_name(c"lanco-monitor");
+    conn.set_read_timeout(Some(SPEC_TIMEOUT)).ok()?;
+    let spec: Spec = recv(&mut &conn).ok()?;
+    conn.set_read_timeout(None).ok()?;
+    let mut report = File::from(OwnedFd::from(conn));
+    if let Err(why) = spec.inherited.apply() {
+        let _ = send(&mut report, &Report::Declined(why));
+        return None;
+    }
+    match Monitor::start(spec, &mut report) {
+        Ok(m) => Some((m, report)),
+        Err(e) => {
+            let _ = send(&mut report, &Report::Failed(Failure::from(&e)));
+            None
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The warm spawner (the start path without a cgroup migration): a member's
+//! first `run` is admitted by lancod and leaves a spawner in the member's
+//! monitors cgroup; later runs are forked there, never admitted. It serves
+//! only its own user in its own context, is nobody's parent and no task,
+//! exits when idle or upgraded, and killing it at any moment loses nothing.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lanco_e2e::{
+    alive, as_user, comm, setup, setup_with, sh_as, wait_for, Install, ALICE, BOB, OPS,
+};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The namespace's one spawner, once it listens.
+fn spawner_of(inst: &Install, ns: &str) -> i32 {
+    let mut found = Vec::new();
+    assert!(
+        wait_for(WAIT, || {
+            found = inst.spawners(ns);
+            found.len() == 1
+                && fs::read_to_string(format!("/proc/{}/net/unix", found[0]))
+                    .is_ok_and(|t| t.contains("spawner.sock"))
+        }),
+        "no single listening spawner: {found:?}"
+    );
+    found[0]
+}
+
+/// `lanco` in a shell script as `user`, with the installation's config.
+fn lanco_sh(inst: &Install, user: &str, prefix: &str, args: &str) -> lanco_e2e::Out {
+    sh_as(
+        user,
+        &format!(
+            "LANCO_CONFIG={} {prefix} {} {args}",
+            inst.config.display(),
+            inst.bin.join("lanco").display()
+        ),
+    )
+}
+
+fn socket(inst: &Install, ns: &str, user: &str) -> PathBuf {
+    inst.user_state_dir(ns, user).join("spawner.sock")
+}
+
+fn ppid(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn status_line(pid: i32, key: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn later_runs_are_forked_by_the_spawner_not_admitted() {
+    let Some(inst) = setup("spawner_warm") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "first", "sleep", "1000"]).ok();
+    assert_eq!(inst.admissions(), 1);
+    let sp = spawner_of(&inst, "ns");
+    let mode = fs::metadata(socket(&inst, "ns", ALICE))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "only its user may connect");
+
+    for t in ["second", "third"] {
+        inst.lanco(a, &["ns", "run", t, "sleep", "1000"]).ok();
+    }
+    assert_eq!(inst.admissions(), 1, "warm runs are never admitted");
+    assert_eq!(inst.spawners("ns"), vec![sp], "one spawner, the same");
+    // The spawner is nobody's parent: its monitors are its siblings.
+    let third = inst.status("ns", "third");
+    let monitor = third["info"]["monitor_pid"].as_i64().unwrap() as i32;
+    assert!(inst.monitors("ns").contains(&monitor));
+    assert_eq!(ppid(monitor), ppid(sp));
+    assert_eq!(comm(monitor).as_deref(), Some("lanco-monitor"));
+
+    // It is no task: not in ls, and nothing of it in status.
+    let ls = inst.lanco(a, &["ns", "ls"]).ok().stdout();
+    assert!(!ls.contains(&sp.to_string()), "{ls}");
+    assert!(!ls.contains("spawner"), "{ls}");
+    let o = inst.lanco(a, &["ns", "status", "spawner"]);
+    assert_eq!(
+        (o.code(), o.stdout().as_str()),
+        (1, "task spawner is not running\n")
+    );
+
+    // The task gets the spec's environment, never the spawner's, and the
+    // caller's limits, nice value and CPUs.
+    let o = lanco_sh(
+        &inst,
+        ALICE,
+        "prlimit --nofile=100:200 nice -n 5 taskset -c 0",
+        "ns run -f env sh -c \
+         'env; ulimit -n; ulimit -Hn; nice; grep Cpus_allowed_list /proc/self/status'",
+    );
+    assert_eq!(o.code(), 0, "{o}");
+    assert_eq!(inst.admissions(), 1, "still warm");
+    let log = inst.read_log("ns", "env");
+    assert!(!log.contains("LANCO_SPAWNER"), "{log}");
+    assert!(log.contains("\n100\n200\n5\n"), "{log}");
+    assert!(log.contains("Cpus_allowed_list:\t0\n"), "{log}");
+
+    // Stopped, nothing of the spawner is in the accounting journal.
+    for t in ["first", "second", "third"] {
+        inst.lanco(a, &["ns", "stop", t]).ok();
+    }
+    let journal =
+        fs::read_to_string(inst.user_state_dir("ns", ALICE).join("accounting.jsonl")).unwrap();
+    assert_eq!(journal.lines().count(), 4, "{journal}");
+    assert!(alive(sp), "the spawner outlives the tasks");
+}
+
+#[test]
+fn a_caller_the_spawner_cannot_copy_takes_the_cold_path() {
+    let Some(inst) = setup("spawner_cold") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    // The first caller's hard limit is low: the spawner it leaves has it.
+    lanco_sh(
+        &inst,
+        ALICE,
+        "prlimit --nofile=64:64",
+        "ns run low sleep 1000",
+    )
+    .ok();
+    spawner_of(&inst, "ns");
+    assert_eq!(inst.admissions(), 1);
+    // A caller with a higher hard limit: a monitor forked by that spawner
+    // cannot raise it, so it declines and the run is admitted; the task has
+    // the caller's limit.
+    let o = lanco_sh(
+        &inst,
+        ALICE,
+        "prlimit --nofile=100:4096",
+        "ns run -f high sh -c 'ulimit -Hn'",
+    );
+    assert_eq!(o.code(), 0, "{o}");
+    assert_eq!(inst.admissions(), 2);
+    assert_eq!(inst.read_log("ns", "high"), "4096\n");
+    // A caller under no_new_privs (as a hardened service runs) is not
+    // served: its task must keep the flag, which the spawner has not.
+    let o = lanco_sh(
+        &inst,
+        ALICE,
+        "setpriv --no-new-privs",
+        "ns run -f nnp grep NoNewPrivs /proc/self/status",
+    );
+    assert_eq!(o.code(), 0, "{o}");
+    assert_eq!(inst.admissions(), 3);
+    assert_eq!(inst.read_log("ns", "nnp"), "NoNewPrivs:\t1\n");
+    // Cold starts while a spawner lives start no second one (its lock).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inst.spawners("ns").len(), 1);
+}
+
+#[test]
+fn a_spawner_serves_no_other_user() {
+    let Some(inst) = setup("spawner_users") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(Some(ALICE), &["ns", "run", "a", "sleep", "1000"])
+        .ok();
+    let sp = spawner_of(&inst, "ns");
+    let sock = socket(&inst, "ns", ALICE);
+    // Bob, a member, may search Alice's directory but not connect (0600).
+    let probe = r#"use Socket; socket(S, PF_UNIX, SOCK_STREAM, 0) or die;
+        connect(S, pack_sockaddr_un($ARGV[0])) or do { print "refused: $!"; exit 0 };
+        my $n = sysread(S, my $b, 1); print defined $n && $n > 0 ? "answered" : "closed";"#;
+    let run_probe = || {
+        let o = as_user(BOB, "perl")
+            .args(["-e", probe])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert!(
+        run_probe().starts_with("refused: Permission denied"),
+        "{}",
+        run_probe()
+    );
+    // Even with the socket opened to everyone by its owner, Bob's connection
+    // is closed unanswered (SO_PEERCRED), and nothing is forked for him.
+    fs::set_permissions(&sock, fs::Permissions::from_mode(0o666)).unwrap();
+    let before = inst.monitors("ns");
+    assert_eq!(run_probe(), "closed");
+    assert_eq!(inst.monitors("ns"), before);
+    assert!(alive(sp));
+    // Bob's runs are admitted and leave his own spawner; each serves its own.
+    let admitted = inst.admissions();
+    inst.lanco(Some(BOB), &["ns", "run", "b", "sleep", "1000"])
+        .ok();
+    assert_eq!(inst.admissions(), admitted + 1);
+    assert!(wait_for(WAIT, || inst.spawners("ns").len() == 2));
+    let uids: Vec<String> = inst
+        .spawners("ns")
+        .iter()
+        .map(|p| status_line(*p, "Uid:"))
+        .collect();
+    assert_ne!(uids[0], uids[1]);
+    inst.lanco(Some(BOB), &["ns", "run", "b2", "sleep", "1000"])
+        .ok();
+    assert_eq!(inst.admissions(), admitted + 1, "Bob's second run is warm");
+}
+
+#[test]
+fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
+    let Some(inst) = setup("spawner_killed") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "one", "sleep", "1000"]).ok();
+    let sp = spawner_of(&inst, "ns");
+    // Stopped, it cannot answer; the run waits for it, and is then killed.
+    kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
+    let mut run = inst
+        .cmd(a, &["ns", "run", "two", "sleep", "1000"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill(Pid::from_raw(sp), Signal::SIGKILL).unwrap();
+    assert!(run.wait().unwrap().success());
+    assert_eq!(inst.admissions(), 2, "the run went cold");
+    assert_eq!(inst.lanco(a, &["ns", "check", "two"]).code(), 0);
+    // Nothing leaked: two monitors, one new spawner, no other process in
+    // the member's subtree, and every name claimed is a running task's.
+    let sp2 = spawner_of(&inst, "ns");
+    assert_ne!(sp2, sp);
+    assert_eq!(inst.monitors("ns").len(), 2);
+    let (_, user) = inst.user_cgroups("ns").remove(0);
+    assert_eq!(
+        user.procs_recursive().unwrap().len(),
+        2 + 1 + 2,
+        "2 monitors, 1 spawner, 2 sleeps"
+    );
+    // A spawner that stays stopped costs a run one second, then the cold path.
+    kill(Pid::from_raw(sp2), Signal::SIGSTOP).unwrap();
+    let t0 = Instant::now();
+    inst.lanco(a, &["ns", "run", "three", "sleep", "1000"]).ok();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(inst.admissions(), 3);
+    kill(Pid::from_raw(sp2), Signal::SIGKILL).unwrap();
+    for t in ["one", "two", "three"] {
+        inst.lanco(a, &["ns", "stop", t]).ok();
+    }
+    let names = fs::read_dir(inst.state_dir.join("ns/ns/names"))
+        .unwrap()
+        .count();
+    assert_eq!(names, 3, "one lock per name, none stale");
+}
+
+#[test]
+fn an_idle_spawner_exits_and_the_next_run_starts_another() {
+    let Some(inst) = setup_with("spawner_idle", "spawner_idle_secs = 1\n") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    let sp = spawner_of(&inst, "ns");
+    assert!(wait_for(WAIT, || !alive(sp)), "idle spawner still there");
+    assert!(
+        !socket(&inst, "ns", ALICE).exists(),
+        "its socket is removed"
+    );
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    assert_eq!(inst.admissions(), 2);
+    assert_ne!(spawner_of(&inst, "ns"), sp);
+}
+
+#[test]
+fn a_thousand_runs_leave_the_spawner_as_they_found_it() {
+    let Some(inst) = setup("spawner_flat") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    // One shell runs them all: 1000 execs of lanco, not 1000 setprivs.
+    let script = |n: u32| {
+        format!(
+            "export LANCO_CONFIG={}; i=0; while [ $i -lt {n} ]; do {} ns run -f t true || exit 1; i=$((i+1)); done",
+            inst.config.display(),
+            inst.bin.join("lanco").display()
+        )
+    };
+    // Warm-up: its heap settles within a few hundred starts (debug build:
+    // RssAnon 204, 292, 328, 328 kB at 0, 300, 600, 900 starts).
+    sh_as(ALICE, &script(500)).ok();
+    let sp = spawner_of(&inst, "ns");
+    let rss = || {
+        status_line(sp, "RssAnon:")
+            .trim_end_matches(" kB")
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let fds = || fs::read_dir(format!("/proc/{sp}/fd")).unwrap().count();
+    let (rss0, fds0) = (rss(), fds());
+    sh_as(ALICE, &script(1000)).ok();
+    assert_eq!(inst.spawners("ns"), vec![sp]);
+    assert_eq!(inst.admissions(), 1, "all 1500 runs were warm");
+    assert_eq!(fds(), fds0, "fds");
+    // Its heap and stack (file pages faulted in by new code paths aside).
+    assert!(rss() <= rss0 + 16, "RssAnon {rss0} kB -> {} kB", rss());
+}
+
+#[test]
+fn destroy_and_stop_all_end_the_spawner() {
+    let Some(inst) = setup("spawner_destroy") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    let sp = spawner_of(&inst, "ns");
+    // No task runs: a spawner alone does not make the namespace busy.
+    kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
+    inst.lanco(None, &["ns", "destroy"]).ok();
+    assert!(
+        wait_for(WAIT, || !alive(sp)),
+        "the spawner outlived destroy"
+    );
+    // The same name again, maybe another tenant's: nothing of the old one.
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(a, &["ns", "run", "t", "sleep", "1000"]).ok();
+    assert_eq!(inst.admissions(), 2);
+    let sp = spawner_of(&inst, "ns");
+    let o = inst
+        .lancod_cmd()
+        .args(["stop-all", "--timeout", "10"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        wait_for(WAIT, || !alive(sp)),
+        "the spawner outlived stop-all"
+    );
+    assert!(inst.spawners("ns").is_empty());
+}
+
+#[test]
+fn an_upgraded_monitor_replaces_the_spawner() {
+    let Some(inst) = setup("spawner_upgrade") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    let old = spawner_of(&inst, "ns");
+    // What a package upgrade does: a new file renamed over the old path.
+    let m = inst.bin.join("lanco-monitor");
+    let new = inst.bin.join("lanco-monitor.new");
+    fs::copy(&m, &new).unwrap();
+    fs::rename(&new, &m).unwrap();
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    assert_eq!(inst.admissions(), 2, "the old spawner sent the run cold");
+    assert!(wait_for(WAIT, || !alive(old)));
+    let fresh = spawner_of(&inst, "ns");
+    assert_ne!(fresh, old);
+    inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
+    assert_eq!(inst.admissions(), 2, "and the new one serves");
+}
