@@ -88,32 +88,13 @@ class Env:
         return [p for p in pids if p not in sp]
 
     def spawner_pids(self):
-        """The member's warm spawner(s): `lanco-monitor --spawner` in its
-        monitors cgroup. Works as root and as the user. [] when none lives
+        """The member's warm spawner(s): the process named `lanco-spawner`
+        (comm) in its monitors cgroup. Works as root and as the user. [] when none lives
         (or this build has no warm path)."""
         return self._spawners_among(self.monitors_cgroup_pids())
 
     def _spawners_among(self, pids):
-        cands = [p for p in pids
-                 if (procfs.cmdline(p) or [])[1:2] == [layout.SPAWNER_ARG]]
-        if not cands:
-            return []
-        # A monitor forked from the spawner without an exec keeps its
-        # command line: a pid some running task names as its monitor is
-        # that task's monitor, not the spawner.
-        mons = self.task_monitor_pids()
-        return [p for p in cands if p not in mons]
-
-    def task_monitor_pids(self):
-        """Monitor pids named by the member's state files."""
-        out = set()
-        for f in layout.state_files(self.layout, self.ns, self.uid):
-            try:
-                with open(f) as fh:
-                    out.add(int(json.load(fh)["monitor_pid"]))
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
-        return out
+        return [p for p in pids if procfs.comm(p) == layout.SPAWNER_COMM]
 
     def kill_spawners(self, timeout=5.0):
         """SIGKILLs the member's spawner(s) (as root or as the user) and

@@ -20,7 +20,7 @@ import os
 
 MONITOR_LEAF = "monitors"
 SPAWNER_SOCKET = "spawner.sock"
-SPAWNER_ARG = "--spawner"  # argv[1] of a spawner: `lanco-monitor --spawner`
+SPAWNER_COMM = "lanco-spawner"  # a spawner's comm; its argv is any monitor's
 STATE_SUFFIX = ".state.json"
 NAMES = "names"
 NS_PREFIX = "ns-"
@@ -71,7 +71,7 @@ class Layout:
 
     def spawner_socket(self, ns, uid):
         """Where the member's warm spawner listens (issue 9); it lives in
-        the member's monitors cgroup, as `lanco-monitor --spawner`."""
+        the member's monitors cgroup, named `lanco-spawner` (comm)."""
         return os.path.join(self.user_state_dir(ns, uid), SPAWNER_SOCKET)
 
     def task_log(self, ns, task):
