@@ -9,7 +9,6 @@ rmdir'd at the end, even when a phase failed.
 """
 
 import grp
-import json
 import os
 import pwd
 import shutil
