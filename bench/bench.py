@@ -30,12 +30,15 @@ import shutil
 import types
 
 from lib import env as environment
-from lib.cgroup import write
+from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
-from phases import (activation, base, fill, forkbomb, ls, memory, migration, scale, systemd_run,
-                    throughput)
+from phases import (activation, base, fill, forkbomb, library, ls, memory, migration, scale,
+                    spawner, systemd_run, throughput)
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Plan:
@@ -54,7 +57,10 @@ PHASES = [
     systemd_run.measure,
     migration.measure,
     scale.at_base,  # run/check/stop with the peers
-    activation.measure,
+    activation.measure,  # kills the spawner before each run and after
+    spawner.measure,  # run warm (spaced, back to back) and cold (issue 9)
+    library.measure,  # Namespace::run from a long-lived process
+    systemd_run.in_container,  # boots tests/nspawn's rootfs, powers it off
     forkbomb.paced,
     forkbomb.paced_floor,
     forkbomb.saturating,
@@ -73,6 +79,8 @@ PHASES = [
 # The table's rows, in order.
 REPORT = [
     scale.report_run,
+    spawner.report,
+    library.report,
     systemd_run.report,
     migration.report,
     activation.report,
@@ -96,12 +104,25 @@ def main():
         raise SystemExit("run as root (bench/run.sh)")
     plan = Plan(args.iterations, args.scale)
     R = Report(machine())
+    mnt, mnt_opts, super_opts = cgroup2_mount_info()
+    R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
+                                favordynmods=favordynmods(mnt_opts, super_opts))
+    log("cgroup2 mount %s (%s; %s): favordynmods %s" % (
+        mnt, mnt_opts, super_opts, "ON: NOT the stock mount" if R.machine["cgroup2"][
+            "favordynmods"] else "off (stock)"))
     # Monitors no longer hold inotify instances (they poll cgroup.events), so
     # fs.inotify.max_user_instances (128 by default) is left as it is: the
     # 5000-task figures also show one user running far more than 128 tasks.
     R.notes.append("fs.inotify.max_user_instances: %s (left as it is)."
                    % sysctl("fs.inotify.max_user_instances"))
     env = environment.Env()
+    env.no_nspawn, env.nspawn_build = args.no_nspawn, args.nspawn_build
+    if args.lib_probe == "none":
+        env.lib_probe_why = "--lib-probe none"
+    elif args.lib_probe:
+        args.lib_probe_path = args.lib_probe
+    else:
+        args.lib_probe_path, env.lib_probe_why = library.build(REPO, args.bin)
     res = types.SimpleNamespace()
     try:
         environment.setup(env, args)
@@ -133,9 +154,20 @@ def parse_args():
     ap.add_argument("--iterations", type=int, default=100, help="iterations of the latency loops")
     ap.add_argument("--out", default=None, help="markdown report to write")
     ap.add_argument("--quick", action="store_true", help="few iterations, small scale (development)")
+    ap.add_argument("--lib-probe", default=None,
+                    help="a built lanco-bench-lib to use (default: build it with cargo; "
+                    "`none`: no library figure)")
+    ap.add_argument("--no-nspawn", action="store_true",
+                    help="no systemd-run figure from a booted container")
+    ap.add_argument("--nspawn-build", action=argparse.BooleanOptionalAction, default=None,
+                    help="let tests/nspawn/run.sh --prepare install systemd-nspawn and build its "
+                    "rootfs if missing (default: yes, except with --quick)")
     args = ap.parse_args()
     if args.quick:
         args.iterations, args.scale = 15, 300
+    if args.nspawn_build is None:
+        args.nspawn_build = not args.quick
+    args.lib_probe_path = None
     return args
 
 

@@ -13,7 +13,10 @@
 # instead of building with `cargo build --release`.
 #
 # Other options are passed to bench/bench.py (--iterations N, --scale N,
-# --out FILE); see `bench/bench.py --help`.
+# --out FILE, --lib-probe PATH|none, --no-nspawn, --[no-]nspawn-build); see
+# `bench/bench.py --help`. bench.py builds tests/daemon's lanco-bench-lib
+# itself (the library figure), and the systemd-run figure boots the rootfs of
+# tests/nspawn/run.sh (building it with that script's --prepare in full runs).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)

@@ -18,12 +18,25 @@ def read(path):
 
 def cgroup2_mount():
     """(mount point, super options) of the first cgroup2 mount."""
+    mnt, _, sup = cgroup2_mount_info()
+    return mnt, sup
+
+
+def cgroup2_mount_info():
+    """(mount point, per-mount options, super options) of the first cgroup2
+    mount, from /proc/self/mountinfo. cgroup2's own options (nsdelegate,
+    favordynmods, memory_recursiveprot, …) are super options."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
             if right.split()[0] == "cgroup2":
-                return left.split()[4], right.split()[2]
+                return left.split()[4], left.split()[5], right.split()[2]
     raise SystemExit("no cgroup2 mount in /proc/self/mountinfo")
+
+
+def favordynmods(mount_opts, super_opts):
+    """Whether the cgroup2 mount has `favordynmods` on (either option list)."""
+    return "favordynmods" in (mount_opts.split(",") + super_opts.split(","))
 
 
 def join(path, pid):

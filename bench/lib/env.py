@@ -12,11 +12,12 @@ import grp
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 
-from lib import cgroup, daemons, layout
+from lib import cgroup, daemons, layout, procfs
 from lib.log import log
 
 NAMESPACE = "benchns"
@@ -29,6 +30,8 @@ class Env:
     def __init__(self):
         self.dir = None  # the private installation; None until setup() made it
         self.mount = self.mount_opts = None
+        self.mount_point_opts = None  # the per-mount options (mount_opts: the super options)
+        self.favordynmods = None  # whether the cgroup2 mount has favordynmods on
         self.cg_root = self.aux_cg = self.worker_cg = self.daemon_cg = self.pueue_cg = None
         self.layout = None
         self.ns = NAMESPACE
@@ -36,6 +39,10 @@ class Env:
         self.lanco = self.lancod = self.setsid = self.pueue = self.pueued = None
         self.cfg = self.act_cfg = self.sock = self.act_sock = self.pueue_cfg = None
         self.lancod_proc = self.pueued_proc = None
+        self.lib_probe = None  # tests/daemon's lanco-bench-lib, in the installation
+        self.lib_probe_why = None  # why there is none
+        self.no_nspawn = False  # no booted-container phase
+        self.nspawn_build = False  # may tests/nspawn/run.sh --prepare install and build
         self.running = 0  # tasks the phases started and left running
         self.pueue_next_id = 0  # the id pueued gives the next task added
         self.notes = []  # for the report, about the set-up
@@ -68,8 +75,40 @@ class Env:
     def monitor_cgroup(self):
         return self.layout.monitor_cgroup(self.ns, self.uid)
 
-    def monitor_pids(self):
+    def monitors_cgroup_pids(self):
+        """Every process in the member's monitors cgroup: the tasks'
+        monitors and, once issue 9's warm path is built, the spawner."""
         return cgroup.procs_recursive(self.monitor_cgroup())
+
+    def monitor_pids(self):
+        """The tasks' monitors: the monitors cgroup without the spawner."""
+        pids = self.monitors_cgroup_pids()
+        sp = set(self._spawners_among(pids))
+        return [p for p in pids if p not in sp]
+
+    def spawner_pids(self):
+        """The member's warm spawner(s): the process named `lanco-spawner`
+        (comm) in its monitors cgroup. Works as root and as the user. [] when none lives
+        (or this build has no warm path)."""
+        return self._spawners_among(self.monitors_cgroup_pids())
+
+    def _spawners_among(self, pids):
+        return [p for p in pids if procfs.comm(p) == layout.SPAWNER_COMM]
+
+    def kill_spawners(self, timeout=5.0):
+        """SIGKILLs the member's spawner(s) (as root or as the user) and
+        waits until they are gone; the next `run` is then cold. Returns how
+        many there were."""
+        pids = self.spawner_pids()
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and any(not procfs.is_zombie(p) for p in pids):
+            time.sleep(0.001)
+        return len(pids)
 
     def count_tasks(self):
         return len(self.task_cgroups())
@@ -78,7 +117,8 @@ class Env:
 def setup(env, args):
     """Fills in env: cgroups, user, binaries, configs, lancod, the namespace,
     pueued."""
-    env.mount, env.mount_opts = cgroup.cgroup2_mount()
+    env.mount, env.mount_point_opts, env.mount_opts = cgroup.cgroup2_mount_info()
+    env.favordynmods = cgroup.favordynmods(env.mount_point_opts, env.mount_opts)
     env.dir = tempfile.mkdtemp(prefix="lanco-bench-")
     os.chmod(env.dir, 0o755)
     _user(env, args.user)
@@ -130,6 +170,9 @@ def _binaries(env, args):
     os.mkdir(bindir)
     for b in ("lanco", "lancod", "lanco-monitor"):
         shutil.copy2(os.path.join(args.bin, b), bindir)
+    if args.lib_probe_path:
+        shutil.copy2(args.lib_probe_path, bindir)
+        env.lib_probe = os.path.join(bindir, os.path.basename(args.lib_probe_path))
     env.lanco = os.path.join(bindir, "lanco")
     env.lancod = os.path.join(bindir, "lancod")
     env.setsid = shutil.which("setsid")
@@ -174,6 +217,8 @@ def cleanup(env):
                 cgroup.write(os.path.join(cg, "cgroup.kill"), "1")
             except OSError:
                 pass
+        # The spawner (issue 9) is no task's: it would linger until its
+        # idle exit. The cgroup.kill below ends it.
         end = time.monotonic() + 60
         while env.monitor_pids() and time.monotonic() < end:
             time.sleep(0.1)

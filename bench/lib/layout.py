@@ -9,6 +9,7 @@ this copy against the binaries once per run (phases/base.py asks
     <cgroup_root>/ns-NS/user-UID/{monitors, task-NAME}     cgroups
     <state_dir>/ns/NS/names/task-NAME.lock                  who owns a name
     <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
+    <state_dir>/ns/NS/user-UID/spawner.sock                 the member's warm spawner
     <log_dir>/lanco-NS/task-NAME.log                        task output
 
 The harness's private installation never holds lanco 0.1 tasks, so the
@@ -18,6 +19,9 @@ legacy paths (tasks and monitors straight below ns-NS) are left out.
 import os
 
 MONITOR_LEAF = "monitors"
+SPAWNER_SOCKET = "spawner.sock"
+SPAWNER_COMM = "lanco-spawner"  # a spawner's comm; its argv is any monitor's
+STATE_SUFFIX = ".state.json"
 NAMES = "names"
 NS_PREFIX = "ns-"
 USER_PREFIX = "user-"
@@ -63,7 +67,12 @@ class Layout:
 
     def state_file(self, ns, uid, task):
         """The running task's state (pids, start time, command)."""
-        return os.path.join(self.user_state_dir(ns, uid), task_file(task, ".state.json"))
+        return os.path.join(self.user_state_dir(ns, uid), task_file(task, STATE_SUFFIX))
+
+    def spawner_socket(self, ns, uid):
+        """Where the member's warm spawner listens (issue 9); it lives in
+        the member's monitors cgroup, named `lanco-spawner` (comm)."""
+        return os.path.join(self.user_state_dir(ns, uid), SPAWNER_SOCKET)
 
     def task_log(self, ns, task):
         return os.path.join(self.log_dir, "lanco-" + ns, task_file(task, ".log"))
@@ -77,6 +86,17 @@ def user_entry(uid):
 def task_file(task, suffix=""):
     """`task-NAME{suffix}`: a task's cgroup (no suffix) and its files."""
     return TASK_PREFIX + task + suffix
+
+
+def state_files(layout, ns, uid):
+    """Paths of the member's running tasks' state files."""
+    d = layout.user_state_dir(ns, uid)
+    try:
+        entries = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(d, e) for e in entries
+            if e.startswith(TASK_PREFIX) and e.endswith(STATE_SUFFIX)]
 
 
 def task_of_cgroup_entry(entry):

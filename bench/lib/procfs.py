@@ -31,6 +31,16 @@ def comm(pid):
         return None
 
 
+def cmdline(pid):
+    """The process's arguments, or None once it is gone (or unreadable)."""
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+
 def is_zombie(pid):
     """A zombie, dead, or gone altogether."""
     try:

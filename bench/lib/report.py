@@ -61,6 +61,17 @@ def render(R, user, iterations):
                "%s at end (the machine is shared: other builds may have run alongside).\n"
                % (m["nproc"], m["kernel"], m["cpu"], m["mem_mib"], " ".join(m["loadavg"]),
                   " ".join(m.get("loadavg_end", []))))
+    cg = m.get("cgroup2")
+    if cg and cg["favordynmods"]:
+        out.append("**WARNING: the cgroup2 mount (`%s`, options `%s`, `%s`) has `favordynmods` "
+                   "ON: these are NOT stock-mount figures.** The headline figures (issue 9) are "
+                   "on a stock mount; the suite does not remount.\n"
+                   % (cg["mount"], cg["mount_opts"], cg["super_opts"]))
+    elif cg:
+        out.append("cgroup2 mount: `%s`, options `%s`, `%s`: `favordynmods` is off (the stock "
+                   "mount, as the headline figures must be; a host where it was ever on since "
+                   "boot still migrates fast: see the `kernel: … moves a process` rows).\n"
+                   % (cg["mount"], cg["mount_opts"], cg["super_opts"]))
     out.append("How: every command is timed from posix_spawn to waitpid by the harness, as an "
                "unprivileged user (`%s`), stdout to /dev/null; baselines are measured in the "
                "same run: exec of /bin/true interleaved with lanco's iterations; `setsid -f` and pueue each in their own loop right after lanco's (both leave work running after they return: setsid's child still has to exec, pueued starts the task in the background; interleaved, that work would land in lanco's next measurement). Ratio = lanco median / comparison "
