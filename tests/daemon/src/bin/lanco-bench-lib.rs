@@ -52,7 +52,12 @@ fn bench() -> Res {
     if let Some(e) = stop_err {
         return Err(e.into());
     }
-    let list = |xs: &[u128]| xs.iter().map(u128::to_string).collect::<Vec<_>>().join(", ");
+    let list = |xs: &[u128]| {
+        xs.iter()
+            .map(u128::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let w = warm.min(took.len());
     println!(
         "{{\"warm_up_ns\": [{}], \"run_ns\": [{}]}}",
