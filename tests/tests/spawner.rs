@@ -37,7 +37,7 @@ fn lanco_sh(inst: &Install, user: &str, prefix: &str, args: &str) -> lanco_e2e::
     sh_as(
         user,
         &format!(
-            "LANCO_CONFIG={} {prefix} {} {args}",
+            "export LANCO_CONFIG={} L={}; {prefix} $L {args}",
             inst.config.display(),
             inst.bin.join("lanco").display()
         ),
@@ -383,4 +383,32 @@ fn an_upgraded_monitor_replaces_the_spawner() {
     assert_ne!(fresh, old);
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
     assert_eq!(inst.admissions(), 2, "and the new one serves");
+}
+
+/// A warm start takes a name within a millisecond of the call: right after
+/// `wait` said the last run was over (its state file gone, its cgroup
+/// empty), its monitor may still hold the name's lock for a moment while it
+/// removes the cgroup. A start waits for that (at most half a second)
+/// instead of saying "already running". Here the member holds the lock
+/// herself, with no task running, for 200 ms, then for 3 s.
+#[test]
+fn a_start_waits_for_a_name_being_given_back() {
+    let Some(inst) = setup("spawner_rerun") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(Some(ALICE), &["ns", "run", "-f", "t", "true"])
+        .ok();
+    let lock = inst.state_dir.join("ns/ns/names/task-t.lock");
+    let held = |secs: &str| {
+        lanco_sh(
+            &inst,
+            ALICE,
+            &format!("flock {} sleep {secs} & sleep 0.05;", lock.display()),
+            "ns run -f t true",
+        )
+    };
+    held("0.2").ok();
+    held("3").fails(3, "task t is already running");
+    assert_eq!(inst.admissions(), 1);
 }

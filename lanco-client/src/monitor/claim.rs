@@ -17,6 +17,10 @@ use nix::fcntl::{Flock, FlockArg, OFlag};
 
 use crate::error::{Error, Result};
 
+/// How long a start waits for the monitor of a run that just ended to give
+/// the name back.
+const FINISHING: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(super) struct Claim {
     lock: Option<Flock<File>>,
     names: Dir,
@@ -65,10 +69,24 @@ pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Res
     }
     let (file, made_lock) = opened.ok_or_else(|| Error::AlreadyRunning(task.clone()))?;
     let ino = file.metadata().map_err(|e| Error::system("stat lock", e))?;
-    let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(task.clone())),
-        Err((_, e)) => return Err(Error::system("flock", e)),
+    // Held: by a run, or by the monitor of one that just ended, which gives
+    // the name back once its on-exit command is over and its cgroup empty
+    // and removed (the state file, which `wait` looks at, is gone before).
+    // A start right after such a `wait` waits for that, briefly.
+    let task_cgroup = Cgroup::new(layout.task_cgroup(ns, me, task));
+    let finishing = || !matches!(task_cgroup.populated(), Ok(true));
+    let t0 = std::time::Instant::now();
+    let mut file = file;
+    let lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(l) => break l,
+            Err((f, Errno::EWOULDBLOCK)) if t0.elapsed() < FINISHING && finishing() => {
+                file = f;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => return Err(Error::AlreadyRunning(task.clone())),
+            Err((_, e)) => return Err(Error::system("flock", e)),
+        }
     };
     // A failed first run removes the lock file it made: if we opened that
     // one just before, the name is no longer held by it.
@@ -81,7 +99,7 @@ pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Res
         names,
         lock_name,
         made_lock,
-        cgroup: Cgroup::new(layout.task_cgroup(ns, me, task)),
+        cgroup: task_cgroup,
         made: false,
         kept: false,
     };
