@@ -1,6 +1,8 @@
-//! Starting a task: the hand-off of a `TaskSpec` to a new
-//! `lanco-monitor`, which detaches, claims the name, gets admitted and
-//! starts the command. The caller is never forked.
+//! Starting a task: the hand-off of a `TaskSpec` to a new monitor, which
+//! claims the name and starts the command. Warm: the member's spawner forks
+//! the monitor inside the member's monitors cgroup. Cold: a new
+//! `lanco-monitor` detaches and is admitted there by lancod. The caller is
+//! never forked.
 
 use std::fs::File;
 use std::io::Read;
@@ -129,10 +131,14 @@ impl Namespace {
     /// ([`Error::StartFailed`], [`Error::AlreadyRunning`],
     /// [`Error::NameTaken`], …).
     ///
-    /// The caller is never forked: a new `lanco-monitor` (the config's
-    /// `monitor`) claims the name, is admitted into the namespace by lancod,
-    /// and starts the command. The task then lives on its own, whatever
-    /// becomes of the caller. Root runs no task in a namespace
+    /// The caller is never forked: a new monitor claims the name and starts
+    /// the command. It is forked by the member's warm spawner when one
+    /// serves this caller (no cgroup migration: the fast path), else it is
+    /// a new `lanco-monitor` (the config's `monitor`), admitted into the
+    /// namespace by lancod, which then leaves a spawner for the next start.
+    /// Either way the task gets the caller's environment as the spec says,
+    /// working directory, resource limits, nice value and CPU affinity. The
+    /// task then lives on its own, whatever becomes of the caller. Root runs no task in a namespace
     /// ([`Error::PermissionDenied`]): run as a member.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
