@@ -14,7 +14,6 @@ use lanco_proto::{Config, NamespaceName, TaskName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, StartStep};
-use crate::inherit::Inherited;
 use crate::record::Exit;
 
 /// Largest spec `lanco run` may hand over (argv + environment).
@@ -35,9 +34,6 @@ pub struct Spec {
     pub log: Option<PathBuf>,
     pub on_exit: Option<String>,
     pub stop_timeout_ms: u64,
-    /// The caller's limits, nice value and CPUs, for a monitor forked by a
-    /// warm spawner (a cold one has them already).
-    pub inherited: Inherited,
 }
 
 /// What the monitor tells `lanco run` on its stdout pipe.

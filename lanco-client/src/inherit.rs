@@ -1,21 +1,17 @@
 //! What a task inherits from the process that started it besides its
 //! environment and working directory (which the spec carries): resource
 //! limits, nice value and CPU affinity. A cold start gets them for free (the
-//! monitor is exec'd by the caller); a monitor forked by a warm spawner has
-//! the spawner's, so the spec carries the caller's and that monitor sets
-//! them on itself before it starts anything. What it cannot set (a hard
-//! limit above the spawner's, a nice value below it) declines the warm start
-//! and the caller takes the cold path: a task never runs with other limits
-//! than its caller's.
-//!
-//! Not carried (the task gets the spawner's, which are those of the member's
-//! first caller): the scheduling policy, the OOM score adjustment and the
-//! I/O priority. What would widen anything (identity, capabilities,
-//! namespaces, seccomp, no_new_privs, root directory) is never carried: the
-//! spawner serves only callers whose own are the same as its (peer.rs).
+//! monitor is exec'd by the caller). A monitor forked by a warm spawner has
+//! the spawner's, so the spawner reads the caller's from the kernel (prlimit,
+//! getpriority, sched_getaffinity on the caller, pinned by its pidfd; never
+//! from anything the caller sends) and the monitor sets them on itself
+//! before it starts anything. What it cannot set (a hard limit above the
+//! spawner's, a nice value below it) declines the warm start and the caller
+//! takes the cold path: a task never runs with other limits than its
+//! caller's. Everything else a fork passes on must be the same in caller
+//! and spawner, or the caller is not served (peer.rs).
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
-use serde::{Deserialize, Serialize};
 
 use crate::sys;
 
@@ -41,7 +37,7 @@ const RESOURCES: [(Resource, &str); 16] = [
 ];
 
 /// The caller's limits, nice value and CPUs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inherited {
     /// (soft, hard) per entry of `RESOURCES`.
     rlimits: Vec<(u64, u64)>,
@@ -51,39 +47,38 @@ pub struct Inherited {
 }
 
 impl Inherited {
-    /// This process's.
-    pub fn capture() -> Self {
+    /// Process `pid`'s (0: this one's).
+    pub fn of(pid: i32) -> Result<Self, String> {
         let rlimits = RESOURCES
             .iter()
-            .map(|(r, _)| getrlimit(*r).unwrap_or((u64::MAX, u64::MAX)))
-            .collect();
-        let cpus = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
-            .map(|set| {
-                (0..nix::sched::CpuSet::count())
-                    .filter(|i| set.is_set(*i).unwrap_or(false))
-                    .map(|i| i as u32)
-                    .collect()
+            .map(|(r, name)| {
+                sys::rlimit_of(pid, *r as libc::__rlimit_resource_t)
+                    .map_err(|e| format!("cannot read RLIMIT_{name}: {e}"))
             })
-            .unwrap_or_default();
-        Inherited {
+            .collect::<Result<_, _>>()?;
+        let set = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(pid))
+            .map_err(|e| format!("cannot read the CPU affinity: {e}"))?;
+        let cpus = (0..nix::sched::CpuSet::count())
+            .filter(|i| set.is_set(*i).unwrap_or(false))
+            .map(|i| i as u32)
+            .collect();
+        let nice = sys::nice_of(pid).map_err(|e| format!("cannot read the nice value: {e}"))?;
+        Ok(Inherited {
             rlimits,
-            nice: sys::nice().unwrap_or(0),
+            nice,
             cpus,
-        }
+        })
     }
 
     /// Makes this process's the same, or says which one it cannot.
     pub fn apply(&self) -> Result<(), String> {
-        if self.rlimits.len() != RESOURCES.len() {
-            return Err("the spec's resource limits are malformed".into());
-        }
         for ((r, name), &(soft, hard)) in RESOURCES.iter().zip(&self.rlimits) {
             if getrlimit(*r).ok() != Some((soft, hard)) {
                 setrlimit(*r, soft, hard)
                     .map_err(|e| format!("cannot set RLIMIT_{name} to {soft}/{hard}: {e}"))?;
             }
         }
-        if sys::nice().ok() != Some(self.nice) {
+        if sys::nice_of(0).ok() != Some(self.nice) {
             sys::set_nice(self.nice)
                 .map_err(|e| format!("cannot set nice value {}: {e}", self.nice))?;
         }
@@ -106,11 +101,11 @@ mod tests {
 
     #[test]
     fn own_context_applies_unchanged() {
-        let mine = Inherited::capture();
+        let mine = Inherited::of(0).unwrap();
         assert_eq!(mine.rlimits.len(), RESOURCES.len());
         assert!(!mine.cpus.is_empty());
         mine.apply().unwrap();
-        assert_eq!(Inherited::capture(), mine);
+        assert_eq!(Inherited::of(0).unwrap(), mine);
     }
 
     #[test]
@@ -118,7 +113,7 @@ mod tests {
         if nix::unistd::geteuid().is_root() {
             return; // root may raise any limit
         }
-        let mut more = Inherited::capture();
+        let mut more = Inherited::of(0).unwrap();
         let i = RESOURCES.iter().position(|(_, n)| *n == "NOFILE").unwrap();
         let (_, hard) = more.rlimits[i];
         if hard == u64::MAX {

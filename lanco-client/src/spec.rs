@@ -211,7 +211,6 @@ impl TaskSpec {
             log: self.log.clone(),
             on_exit: self.on_exit.clone(),
             stop_timeout_ms: self.stop_timeout.as_millis() as u64,
-            inherited: crate::inherit::Inherited::capture(),
         })
     }
 }

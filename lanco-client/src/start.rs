@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use lanco_proto::files::Dir;
 use lanco_proto::{layout, Config};
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::socket::{self, sockopt::PeerCredentials};
 
 use crate::error::{Error, Result};
 use crate::handoff::{self, Report, Spec};
@@ -24,6 +24,7 @@ use crate::namespace::Namespace;
 use crate::record::Exit;
 
 use crate::spec::TaskSpec;
+use crate::sys;
 
 /// Where the package installs the monitor; the config's `monitor` overrides it.
 const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
@@ -188,11 +189,29 @@ impl Namespace {
         if self.config().spawner_idle_secs == 0 {
             return None;
         }
+        // Restrictions no other process can see: only a monitor exec'd by
+        // this caller keeps them.
+        if sys::own_secure_flags() != (0, 0) {
+            return None;
+        }
         let me = nix::unistd::geteuid().as_raw();
         let dir = Dir::open(&self.layout().user_state_dir(self.name(), me)).ok()?;
         let path = dir.open_socket(layout::SPAWNER_SOCKET, me).ok()??;
-        let conn = UnixStream::connect(format!("/proc/self/fd/{}", path.as_raw_fd())).ok()?;
-        let peer = getsockopt(&conn, PeerCredentials).ok()?;
+        // Non-blocking: a spawner whose queue is full (stopped, swamped)
+        // answers EAGAIN at once instead of holding the caller in connect.
+        let sock = socket::socket(
+            socket::AddressFamily::Unix,
+            socket::SockType::Stream,
+            socket::SockFlag::SOCK_CLOEXEC | socket::SockFlag::SOCK_NONBLOCK,
+            None,
+        )
+        .ok()?;
+        let addr =
+            socket::UnixAddr::new(format!("/proc/self/fd/{}", path.as_raw_fd()).as_str()).ok()?;
+        socket::connect(sock.as_raw_fd(), &addr).ok()?;
+        let conn = UnixStream::from(sock);
+        conn.set_nonblocking(false).ok()?;
+        let peer = socket::getsockopt(&conn, PeerCredentials).ok()?;
         if peer.uid() != me {
             return None;
         }

@@ -298,12 +298,12 @@ pub fn ignore_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The calling process's nice value.
-pub fn nice() -> Result<i32, Errno> {
+/// The nice value of process `pid` (0: this one).
+pub fn nice_of(pid: i32) -> Result<i32, Errno> {
     // getpriority may return -1 as a value: errno tells.
     Errno::clear();
-    // SAFETY: plain system call on this process; no memory is passed.
-    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    // SAFETY: plain system call; no memory is passed.
+    let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, pid as libc::id_t) };
     match Errno::last_raw() {
         0 => Ok(n),
         e => Err(Errno::from_raw(e)),
@@ -314,6 +314,57 @@ pub fn nice() -> Result<i32, Errno> {
 pub fn set_nice(n: i32) -> Result<(), Errno> {
     // SAFETY: plain system call on this process; no memory is passed.
     Errno::result(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) }).map(drop)
+}
+
+/// The (soft, hard) limit `resource` of process `pid` (prlimit(2): allowed
+/// on a process with the caller's uids and gids).
+pub fn rlimit_of(pid: i32, resource: libc::__rlimit_resource_t) -> Result<(u64, u64), Errno> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `old` is ours and the size the call writes.
+    Errno::result(unsafe { libc::prlimit64(pid, resource, std::ptr::null(), &mut old) })?;
+    Ok((old.rlim_cur, old.rlim_max))
+}
+
+/// The scheduling policy (with SCHED_RESET_ON_FORK) and static priority of
+/// process `pid` (0: this one).
+pub fn sched_of(pid: i32) -> Result<(i32, i32), Errno> {
+    // SAFETY: plain system calls; `param` is ours.
+    unsafe {
+        let policy = Errno::result(libc::sched_getscheduler(pid))?;
+        let mut param: libc::sched_param = std::mem::zeroed();
+        Errno::result(libc::sched_getparam(pid, &mut param))?;
+        Ok((policy, param.sched_priority))
+    }
+}
+
+/// The I/O priority of process `pid` (0: this one).
+pub fn ioprio_of(pid: i32) -> Result<i64, Errno> {
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    // SAFETY: plain system call; no memory is passed.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_get,
+            IOPRIO_WHO_PROCESS,
+            pid as libc::c_long,
+        )
+    })
+}
+
+/// This process's securebits and memory-deny-write-execute flags, which no
+/// other process can read: non-zero means a launcher restricted it in ways
+/// a warm spawner could not give its task.
+pub fn own_secure_flags() -> (i32, i32) {
+    const PR_GET_MDWE: libc::c_int = 66;
+    // SAFETY: prctl queries with no memory passed.
+    unsafe {
+        let bits = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
+        // EINVAL before Linux 6.3: no MDWE there.
+        let mdwe = libc::prctl(PR_GET_MDWE, 0, 0, 0, 0).max(0);
+        (bits, mdwe)
+    }
 }
 
 /// clone3(CLONE_PARENT): a child that is its parent's sibling, not its

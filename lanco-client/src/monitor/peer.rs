@@ -1,23 +1,35 @@
 //! Whom a spawner serves. A monitor the spawner forks is a copy of the
 //! spawner, not of the caller: it has the spawner's credentials,
-//! capabilities, namespaces, root directory, security label, seccomp state
-//! and no_new_privs flag, and passes them to the task. So the spawner serves
-//! a caller only if each of those is the same as its own; anything else
+//! capabilities, namespaces, root directory, security label, seccomp state,
+//! no_new_privs flag, scheduling policy, OOM score adjustment, I/O priority
+//! and personality, and passes them to the task. So the spawner serves a
+//! caller only if each of those is the same as its own; anything else
 //! (another user, the same user in another mount namespace, under a seccomp
 //! filter or with no_new_privs set by its service manager, a set-gid
-//! program's group) is closed without an answer and takes the cold path,
-//! where the monitor is the caller's own child and lancod decides.
-//! Nothing here ever widens what a caller has.
+//! program's group, SCHED_IDLE) is closed without an answer and takes the
+//! cold path, where the monitor is the caller's own child and lancod
+//! decides. The caller's resource limits, nice value and CPUs are read here
+//! too, for the monitor to take on (inherit.rs). Everything comes from the
+//! kernel's view of the caller, nothing from what it sends.
 //!
-//! The caller's view is read from /proc/PID while a pidfd pins PID: a pid
-//! reused in between makes the pidfd show an exited process.
+//! The caller is the process that connected, pinned by SO_PEERPIDFD (Linux
+//! 6.5; without it nobody is served): read from /proc/PID, then the pidfd
+//! must still show it alive, so PID was not reused in between. Two flags no
+//! other process can read, securebits and memory-deny-write-execute, the
+//! client checks on itself (start.rs) and the spawner on itself (below).
 
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 
-use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use nix::sys::socket::{
+    getsockopt,
+    sockopt::{PeerCredentials, PeerPidfd},
+};
+
+use crate::inherit::Inherited;
+use crate::sys;
 
 /// The lines of /proc/PID/status that must match.
 const STATUS_KEYS: [&str; 11] = [
@@ -58,20 +70,31 @@ pub(super) struct Context {
     root: (u64, u64),
     /// The LSM label (AppArmor, SELinux), if the kernel has one.
     label: Option<Vec<u8>>,
+    /// Scheduling policy and priority, I/O priority, OOM score adjustment
+    /// and personality.
+    sched: Option<(i32, i32)>,
+    ioprio: Option<i64>,
+    oom_score_adj: Option<Vec<u8>>,
+    personality: Option<Vec<u8>>,
 }
 
 impl Context {
     /// This process's. A spawner under a seccomp filter serves nobody: two
     /// filters cannot be compared.
     pub fn own() -> std::io::Result<Context> {
-        let c = Context::of("self")?;
+        let c = Context::of(std::process::id() as i32)?;
         if c.status_value("Seccomp:") != Some("0") {
             return Err(std::io::Error::other("runs under a seccomp filter"));
+        }
+        if sys::own_secure_flags() != (0, 0) {
+            return Err(std::io::Error::other(
+                "runs with securebits or memory-deny-write-execute",
+            ));
         }
         Ok(c)
     }
 
-    fn of(pid: &str) -> std::io::Result<Context> {
+    fn of(pid: i32) -> std::io::Result<Context> {
         let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
         let status = STATUS_KEYS
             .iter()
@@ -96,6 +119,10 @@ impl Context {
             namespaces,
             root: (root.st_dev(), root.st_ino()),
             label: fs::read(format!("/proc/{pid}/attr/current")).ok(),
+            sched: sys::sched_of(pid).ok(),
+            ioprio: sys::ioprio_of(pid).ok(),
+            oom_score_adj: fs::read(format!("/proc/{pid}/oom_score_adj")).ok(),
+            personality: fs::read(format!("/proc/{pid}/personality")).ok(),
         })
     }
 
@@ -105,32 +132,28 @@ impl Context {
     }
 
     /// Whether the process at the other end of `conn` may be served: the
-    /// same uid, gid and everything else compared here. `None` if so, else
-    /// what differs (for the spawner's own tests; the caller only sees its
-    /// connection closed).
-    pub fn refuses(&self, conn: &UnixStream) -> Option<String> {
-        let cred = match getsockopt(conn, PeerCredentials) {
-            Ok(c) => c,
-            Err(e) => return Some(format!("no peer credentials: {e}")),
-        };
+    /// same uid, gid and everything else compared here. If so, its limits,
+    /// nice value and CPUs; else what differs (for the spawner's own tests;
+    /// the caller only sees its connection closed).
+    pub fn admit(&self, conn: &UnixStream) -> Result<Inherited, String> {
+        let cred =
+            getsockopt(conn, PeerCredentials).map_err(|e| format!("no peer credentials: {e}"))?;
         if cred.uid() != nix::unistd::geteuid().as_raw()
             || cred.gid() != nix::unistd::getegid().as_raw()
         {
-            return Some(format!("uid {} gid {}", cred.uid(), cred.gid()));
+            return Err(format!("uid {} gid {}", cred.uid(), cred.gid()));
         }
-        let pidfd: OwnedFd = match lanco_proto::sys::pidfd_open(cred.pid()) {
-            Ok(fd) => fd,
-            Err(e) => return Some(format!("cannot pin the caller: {e}")),
-        };
-        let theirs = match Context::of(&cred.pid().to_string()) {
-            Ok(c) => c,
-            Err(e) => return Some(format!("cannot read the caller's /proc: {e}")),
-        };
+        let pidfd: OwnedFd = getsockopt(conn, PeerPidfd)
+            .map_err(|e| format!("cannot pin the caller (SO_PEERPIDFD): {e}"))?;
+        let pid = cred.pid();
+        let theirs =
+            Context::of(pid).map_err(|e| format!("cannot read the caller's /proc: {e}"))?;
+        let inherited = Inherited::of(pid)?;
         if !alive(&pidfd) {
-            return Some("the caller exited".into());
+            return Err("the caller exited".into());
         }
         if theirs == *self {
-            return None;
+            return Ok(inherited);
         }
         let differs = STATUS_KEYS
             .iter()
@@ -146,8 +169,12 @@ impl Context {
             )
             .chain((self.root != theirs.root).then_some("root"))
             .chain((self.label != theirs.label).then_some("label"))
+            .chain((self.sched != theirs.sched).then_some("scheduling policy"))
+            .chain((self.ioprio != theirs.ioprio).then_some("I/O priority"))
+            .chain((self.oom_score_adj != theirs.oom_score_adj).then_some("oom_score_adj"))
+            .chain((self.personality != theirs.personality).then_some("personality"))
             .collect::<Vec<_>>();
-        Some(format!("differs in {}", differs.join(", ")))
+        Err(format!("differs in {}", differs.join(", ")))
     }
 }
 
@@ -168,7 +195,7 @@ mod tests {
             return; // the test runner itself is under seccomp
         };
         let (a, _b) = UnixStream::pair().unwrap();
-        assert_eq!(own.refuses(&a), None);
+        assert_eq!(own.admit(&a).map(drop), Ok(()));
     }
 
     #[test]
@@ -179,6 +206,6 @@ mod tests {
         own.namespaces[2] = Some("mnt:[1]".into());
         own.label = Some(b"other".to_vec());
         let (a, _b) = UnixStream::pair().unwrap();
-        assert_eq!(own.refuses(&a).as_deref(), Some("differs in mnt, label"));
+        assert_eq!(own.admit(&a).unwrap_err(), "differs in mnt, label");
     }
 }

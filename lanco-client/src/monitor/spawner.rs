@@ -5,14 +5,14 @@
 //! 19 ms when starts are spaced; a fork stays in its parent's cgroup and
 //! waits for nothing. So the first monitor a member starts in a namespace,
 //! once admitted into the member's monitors cgroup, also starts a spawner
-//! there: `lanco-monitor --spawner`, exec'd afresh (nothing of the monitor's
-//! memory, fds or signal state), holding `spawner.lock` in the member's
-//! state directory (one per member and namespace) and listening on
+//! there: `lanco-monitor` exec'd afresh as `lanco-spawner` (nothing of the
+//! monitor's memory, fds or signal state), holding `spawner.lock` in the
+//! member's state directory (one per member and namespace) and listening on
 //! `spawner.sock` (0600) beside it. A `run` connects; the spawner checks the
-//! caller is itself in all that a fork passes on (peer.rs), answers one
-//! byte, and forks a monitor as its own sibling (CLONE_PARENT: the spawner
-//! is nobody's parent) that reads the spec and the caller's limits from
-//! the connection and reports on it. The spawner never reads what a caller
+//! caller is itself in all that a fork passes on and reads its limits
+//! (peer.rs), answers, and forks a monitor as its own sibling (CLONE_PARENT:
+//! the spawner is nobody's parent) that takes on those limits, reads the
+//! spec from the connection and reports on it. The spawner never reads what a caller
 //! sends, holds no task and no privilege, and exits after
 //! `spawner_idle_secs` without a start, or at once when the monitor binary
 //! was replaced (an upgrade). It is a cache: killing it loses nothing, and
@@ -38,6 +38,7 @@ use super::Monitor;
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{recv, send, Failure, Report, Spec};
+use crate::inherit::Inherited;
 use crate::sys;
 
 /// The byte a spawner answers a caller it serves, before it forks, then the
@@ -219,9 +220,9 @@ impl Spawner {
             if self.replaced() {
                 break;
             }
-            if self.own.refuses(&conn).is_some() {
+            let Ok(inherited) = self.own.admit(&conn) else {
                 continue;
-            }
+            };
             last = Instant::now();
             let mut answer = vec![ACCEPTED];
             answer.extend_from_slice(&self.exe.0.to_le_bytes());
@@ -235,7 +236,7 @@ impl Spawner {
                     // The listener, the lock and the directory stay the
                     // spawner's alone.
                     drop(self);
-                    warm_monitor(conn)
+                    warm_monitor(conn, &inherited)
                 }
                 // The caller sees its connection closed and goes cold.
                 Ok(sys::Forked::Parent) | Err(_) => {}
@@ -253,24 +254,25 @@ impl Spawner {
     }
 }
 
-/// The monitor a spawner forked for one caller, on its connection: reads
-/// the spec, takes on the caller's limits (or declines: the caller goes
-/// cold), and from there is the monitor a cold start makes.
-fn warm_monitor(conn: UnixStream) -> ! {
-    match start_warm(conn) {
+/// The monitor a spawner forked for one caller, on its connection: takes on
+/// the caller's limits as the spawner read them (or declines: the caller
+/// goes cold), reads the spec, and from there is the monitor a cold start
+/// makes.
+fn warm_monitor(conn: UnixStream, inherited: &Inherited) -> ! {
+    match start_warm(conn, inherited) {
         Some((monitor, report)) => monitor.run(report),
         None => std::process::exit(1),
     }
 }
 
-fn start_warm(conn: UnixStream) -> Option<(Monitor, File)> {
+fn start_warm(conn: UnixStream, inherited: &Inherited) -> Option<(Monitor, File)> {
     nix::unistd::setsid().ok()?;
     let _ = nix::sys::prctl::set_name(c"lanco-monitor");
     conn.set_read_timeout(Some(SPEC_TIMEOUT)).ok()?;
     let spec: Spec = recv(&mut &conn).ok()?;
     conn.set_read_timeout(None).ok()?;
     let mut report = File::from(OwnedFd::from(conn));
-    if let Err(why) = spec.inherited.apply() {
+    if let Err(why) = inherited.apply() {
         let _ = send(&mut report, &Report::Declined(why));
         return None;
     }
