@@ -78,6 +78,7 @@ pub fn main() -> u8 {
     // re-parented to init, or to the nearest subreaper ancestor (which may be
     // the caller: see Namespace::run).
     // SAFETY: nothing has started a thread yet; the monitor never does.
+    let first = nix::unistd::getpid();
     match unsafe { sys::fork_single_threaded() } {
         Ok(sys::Forked::Parent) => return 0,
         Ok(sys::Forked::Child) => {}
@@ -100,7 +101,7 @@ pub fn main() -> u8 {
     };
     // The task runs and its caller has its answer: warm the next start.
     if monitor.admitted {
-        spawner::ensure(&monitor);
+        spawner::ensure(&monitor, first);
     }
     monitor.run(report)
 }

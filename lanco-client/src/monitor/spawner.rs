@@ -53,9 +53,15 @@ const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// starts the member's spawner unless one lives, or the monitor was adopted
 /// by a subreaper (its parent is not its pid namespace's init: the spawner,
 /// and each monitor it forks, would be that subreaper's children, whoever
-/// starts them later). Failures only cost the next `run` the cold path.
-pub(super) fn ensure(m: &Monitor) {
+/// starts them later). `first` is the monitor's first process, which exits
+/// at once; on a loaded machine it may not have yet. Failures only cost the
+/// next `run` the cold path.
+pub(super) fn ensure(m: &Monitor, first: nix::unistd::Pid) {
     let idle = m.spec.config.spawner_idle_secs;
+    let t0 = Instant::now();
+    while nix::unistd::getppid() == first && t0.elapsed() < Duration::from_millis(500) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     if idle == 0 || nix::unistd::getppid().as_raw() != 1 {
         return;
     }
