@@ -24,6 +24,10 @@ pub const CPU_STAT: &str = "cpu.stat";
 pub const MEMORY_PEAK: &str = "memory.peak";
 pub const MEMORY_CURRENT: &str = "memory.current";
 
+/// How many processes a SIGTERM sweep ([`Cgroup::signal_frozen`]) pins,
+/// checks and signals at a time.
+pub const SWEEP_BATCH: usize = 256;
+
 /// Files a delegatee must be able to write (cgroup-v2.rst, "Delegation").
 pub const DELEGATED_FILES: &[&str] = &[CGROUP_PROCS, CGROUP_THREADS, CGROUP_SUBTREE_CONTROL];
 
@@ -378,6 +382,12 @@ impl Cgroup {
     /// process is signalled only if it was in the cgroup while pinned. A
     /// freeze that does not complete within 5 s (a process in
     /// uninterruptible sleep) still holds most of them: the sweep goes on.
+    ///
+    /// The pids are pinned, checked and signalled [`SWEEP_BATCH`] at a time:
+    /// the first processes get their signal (and, if it is fatal, die, on
+    /// the other CPU) while the rest are still being pinned, rather than a
+    /// thousand `pidfd_open`s first; and at most that many pidfds are open
+    /// at once, whatever the soft limit on open files (often 1024).
     pub fn signal_frozen(
         &self,
         sig: nix::sys::signal::Signal,
@@ -385,20 +395,30 @@ impl Cgroup {
     ) -> Result<(), CgroupError> {
         let frozen = self.freeze(Duration::from_secs(5));
         let pids = self.procs_recursive();
-        let pinned: Vec<(i32, std::os::fd::OwnedFd)> = pids
+        let todo: Vec<i32> = pids
             .iter()
             .flatten()
+            .copied()
             .filter(|pid| !done.contains(pid))
-            .filter_map(|pid| crate::sys::pidfd_open(*pid).ok().map(|fd| (*pid, fd)))
             .collect();
-        let still = self.procs_recursive();
+        let mut still = Ok(());
         let mut denied = 0;
-        if let Ok(still) = &still {
-            let still: HashSet<i32> = still.iter().copied().collect();
+        for batch in todo.chunks(SWEEP_BATCH) {
+            let pinned: Vec<(i32, std::os::fd::OwnedFd)> = batch
+                .iter()
+                .filter_map(|pid| crate::sys::pidfd_open(*pid).ok().map(|fd| (*pid, fd)))
+                .collect();
+            let listed = match self.procs_recursive() {
+                Ok(l) => l.into_iter().collect::<HashSet<i32>>(),
+                Err(e) => {
+                    still = Err(e);
+                    break;
+                }
+            };
             for (pid, fd) in &pinned {
                 // The pidfd's process had `pid` when pinned and is alive
                 // while it still has it, so `pid` listed now is that process.
-                if still.contains(pid) {
+                if listed.contains(pid) {
                     done.insert(*pid);
                     if crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32)
                         == Err(nix::errno::Errno::EPERM)
@@ -409,7 +429,7 @@ impl Cgroup {
             }
         }
         let thawed = self.thaw();
-        frozen.and(pids).and(still).and(thawed)?;
+        frozen.and(pids.map(drop)).and(still).and(thawed)?;
         if denied > 0 {
             // Another user's processes (a member stopping a task whose
             // monitor is gone): only cgroup.kill reaches them.
