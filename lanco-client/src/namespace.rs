@@ -7,14 +7,16 @@
 //! over all three.
 
 use std::fs;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::cgroupfs::{self, Cgroup, CgroupDir};
 use lanco_proto::files::Dir;
 use lanco_proto::layout;
 use lanco_proto::{Config, Layout, NamespaceName, TaskName};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -236,30 +238,75 @@ impl Namespace {
     }
 
     /// Running tasks (cgroups holding a process) and their processes.
+    ///
+    /// The namespace's and members' cgroup directories, and `/proc`, are
+    /// opened once and every file is opened relative to them, so no path is
+    /// walked from `/` per task or per process.
     pub fn list(&self) -> Result<Vec<TaskInfo>> {
-        let mut out = Vec::new();
-        for t in layout::task_cgroups(&self.layout, &self.ns)? {
-            let pids = match t.cgroup.procs_recursive() {
-                Ok(p) => p,
-                // Ended between the listing and the read.
-                Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => continue,
+        let ns_dir = match CgroupDir::open(&self.layout.ns_cgroup(&self.ns)) {
+            Ok(d) => d,
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        // Every task cgroup, running or not, sorted by name: 0.1 ones
+        // straight below the namespace, then those in members' subtrees (as
+        // `layout::task_cgroups` finds them).
+        let entries = ns_dir.children()?;
+        let mut listed = Vec::new();
+        for entry in entries
+            .iter()
+            .filter(|e| layout::uid_of_user_entry(e).is_some())
+        {
+            // Another member's subtree may be closed to the caller.
+            match ns_dir.sub(entry).and_then(|d| Ok((d.children()?, d))) {
+                Ok((names, d)) => listed.push((d, names)),
+                Err(e)
+                    if matches!(
+                        e.io_kind(),
+                        Some(ErrorKind::PermissionDenied | ErrorKind::NotFound)
+                    ) => {}
                 Err(e) => return Err(e.into()),
-            };
-            if pids.is_empty() {
-                continue;
             }
-            let processes = pids
-                .into_iter()
-                .map(|pid| Process {
-                    pid,
-                    cmdline: cmdline(pid),
-                })
-                .collect();
-            out.push(TaskInfo {
-                task: t.task,
-                processes,
-            });
         }
+        listed.insert(0, (ns_dir, entries));
+        // (name, index of its directory in `dirs`, entry there)
+        let mut tasks: Vec<(TaskName, usize, String)> = Vec::new();
+        let mut dirs = Vec::new();
+        for (i, (dir, names)) in listed.into_iter().enumerate() {
+            tasks.extend(
+                names
+                    .into_iter()
+                    .filter_map(|n| Some((layout::task_of_cgroup_entry(&n)?, i, n))),
+            );
+            dirs.push(dir);
+        }
+        tasks.sort_by(|a, b| a.0.cmp(&b.0));
+        let proc_dir = fs::File::open("/proc").ok();
+        let read =
+            |tasks: &[(TaskName, usize, String)]| read_tasks(&dirs, proc_dir.as_ref(), tasks);
+        // The work is ~3 system calls per task and per process, each
+        // independent of the others: with many tasks, two threads read
+        // half each (ls of 1000 tasks on 2 cores: 46 → 35 ms median here).
+        if tasks.len() < PARALLEL_LS {
+            return read(&tasks);
+        }
+        let (first, second) = tasks.split_at(tasks.len() / 2);
+        let (out, rest) = std::thread::scope(|s| {
+            let other = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(s, || read(second));
+            let mine = read(first);
+            match other {
+                Ok(h) => (
+                    mine,
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                ),
+                // No thread to be had: the caller's own does it all.
+                Err(_) => (mine, read(second)),
+            }
+        });
+        let mut out = out?;
+        out.extend(rest?);
         Ok(out)
     }
 
@@ -375,24 +422,88 @@ pub(crate) struct OpenLog {
     pub file: fs::File,
 }
 
-fn cmdline(pid: i32) -> String {
-    let mut buf = Vec::with_capacity(4096);
-    let _ = fs::File::open(format!("/proc/{pid}/cmdline"))
-        .and_then(|f| f.take(64 * 1024).read_to_end(&mut buf));
-    while buf.last() == Some(&0) {
-        buf.pop();
+/// From this many tasks on, `list` reads them on two threads.
+const PARALLEL_LS: usize = 64;
+
+/// The processes of `tasks` (each: its name, the index in `dirs` of the
+/// directory holding its cgroup, the cgroup's entry there), skipping those
+/// that hold none.
+fn read_tasks(
+    dirs: &[CgroupDir],
+    proc_dir: Option<&fs::File>,
+    tasks: &[(TaskName, usize, String)],
+) -> Result<Vec<TaskInfo>> {
+    let mut buf = Vec::new();
+    let mut text = String::new();
+    let mut out = Vec::new();
+    for (task, dir, name) in tasks {
+        let mut pids = Vec::new();
+        match dirs[*dir].procs_recursive_of(name, &mut buf, &mut pids) {
+            Ok(()) => {}
+            // Ended between the listing and the read.
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if pids.is_empty() {
+            continue;
+        }
+        let processes = pids
+            .into_iter()
+            .map(|pid| Process {
+                pid,
+                cmdline: cmdline(proc_dir, pid, &mut buf, &mut text),
+            })
+            .collect();
+        out.push(TaskInfo {
+            task: task.clone(),
+            processes,
+        });
     }
-    let s: Vec<u8> = buf
-        .into_iter()
-        .map(|b| if b == 0 { b' ' } else { b })
-        .collect();
-    let s = String::from_utf8_lossy(&s).into_owned();
-    if s.is_empty() {
-        // Kernel threads and zombies have no command line.
-        fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| format!("[{}]", c.trim()))
-            .unwrap_or_default()
-    } else {
-        s
+    Ok(out)
+}
+
+/// A process's command line as `ls` shows it: arguments joined by spaces;
+/// `[comm]` for a process that has none (a kernel thread, a zombie); empty
+/// if it is gone. Read relative to an open `/proc`; `buf` and `path` are
+/// scratch space reused across processes.
+fn cmdline(proc_dir: Option<&fs::File>, pid: i32, buf: &mut Vec<u8>, path: &mut String) -> String {
+    let mut n = read_proc(proc_dir, pid, "cmdline", 64 * 1024, buf, path).unwrap_or(0);
+    while n > 0 && buf[n - 1] == 0 {
+        n -= 1;
     }
+    if n > 0 {
+        for b in &mut buf[..n] {
+            if *b == 0 {
+                *b = b' ';
+            }
+        }
+        return String::from_utf8_lossy(&buf[..n]).into_owned();
+    }
+    // Kernel threads and zombies have no command line.
+    read_proc(proc_dir, pid, "comm", usize::MAX, buf, path)
+        .and_then(|n| std::str::from_utf8(&buf[..n]).ok())
+        .map(|c| format!("[{}]", c.trim()))
+        .unwrap_or_default()
+}
+
+/// `/proc/PID/FILE`, at most `limit` bytes of it, into `buf[..n]`.
+fn read_proc(
+    proc_dir: Option<&fs::File>,
+    pid: i32,
+    file: &str,
+    limit: usize,
+    buf: &mut Vec<u8>,
+    path: &mut String,
+) -> Option<usize> {
+    use std::fmt::Write;
+    use std::os::fd::AsFd;
+    path.clear();
+    let _ = write!(path, "{pid}/{file}");
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(proc_dir?.as_fd(), path.as_str(), flags, Mode::empty()).ok()?;
+    // A read of `cmdline` fills the whole request unless the arguments end
+    // (get_mm_cmdline; a setproctitle'd title is at most a page and comes
+    // whole), and the read that would return 0 costs the kernel a walk of
+    // the process's page tables: a short read is the end. `comm` is small.
+    cgroupfs::read_into(&fs::File::from(fd), buf, limit, true).ok()
 }
