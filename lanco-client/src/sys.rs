@@ -157,6 +157,13 @@ unsafe fn child_setup_and_exec(
         ] {
             libc::signal(sig, libc::SIG_DFL);
         }
+        // A session (and so a process group and, where the kernel groups
+        // by session, a scheduling autogroup) of its own: a fork bomb in the
+        // task then competes with its monitor as one group, not as a
+        // thousand processes against one, and nothing signalling the
+        // monitor's process group reaches the task. Cannot fail: the child
+        // leads no group yet.
+        libc::setsid();
         if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
             || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
             || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
