@@ -25,7 +25,13 @@ fn start_failures_leave_nothing_behind() {
         .fails(4, "no such namespace nons, or you are not a member of it");
     inst.lanco(a, &["ns", "run", "t"]).fails(2, "required");
     assert!(!inst.task_cgroup("ns", "t").exists(), "no half-made cgroup");
-    assert!(inst.monitors("ns").is_empty(), "no orphan monitor");
+    // A monitor that failed to start exits right after saying why.
+    assert!(
+        lanco_e2e::wait_for(std::time::Duration::from_secs(5), || inst
+            .monitors("ns")
+            .is_empty()),
+        "no orphan monitor"
+    );
     assert!(!inst.state_file("ns", "task-t.state.json").exists());
     assert!(
         !inst.state_file("ns", "task-t.exit.json").exists(),

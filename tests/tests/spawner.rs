@@ -307,9 +307,10 @@ fn a_thousand_runs_leave_the_spawner_as_they_found_it() {
             inst.bin.join("lanco").display()
         )
     };
-    // Warm-up: its heap settles within a few hundred starts (debug build:
-    // RssAnon 204, 292, 328, 328 kB at 0, 300, 600, 900 starts).
-    sh_as(ALICE, &script(500)).ok();
+    // Warm-up: the allocator's caches settle over the first ~2000 starts
+    // (release build, RssAnon every 300 starts: 136, 228, 240, 252, 256, 260,
+    // 264, 264 kB, then 264 kB for 3000 more). A leak grows with every start.
+    sh_as(ALICE, &script(1000)).ok();
     let sp = spawner_of(&inst, "ns");
     let rss = || {
         status_line(sp, "RssAnon:")
@@ -322,10 +323,11 @@ fn a_thousand_runs_leave_the_spawner_as_they_found_it() {
     let (rss0, fds0) = (rss(), fds());
     sh_as(ALICE, &script(1000)).ok();
     assert_eq!(inst.spawners("ns"), vec![sp]);
-    assert_eq!(inst.admissions(), 1, "all 1500 runs were warm");
+    assert_eq!(inst.admissions(), 1, "all 2000 runs were warm");
     assert_eq!(fds(), fds0, "fds");
-    // Its heap and stack (file pages faulted in by new code paths aside).
-    assert!(rss() <= rss0 + 16, "RssAnon {rss0} kB -> {} kB", rss());
+    // Its heap and stack (file pages faulted in by new code paths aside):
+    // less than 32 bytes per start, i.e. nothing kept per start.
+    assert!(rss() <= rss0 + 32, "RssAnon {rss0} kB -> {} kB", rss());
 }
 
 #[test]
