@@ -26,7 +26,7 @@ def smaps_of(pids):
 def comm(pid):
     """The process's name, or None once it is gone."""
     try:
-        return read("/proc/%s/comm" % pid)
+        return read("/proc/%s/comm" % pid).rstrip("\n")
     except OSError:
         return None
 
