@@ -385,6 +385,35 @@ impl Install {
             .collect()
     }
 
+    /// The namespace's one spawner, once it listens (waits up to 10 s).
+    pub fn spawner(&self, ns: &str) -> i32 {
+        let mut found = Vec::new();
+        assert!(
+            wait_for(Duration::from_secs(10), || {
+                found = self.spawners(ns);
+                found.len() == 1
+                    && fs::read_to_string(format!("/proc/{}/net/unix", found[0]))
+                        .is_ok_and(|t| t.contains("spawner.sock"))
+            }),
+            "no single listening spawner: {found:?}"
+        );
+        found[0]
+    }
+
+    /// `sh -c` as `user`: `before`, then `lanco ARGS` with the
+    /// installation's config; `$L` is lanco's path (`before` may set up the
+    /// shell: `exec 7<FILE;`, `ulimit`, a wrapper such as `prlimit …`).
+    pub fn lanco_sh(&self, user: &str, before: &str, args: &str) -> Out {
+        sh_as(
+            user,
+            &format!(
+                "export LANCO_CONFIG={} L={}; {before} $L {args}",
+                self.config.display(),
+                self.bin.join("lanco").display()
+            ),
+        )
+    }
+
     /// How many admissions lancod granted so far (its log's lines).
     pub fn admissions(&self) -> usize {
         fs::read_to_string(self.dir.join("lancod.log"))

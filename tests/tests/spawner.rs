@@ -17,33 +17,6 @@ use nix::unistd::Pid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The namespace's one spawner, once it listens.
-fn spawner_of(inst: &Install, ns: &str) -> i32 {
-    let mut found = Vec::new();
-    assert!(
-        wait_for(WAIT, || {
-            found = inst.spawners(ns);
-            found.len() == 1
-                && fs::read_to_string(format!("/proc/{}/net/unix", found[0]))
-                    .is_ok_and(|t| t.contains("spawner.sock"))
-        }),
-        "no single listening spawner: {found:?}"
-    );
-    found[0]
-}
-
-/// `lanco` in a shell script as `user`, with the installation's config.
-fn lanco_sh(inst: &Install, user: &str, prefix: &str, args: &str) -> lanco_e2e::Out {
-    sh_as(
-        user,
-        &format!(
-            "export LANCO_CONFIG={} L={}; {prefix} $L {args}",
-            inst.config.display(),
-            inst.bin.join("lanco").display()
-        ),
-    )
-}
-
 fn socket(inst: &Install, ns: &str, user: &str) -> PathBuf {
     inst.user_state_dir(ns, user).join("spawner.sock")
 }
@@ -77,7 +50,7 @@ fn later_runs_are_forked_by_the_spawner_not_admitted() {
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "first", "sleep", "1000"]).ok();
     assert_eq!(inst.admissions(), 1);
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let mode = fs::metadata(socket(&inst, "ns", ALICE))
         .unwrap()
         .permissions()
@@ -108,8 +81,7 @@ fn later_runs_are_forked_by_the_spawner_not_admitted() {
 
     // The task gets the spec's environment, never the spawner's, and the
     // caller's limits, nice value and CPUs.
-    let o = lanco_sh(
-        &inst,
+    let o = inst.lanco_sh(
         ALICE,
         "prlimit --nofile=100:200 nice -n 5 taskset -c 0",
         "ns run -f env sh -c \
@@ -139,20 +111,14 @@ fn a_caller_the_spawner_cannot_copy_takes_the_cold_path() {
     };
     inst.init("ns", ALICE, OPS);
     // The first caller's hard limit is low: the spawner it leaves has it.
-    lanco_sh(
-        &inst,
-        ALICE,
-        "prlimit --nofile=64:64",
-        "ns run low sleep 1000",
-    )
-    .ok();
-    spawner_of(&inst, "ns");
+    inst.lanco_sh(ALICE, "prlimit --nofile=64:64", "ns run low sleep 1000")
+        .ok();
+    inst.spawner("ns");
     assert_eq!(inst.admissions(), 1);
     // A caller with a higher hard limit: a monitor forked by that spawner
     // cannot raise it, so it declines and the run is admitted; the task has
     // the caller's limit.
-    let o = lanco_sh(
-        &inst,
+    let o = inst.lanco_sh(
         ALICE,
         "prlimit --nofile=100:4096",
         "ns run -f high sh -c 'ulimit -Hn'",
@@ -162,8 +128,7 @@ fn a_caller_the_spawner_cannot_copy_takes_the_cold_path() {
     assert_eq!(inst.read_log("ns", "high"), "4096\n");
     // A caller under no_new_privs (as a hardened service runs) is not
     // served: its task must keep the flag, which the spawner has not.
-    let o = lanco_sh(
-        &inst,
+    let o = inst.lanco_sh(
         ALICE,
         "setpriv --no-new-privs",
         "ns run -f nnp grep NoNewPrivs /proc/self/status",
@@ -184,7 +149,7 @@ fn a_spawner_serves_no_other_user() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "a", "sleep", "1000"])
         .ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let sock = socket(&inst, "ns", ALICE);
     // Bob, a member, may search Alice's directory but not connect (0600).
     let probe = r#"use Socket; socket(S, PF_UNIX, SOCK_STREAM, 0) or die;
@@ -235,7 +200,7 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "one", "sleep", "1000"]).ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     // Stopped, it cannot answer; the run waits for it, and is then killed.
     kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
     let mut run = inst
@@ -249,7 +214,7 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
     assert_eq!(inst.lanco(a, &["ns", "check", "two"]).code(), 0);
     // Nothing leaked: two monitors, one new spawner, no other process in
     // the member's subtree, and every name claimed is a running task's.
-    let sp2 = spawner_of(&inst, "ns");
+    let sp2 = inst.spawner("ns");
     assert_ne!(sp2, sp);
     assert_eq!(inst.monitors("ns").len(), 2);
     let (_, user) = inst.user_cgroups("ns").remove(0);
@@ -282,7 +247,7 @@ fn an_idle_spawner_exits_and_the_next_run_starts_another() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     assert!(wait_for(WAIT, || !alive(sp)), "idle spawner still there");
     assert!(
         !socket(&inst, "ns", ALICE).exists(),
@@ -290,7 +255,7 @@ fn an_idle_spawner_exits_and_the_next_run_starts_another() {
     );
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
     assert_eq!(inst.admissions(), 2);
-    assert_ne!(spawner_of(&inst, "ns"), sp);
+    assert_ne!(inst.spawner("ns"), sp);
 }
 
 #[test]
@@ -311,7 +276,7 @@ fn a_thousand_runs_leave_the_spawner_as_they_found_it() {
     // (release build, RssAnon every 300 starts: 136, 228, 240, 252, 256, 260,
     // 264, 264 kB, then 264 kB for 3000 more). A leak grows with every start.
     sh_as(ALICE, &script(1000)).ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let rss = || {
         status_line(sp, "RssAnon:")
             .trim_end_matches(" kB")
@@ -338,7 +303,7 @@ fn destroy_and_stop_all_end_the_spawner() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     // No task runs: a spawner alone does not make the namespace busy.
     kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
     inst.lanco(None, &["ns", "destroy"]).ok();
@@ -350,7 +315,7 @@ fn destroy_and_stop_all_end_the_spawner() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(a, &["ns", "run", "t", "sleep", "1000"]).ok();
     assert_eq!(inst.admissions(), 2);
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let o = inst
         .lancod_cmd()
         .args(["stop-all", "--timeout", "10"])
@@ -372,7 +337,7 @@ fn an_upgraded_monitor_replaces_the_spawner() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
-    let old = spawner_of(&inst, "ns");
+    let old = inst.spawner("ns");
     // What a package upgrade does: a new file renamed over the old path.
     let m = inst.bin.join("lanco-monitor");
     let new = inst.bin.join("lanco-monitor.new");
@@ -381,7 +346,7 @@ fn an_upgraded_monitor_replaces_the_spawner() {
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
     assert_eq!(inst.admissions(), 2, "the old spawner sent the run cold");
     assert!(wait_for(WAIT, || !alive(old)));
-    let fresh = spawner_of(&inst, "ns");
+    let fresh = inst.spawner("ns");
     assert_ne!(fresh, old);
     inst.lanco(a, &["ns", "run", "-f", "t", "true"]).ok();
     assert_eq!(inst.admissions(), 2, "and the new one serves");
@@ -403,8 +368,7 @@ fn a_start_waits_for_a_name_being_given_back() {
         .ok();
     let lock = inst.state_dir.join("ns/ns/names/task-t.lock");
     let held = |secs: &str| {
-        lanco_sh(
-            &inst,
+        inst.lanco_sh(
             ALICE,
             &format!("flock {} sleep {secs} & sleep 0.05;", lock.display()),
             "ns run -f t true",

@@ -26,34 +26,6 @@ use nix::unistd::Pid;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// The namespace's one spawner, once it listens.
-fn spawner_of(inst: &Install, ns: &str) -> i32 {
-    let mut found = Vec::new();
-    assert!(
-        wait_for(WAIT, || {
-            found = inst.spawners(ns);
-            found.len() == 1
-                && fs::read_to_string(format!("/proc/{}/net/unix", found[0]))
-                    .is_ok_and(|t| t.contains("spawner.sock"))
-        }),
-        "no single listening spawner: {found:?}"
-    );
-    found[0]
-}
-
-/// `sh -c` as `user`: `before`, then `lanco ARGS` with the installation's
-/// config (`before` may set up the shell: `exec 7<FILE;`, `ulimit`, …).
-fn lanco_sh(inst: &Install, user: &str, before: &str, args: &str) -> lanco_e2e::Out {
-    sh_as(
-        user,
-        &format!(
-            "{before} env LANCO_CONFIG={} {} {args}",
-            inst.config.display(),
-            inst.bin.join("lanco").display()
-        ),
-    )
-}
-
 fn lanco_path(inst: &Install) -> String {
     inst.bin.join("lanco").display().to_string()
 }
@@ -196,7 +168,7 @@ fn bob_and_eve_get_nothing_from_alices_spawner() {
     inst.init("ns", ALICE, OPS);
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "first", "sleep", "1000"]).ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let dir = inst.user_state_dir("ns", ALICE);
     let lock = dir.join("spawner.lock");
     let sock = socket(&inst, "ns", ALICE);
@@ -289,7 +261,7 @@ fn callers_in_other_namespaces_or_groups_go_cold_and_keep_them() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    spawner_of(&inst, "ns");
+    inst.spawner("ns");
     let probe = sh_as(ALICE, "unshare --user --map-root-user --mount true");
     if probe.code() == 0 {
         let before = inst.admissions();
@@ -360,7 +332,7 @@ fn callers_in_other_namespaces_or_groups_go_cold_and_keep_them() {
     assert_eq!(inst.admissions(), before + 1, "went cold");
 }
 
-/// BUG: a caller under SCHED_IDLE (which an unprivileged process cannot
+/// Was a bug (fixed since): a caller under SCHED_IDLE (which an unprivileged process cannot
 /// leave while RLIMIT_NICE is 0: `chrt -o` fails with EPERM) gets a warm
 /// task under SCHED_OTHER, the spawner's policy. A cold start keeps
 /// SCHED_IDLE (the monitor is the caller's exec'd child).
@@ -375,16 +347,11 @@ fn a_sched_idle_caller_gets_no_sched_other_task() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    spawner_of(&inst, "ns");
+    inst.spawner("ns");
     // Alice's own sandbox cannot leave SCHED_IDLE.
     let o = sh_as(ALICE, "chrt -i 0 sh -c 'chrt -o -p 0 $$' 2>&1; echo rc=$?");
     assert!(o.stdout().contains("Operation not permitted"), "{o}");
-    let o = lanco_sh(
-        &inst,
-        ALICE,
-        "chrt -i 0",
-        "ns run -f idle sh -c 'chrt -p $$'",
-    );
+    let o = inst.lanco_sh(ALICE, "chrt -i 0", "ns run -f idle sh -c 'chrt -p $$'");
     assert_eq!(o.code(), 0, "{o}");
     let log = inst.read_log("ns", "idle");
     assert!(
@@ -394,7 +361,7 @@ fn a_sched_idle_caller_gets_no_sched_other_task() {
     );
 }
 
-/// BUG: securebits (here SECBIT_NOROOT, locked: a set-uid-root program
+/// Was a bug (fixed since): securebits (here SECBIT_NOROOT, locked: a set-uid-root program
 /// gets no capabilities; set by a privileged launcher before it drops to
 /// the member, as systemd's `SecureBits=` does) are not among what peer.rs
 /// compares and are not in /proc/PID/status: the warm task has the
@@ -410,7 +377,7 @@ fn a_callers_securebits_are_kept() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    spawner_of(&inst, "ns");
+    inst.spawner("ns");
     let o = Command::new("setpriv")
         .args([
             "--securebits",
@@ -435,7 +402,7 @@ fn a_callers_securebits_are_kept() {
     );
 }
 
-/// BUG: PR_SET_MDWE (memory-deny-write-execute: an unprivileged,
+/// Was a bug (fixed since): PR_SET_MDWE (memory-deny-write-execute: an unprivileged,
 /// irrevocable, inherited restriction, kept across execve) is not compared
 /// by peer.rs and not in /proc/PID/status: a warm task has the spawner's
 /// (none). A cold start keeps it.
@@ -453,11 +420,10 @@ fn a_callers_memory_deny_write_execute_is_kept() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    spawner_of(&inst, "ns");
+    inst.spawner("ns");
     // prctl(PR_SET_MDWE = 65, PR_MDWE_REFUSE_EXEC_GAIN = 1); the task
     // prints prctl(PR_GET_MDWE = 66).
-    let o = lanco_sh(
-        &inst,
+    let o = inst.lanco_sh(
         ALICE,
         "perl -e 'syscall(157, 65, 1, 0, 0, 0) == 0 or die \"mdwe: $!\"; exec @ARGV' --",
         "ns run -f mdwe perl -e 'print syscall(157, 66, 0, 0, 0, 0), \"\\n\"'",
@@ -471,7 +437,7 @@ fn a_callers_memory_deny_write_execute_is_kept() {
     );
 }
 
-/// BUG: the limits and nice value a warm monitor takes on are the ones the
+/// Was a bug (fixed since): the limits and nice value a warm monitor takes on are the ones the
 /// spec says, and the spec is written by the caller. A process with a low
 /// hard limit and a high nice value (a sandbox: `prlimit`, `nice`, a
 /// service's `LimitNOFILE=`, `Nice=`) that lies about them — here its own
@@ -490,13 +456,11 @@ fn a_lying_spec_gives_a_task_no_more_than_its_callers_limits() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let shim = build_shim(&inst);
     let spawner_hard = hard_limit(sp, "Max open files");
     assert_ne!(spawner_hard, "64");
-    let o = lanco_sh(
-        &inst,
-        ALICE,
+    let o = inst.lanco_sh(ALICE,
         &format!(
             "prlimit --nofile=64:64 nice -n 10 env LD_PRELOAD={} FAKE_NOFILE_HARD={spawner_hard} FAKE_NICE=0",
             shim.display()
@@ -520,7 +484,7 @@ fn a_lying_spec_gives_a_task_no_more_than_its_callers_limits() {
     );
 }
 
-/// BUG: the spawner pins the caller with pidfd_open(SO_PEERCRED's pid) at
+/// Was a bug (fixed since): the spawner pins the caller with pidfd_open(SO_PEERCRED's pid) at
 /// accept, not with the connection's own SO_PEERPIDFD. A sandboxed process
 /// (here no_new_privs) whose connecting child has exited, and whose pid an
 /// unsandboxed process of the member now has, is served: the spawner reads
@@ -544,7 +508,7 @@ fn a_reused_pid_does_not_vouch_for_a_sandboxed_caller() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     let shim = build_shim(&inst);
     let go = inst.dir.join("go");
     sh_as(ALICE, &format!("kill -STOP {sp}")).ok();
@@ -626,7 +590,7 @@ fn a_reused_pid_does_not_vouch_for_a_sandboxed_caller() {
 // ---------------------------------------------------------------------------
 // Denial of service.
 
-/// BUG: the caller connects with a blocking connect(2) and no timeout. A
+/// Was a bug (fixed since): the caller connects with a blocking connect(2) and no timeout. A
 /// process of the member stops the spawner (same uid) and fills its
 /// listen backlog with connections (net.core.somaxconn, 4096 here); every
 /// later `lanco run` of the member then blocks in connect for as long as
@@ -644,7 +608,7 @@ fn a_stopped_spawner_with_a_full_backlog_costs_a_run_at_most_a_second() {
     inst.init("ns", ALICE, OPS);
     inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
         .ok();
-    let sp = spawner_of(&inst, "ns");
+    let sp = inst.spawner("ns");
     sh_as(ALICE, &format!("kill -STOP {sp}")).ok();
     let perl = r#"use Socket; use Fcntl; $| = 1; my @s;
         for my $i (1..20000) {
@@ -708,7 +672,7 @@ fn racing_cold_runs_start_one_spawner() {
     for round in 0..4 {
         // The previous round's spawner is started once its monitor's task
         // runs: wait for it before killing it.
-        spawner_of(&inst, "ns");
+        inst.spawner("ns");
         for sp in inst.spawners("ns") {
             let _ = kill(Pid::from_raw(sp), Signal::SIGKILL);
         }
@@ -727,7 +691,7 @@ fn racing_cold_runs_start_one_spawner() {
         std::thread::sleep(Duration::from_millis(500));
         let n = inst.spawners("ns").len();
         assert!(n <= 1, "round {round}: {n} spawners");
-        spawner_of(&inst, "ns");
+        inst.spawner("ns");
     }
 }
 
@@ -874,10 +838,10 @@ fn nothing_of_the_spawner_or_the_caller_leaks_into_a_warm_task() {
     };
     inst.init("ns", ALICE, OPS);
     let leak = "exec 7</etc/hostname; exec 8>/dev/null;";
-    lanco_sh(&inst, ALICE, leak, "ns run cold sleep 1000").ok();
-    let sp = spawner_of(&inst, "ns");
+    inst.lanco_sh(ALICE, leak, "ns run cold sleep 1000").ok();
+    let sp = inst.spawner("ns");
     let admitted = inst.admissions();
-    lanco_sh(&inst, ALICE, leak, "ns run warm sleep 1000").ok();
+    inst.lanco_sh(ALICE, leak, "ns run warm sleep 1000").ok();
     assert_eq!(inst.admissions(), admitted, "the second run was warm");
 
     let (cold_task, cold_mon) = task_pids(&inst, "ns", "cold");
