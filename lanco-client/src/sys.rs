@@ -28,6 +28,22 @@ struct CloneArgs {
     cgroup: u64,
 }
 
+/// clone3(2) without CLONE_VM: returns twice, like fork (0 in the child).
+///
+/// # Safety
+/// The process must be single-threaded: the child gets a copy of this
+/// address space, with locks other threads held and no threads to free them.
+unsafe fn clone3(args: &CloneArgs) -> Result<libc::c_long, Errno> {
+    // SAFETY: `args` is a valid clone_args of the size passed.
+    Errno::result(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    })
+}
+
 /// The byte a child writes to [`ExecPlan::report`] first.
 pub const ALIVE: u8 = b'+';
 
@@ -98,19 +114,8 @@ pub unsafe fn spawn_into_cgroup(cgroup: BorrowedFd<'_>, plan: &ExecPlan<'_>) -> 
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
-    // SAFETY: args is a valid clone_args of the size passed; without CLONE_VM
-    // the child gets a copy of this address space, like fork, and the caller
-    // guarantees it is single-threaded.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r < 0 {
-        return Err(Errno::last());
-    }
+    // SAFETY: the caller guarantees a single thread.
+    let r = unsafe { clone3(&args) }?;
     if r == 0 {
         // Child. Only raw async-signal-safe calls from here to execve/_exit.
         // SAFETY: every pointer is into memory prepared before the clone and
@@ -389,19 +394,10 @@ pub unsafe fn fork_sibling() -> Result<Forked, Errno> {
         // own (SIGCHLD), for the parent they share.
         ..Default::default()
     };
-    // SAFETY: as in spawn_into_cgroup: a valid clone_args, no CLONE_VM, and
-    // the caller guarantees a single thread.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match r {
+    // SAFETY: the caller guarantees a single thread.
+    match unsafe { clone3(&args) }? {
         0 => Ok(Forked::Child),
-        r if r > 0 => Ok(Forked::Parent),
-        _ => Err(Errno::last()),
+        _ => Ok(Forked::Parent),
     }
 }
 
