@@ -15,8 +15,8 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 use crate::sys;
 
-/// Every resource limit Linux has, in a fixed order (the index is what the
-/// spec carries).
+/// Every resource limit Linux has, with its name for messages; an
+/// `Inherited`'s limits are in this order.
 const RESOURCES: [(Resource, &str); 16] = [
     (Resource::RLIMIT_AS, "AS"),
     (Resource::RLIMIT_CORE, "CORE"),
