@@ -19,6 +19,9 @@
 //! client checks on itself (start.rs) and the spawner on itself (below).
 
 use std::fs;
+use std::path::Path;
+
+use lanco_proto::cgroupfs::read_small;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -74,8 +77,8 @@ pub(super) struct Context {
     /// and personality.
     sched: Option<(i32, i32)>,
     ioprio: Option<i64>,
-    oom_score_adj: Option<Vec<u8>>,
-    personality: Option<Vec<u8>>,
+    oom_score_adj: Option<String>,
+    personality: Option<String>,
 }
 
 impl Context {
@@ -95,7 +98,10 @@ impl Context {
     }
 
     fn of(pid: i32) -> std::io::Result<Context> {
-        let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+        // One read each (procfs files have no size for read_to_string's
+        // estimate, so it would read them 32 bytes first, doubling).
+        let proc = |name: &str| read_small(Path::new(&format!("/proc/{pid}/{name}")));
+        let status = proc("status")?;
         let status = STATUS_KEYS
             .iter()
             .map(|k| {
@@ -118,11 +124,13 @@ impl Context {
             status,
             namespaces,
             root: (root.st_dev(), root.st_ino()),
+            // Bytes: a label need not be UTF-8, and two that are not must
+            // still compare unequal.
             label: fs::read(format!("/proc/{pid}/attr/current")).ok(),
             sched: sys::sched_of(pid).ok(),
             ioprio: sys::ioprio_of(pid).ok(),
-            oom_score_adj: fs::read(format!("/proc/{pid}/oom_score_adj")).ok(),
-            personality: fs::read(format!("/proc/{pid}/personality")).ok(),
+            oom_score_adj: proc("oom_score_adj").ok(),
+            personality: proc("personality").ok(),
         })
     }
 
