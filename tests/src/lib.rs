@@ -75,6 +75,18 @@ pub fn setup(test: &str) -> Option<Install> {
     can_run(test).then(|| Install::new(test, ""))
 }
 
+/// As [`setup`], then namespace `ns` owned by Alice (group ops) with one
+/// task of hers running (`first`, a sleep), so that she has a warm spawner:
+/// the installation and the spawner's pid.
+pub fn setup_warm(test: &str) -> Option<(Install, i32)> {
+    let inst = setup(test)?;
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
+        .ok();
+    let sp = inst.spawner("ns");
+    Some((inst, sp))
+}
+
 /// As [`setup`], with TOML lines added to the installation's config.
 pub fn setup_with(test: &str, extra_config: &str) -> Option<Install> {
     can_run(test).then(|| Install::new(test, extra_config))

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lanco_e2e::{
-    alive, as_user, setup, setup_with, sh_as, uid, wait_for, Install, ALICE, BOB, EVE, OPS,
+    alive, as_user, setup, setup_warm, setup_with, sh_as, uid, wait_for, Install, ALICE, BOB, EVE,
+    OPS,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -255,13 +256,9 @@ fn bob_and_eve_get_nothing_from_alices_spawner() {
 /// (checked by reading peer.rs: the spawner's task would be its copy).
 #[test]
 fn callers_in_other_namespaces_or_groups_go_cold_and_keep_them() {
-    let Some(inst) = setup("atk_sandboxes") else {
+    let Some((inst, _)) = setup_warm("atk_sandboxes") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    inst.spawner("ns");
     let probe = sh_as(ALICE, "unshare --user --map-root-user --mount true");
     if probe.code() == 0 {
         let before = inst.admissions();
@@ -341,13 +338,9 @@ fn callers_in_other_namespaces_or_groups_go_cold_and_keep_them() {
 /// `spawner_idle_secs = 0` (every run cold) it passes (checked by hand).
 #[test]
 fn a_sched_idle_caller_gets_no_sched_other_task() {
-    let Some(inst) = setup("atk_sched_idle") else {
+    let Some((inst, _)) = setup_warm("atk_sched_idle") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    inst.spawner("ns");
     // Alice's own sandbox cannot leave SCHED_IDLE.
     let o = sh_as(ALICE, "chrt -i 0 sh -c 'chrt -o -p 0 $$' 2>&1; echo rc=$?");
     assert!(o.stdout().contains("Operation not permitted"), "{o}");
@@ -371,13 +364,9 @@ fn a_sched_idle_caller_gets_no_sched_other_task() {
 /// cold it passes (checked by hand).
 #[test]
 fn a_callers_securebits_are_kept() {
-    let Some(inst) = setup("atk_securebits") else {
+    let Some((inst, _)) = setup_warm("atk_securebits") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    inst.spawner("ns");
     let o = Command::new("setpriv")
         .args([
             "--securebits",
@@ -414,13 +403,9 @@ fn a_callers_memory_deny_write_execute_is_kept() {
     if std::env::consts::ARCH != "x86_64" {
         return; // the prctl syscall number below is x86_64's
     }
-    let Some(inst) = setup("atk_mdwe") else {
+    let Some((inst, _)) = setup_warm("atk_mdwe") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    inst.spawner("ns");
     // prctl(PR_SET_MDWE = 65, PR_MDWE_REFUSE_EXEC_GAIN = 1); the task
     // prints prctl(PR_GET_MDWE = 66).
     let o = inst.lanco_sh(
@@ -450,13 +435,9 @@ fn a_callers_memory_deny_write_execute_is_kept() {
 /// cold it passes (checked by hand).
 #[test]
 fn a_lying_spec_gives_a_task_no_more_than_its_callers_limits() {
-    let Some(inst) = setup("atk_forged_limits") else {
+    let Some((inst, sp)) = setup_warm("atk_forged_limits") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    let sp = inst.spawner("ns");
     let shim = build_shim(&inst);
     let spawner_hard = hard_limit(sp, "Max open files");
     assert_ne!(spawner_hard, "64");
@@ -502,13 +483,9 @@ fn a_lying_spec_gives_a_task_no_more_than_its_callers_limits() {
 /// connector and refuses it (checked by keeping the child alive).
 #[test]
 fn a_reused_pid_does_not_vouch_for_a_sandboxed_caller() {
-    let Some(inst) = setup("atk_pid_reuse") else {
+    let Some((inst, sp)) = setup_warm("atk_pid_reuse") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    let sp = inst.spawner("ns");
     let shim = build_shim(&inst);
     let go = inst.dir.join("go");
     sh_as(ALICE, &format!("kill -STOP {sp}")).ok();
@@ -602,13 +579,9 @@ fn a_reused_pid_does_not_vouch_for_a_sandboxed_caller() {
 /// existing spawner.rs test), which is what this one asks for.
 #[test]
 fn a_stopped_spawner_with_a_full_backlog_costs_a_run_at_most_a_second() {
-    let Some(inst) = setup("atk_backlog") else {
+    let Some((inst, sp)) = setup_warm("atk_backlog") else {
         return;
     };
-    inst.init("ns", ALICE, OPS);
-    inst.lanco(Some(ALICE), &["ns", "run", "first", "sleep", "1000"])
-        .ok();
-    let sp = inst.spawner("ns");
     sh_as(ALICE, &format!("kill -STOP {sp}")).ok();
     let perl = r#"use Socket; use Fcntl; $| = 1; my @s;
         for my $i (1..20000) {
