@@ -1,5 +1,6 @@
-//! The two pidfd system calls that nix does not wrap. A pidfd names one
-//! process for as long as the fd is open, whatever happens to its pid.
+//! The two pidfd system calls that nix does not wrap, and whether a pidfd's
+//! process still lives. A pidfd names one process for as long as the fd is
+//! open, whatever happens to its pid.
 #![allow(unsafe_code)]
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -31,4 +32,13 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> Result<(), Errno> {
         )
     };
     Errno::result(r).map(drop)
+}
+
+/// The process `pidfd` names has not exited: a pid read while this holds
+/// was not yet free for reuse.
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+    // A pidfd polls readable once its process has exited.
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }

@@ -3,7 +3,7 @@
 //! relies on; nothing here trusts the peer beyond what the kernel says.
 
 use std::fs;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use lanco_proto::wire::{self, ErrorCode, Request, Response};
 use lanco_proto::{Config, Layout, NamespaceName};
@@ -146,7 +146,8 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
     // identity (not, say, a set-uid or set-gid program it exec'd since),
     // before and after the move: a pid cannot be reused while its pidfd shows
     // it alive.
-    let same_caller = || alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
+    let same_caller =
+        || lanco_proto::sys::pidfd_alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
     if !same_caller() {
         info!(%ns, "admission denied: caller changed identity or exited");
         return err(
@@ -178,13 +179,6 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
     }
     info!(%ns, "admitted");
     Response::Admitted
-}
-
-fn alive(pidfd: BorrowedFd<'_>) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
-    // A pidfd polls readable once its process has exited.
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 /// Real, effective, saved and filesystem uids of `pid` all equal `uid`, and

@@ -19,13 +19,12 @@
 //! client checks on itself (start.rs) and the spawner on itself (below).
 
 use std::fs;
-use std::path::Path;
-
-use lanco_proto::cgroupfs::read_small;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
+use lanco_proto::cgroupfs::read_small;
 use nix::sys::socket::{
     getsockopt,
     sockopt::{PeerCredentials, PeerPidfd},
@@ -157,7 +156,7 @@ impl Context {
         let theirs =
             Context::of(pid).map_err(|e| format!("cannot read the caller's /proc: {e}"))?;
         let inherited = Inherited::of(pid)?;
-        if !alive(&pidfd) {
+        if !lanco_proto::sys::pidfd_alive(pidfd.as_fd()) {
             return Err("the caller exited".into());
         }
         if theirs == *self {
@@ -184,13 +183,6 @@ impl Context {
             .collect::<Vec<_>>();
         Err(format!("differs in {}", differs.join(", ")))
     }
-}
-
-fn alive(pidfd: &OwnedFd) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-    // A pidfd polls readable once its process has exited.
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
 }
 
 #[cfg(test)]
