@@ -19,6 +19,18 @@ use crate::record::Exit;
 /// Largest spec `lanco run` may hand over (argv + environment).
 pub const MAX_SPEC: u64 = 16 << 20;
 
+/// A spawner's answer to a caller it serves, before it forks: `+`, then the
+/// device and inode (little-endian u64s) of the monitor binary it runs. The
+/// caller builds the answer it expects from its own configured monitor and
+/// compares: a spawner of another binary is not used.
+pub fn spawner_answer((dev, ino): (u64, u64)) -> [u8; 17] {
+    let mut a = [0u8; 17];
+    a[0] = b'+';
+    a[1..9].copy_from_slice(&dev.to_le_bytes());
+    a[9..].copy_from_slice(&ino.to_le_bytes());
+    a
+}
+
 /// Everything the monitor needs, sent by `lanco run` on the monitor's stdin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spec {

@@ -31,9 +31,6 @@ const MONITOR_INSTALLED: &str = "/usr/libexec/lanco/lanco-monitor";
 /// How long a caller waits for a spawner to take its connection before it
 /// takes the cold path instead (an idle spawner answers in microseconds).
 const WARM_ACCEPT_TIMEOUT: Duration = Duration::from_secs(1);
-/// A spawner's answer to a caller it serves: this byte, then the device
-/// and inode of the monitor binary it runs (u64 each, little-endian).
-const ACCEPTED: u8 = b'+';
 
 /// The monitor of an installation: the config's `monitor`, else the
 /// package's path. Never looked up beside the running executable, which for
@@ -217,10 +214,10 @@ impl Namespace {
         }
         // A spawner that is stopped or swamped: not worth waiting for.
         conn.set_read_timeout(Some(WARM_ACCEPT_TIMEOUT)).ok()?;
+        let expected = handoff::spawner_answer(binary);
         let mut answer = [0u8; 17];
         (&conn).read_exact(&mut answer).ok()?;
-        let u64_at = |i: usize| u64::from_le_bytes(answer[i..i + 8].try_into().unwrap_or_default());
-        if answer[0] != ACCEPTED || (u64_at(1), u64_at(9)) != binary {
+        if answer != expected {
             return None;
         }
         conn.set_read_timeout(None).ok()?;

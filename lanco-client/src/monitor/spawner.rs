@@ -37,13 +37,10 @@ use super::peer::Context;
 use super::Monitor;
 use crate::control;
 use crate::error::{Error, Result};
-use crate::handoff::{recv, send, Failure, Report, Spec};
+use crate::handoff::{recv, send, spawner_answer, Failure, Report, Spec};
 use crate::inherit::Inherited;
 use crate::sys;
 
-/// The byte a spawner answers a caller it serves, before it forks, then the
-/// device and inode of its binary (the client's `ACCEPTED`, start.rs).
-const ACCEPTED: u8 = b'+';
 /// The fd the spawner's lock is handed on, across execve.
 const LOCK_FD: i32 = 3;
 /// How long a forked monitor waits for the spec.
@@ -58,11 +55,14 @@ const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// next `run` the cold path.
 pub(super) fn ensure(m: &Monitor, first: nix::unistd::Pid) {
     let idle = m.spec.config.spawner_idle_secs;
+    if idle == 0 {
+        return;
+    }
     let t0 = Instant::now();
     while nix::unistd::getppid() == first && t0.elapsed() < Duration::from_millis(500) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    if idle == 0 || nix::unistd::getppid().as_raw() != 1 {
+    if nix::unistd::getppid().as_raw() != 1 {
         return;
     }
     let _ = try_start(
@@ -75,7 +75,7 @@ pub(super) fn ensure(m: &Monitor, first: nix::unistd::Pid) {
 #[allow(unsafe_code)] // the fork and the fd move: see the SAFETY comments
 fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
     let me = nix::unistd::geteuid().as_raw();
-    let file = match dir.open_read(layout::SPAWNER_LOCK, me)? {
+    let lock = match dir.open_read(layout::SPAWNER_LOCK, me)? {
         Some(f) => f,
         None => match dir.create_new(layout::SPAWNER_LOCK, 0o600) {
             Ok(f) => f,
@@ -85,10 +85,9 @@ fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
         },
     };
     // A spawner holds it: nothing to do.
-    if !sys::try_lock(file.as_fd()).map_err(|e| Error::system("flock spawner.lock", e))? {
+    if !sys::try_lock(lock.as_fd()).map_err(|e| Error::system("flock spawner.lock", e))? {
         return Ok(());
     }
-    let lock = file;
     // The same argv as a cold monitor's, which every monitor it forks
     // shows in ps: they are monitors like any other. Its parameters go in
     // its environment (no task ever gets it: tasks get the spec's).
@@ -169,6 +168,8 @@ struct Spawner {
     /// runs: a start after they differ (an upgrade) ends the spawner.
     monitor: PathBuf,
     exe: (u64, u64),
+    /// What it answers each caller it serves (handoff::spawner_answer).
+    answer: [u8; 17],
     dir: Dir,
     listener: UnixListener,
     idle: Duration,
@@ -194,6 +195,7 @@ impl Spawner {
             own,
             monitor: monitor.to_owned(),
             exe,
+            answer: spawner_answer(exe),
             dir,
             listener,
             idle,
@@ -230,10 +232,7 @@ impl Spawner {
                 continue;
             };
             last = Instant::now();
-            let mut answer = vec![ACCEPTED];
-            answer.extend_from_slice(&self.exe.0.to_le_bytes());
-            answer.extend_from_slice(&self.exe.1.to_le_bytes());
-            if (&conn).write_all(&answer).is_err() {
+            if (&conn).write_all(&self.answer).is_err() {
                 continue;
             }
             // SAFETY: the spawner is single-threaded.
