@@ -98,6 +98,17 @@ pub enum Error {
         /// Why.
         reason: io::Error,
     },
+    /// The task was started but never got ready (`start`, or `run` with a
+    /// readiness other than exec): it ended first, or was not ready within
+    /// its start timeout and was stopped, or its restarts gave up. Nothing
+    /// of it runs any more.
+    #[error("{task} {reason}")]
+    NotReady {
+        /// The task.
+        task: TaskName,
+        /// Why, in words: "exited with status 1 before it was ready", ….
+        reason: String,
+    },
     /// lancod could not be reached: its socket is missing or nobody listens
     /// (under systemd, is `lanco.socket` active?), or the connection failed.
     #[error("cannot reach lancod at {}", socket.display())]
@@ -238,7 +249,7 @@ impl Error {
             Error::NotMember(_) | Error::PermissionDenied(_) => exit::DENIED,
             Error::NoNamespace(_) => exit::NO_NAMESPACE,
             Error::InvalidInput(_) | Error::Config(_) | Error::Name(_) => exit::USAGE,
-            Error::StartFailed { .. } => exit::START_FAILED,
+            Error::StartFailed { .. } | Error::NotReady { .. } => exit::START_FAILED,
             Error::HelperRefused { code, .. } => match code {
                 ErrorCode::PermissionDenied => exit::DENIED,
                 ErrorCode::InvalidRequest => exit::USAGE,

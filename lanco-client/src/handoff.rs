@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, StartStep};
 use crate::record::Exit;
+use crate::supervision::Supervision;
 
 /// Largest spec `lanco run` may hand over (argv + environment).
 pub const MAX_SPEC: u64 = 16 << 20;
@@ -46,6 +47,8 @@ pub struct Spec {
     pub log: Option<PathBuf>,
     pub on_exit: Option<String>,
     pub stop_timeout_ms: u64,
+    pub supervision: Supervision,
+    pub definition: Option<String>,
 }
 
 /// What the monitor tells `lanco run` on its stdout pipe.
@@ -61,6 +64,12 @@ pub enum Report {
     /// this monitor cannot start the task as the caller would (the words say
     /// why); the caller takes the cold path.
     Declined(String),
+    /// The run is ready (its `READY=1`, its readiness fd): sent once, and
+    /// only for a task whose readiness is not its exec.
+    Ready,
+    /// The task never got ready and the monitor gave up (the words say
+    /// why: "exited with status 1 before it was ready", …); sent once.
+    NotReady(String),
     /// The task and its on-exit command are over.
     Finished(#[serde(with = "exit_as_pair")] Exit),
 }
@@ -99,6 +108,7 @@ pub enum Failure {
         retried_ms: u64,
     },
     HelperNoAnswer(String),
+    NotReady(String),
     System {
         context: String,
         reason: Option<Reason>,
@@ -182,6 +192,7 @@ impl From<&Error> for Failure {
                 retried_ms: retried_for.as_millis() as u64,
             },
             Error::HelperNoAnswer(m) => Failure::HelperNoAnswer(m.clone()),
+            Error::NotReady { reason, .. } => Failure::NotReady(reason.clone()),
             Error::System { context, source } => Failure::System {
                 context: context.clone(),
                 reason: source.as_ref().map(Reason::from),
@@ -236,6 +247,10 @@ impl Failure {
                 retried_for: Duration::from_millis(retried_ms),
             },
             Failure::HelperNoAnswer(m) => Error::HelperNoAnswer(m),
+            Failure::NotReady(reason) => Error::NotReady {
+                task: task.clone(),
+                reason,
+            },
             Failure::System { context, reason } => Error::System {
                 context,
                 source: reason.map(Reason::into_io),

@@ -33,6 +33,7 @@ mod record;
 mod signal;
 mod spec;
 mod start;
+mod supervision;
 mod sys;
 mod tail;
 mod time;
@@ -46,6 +47,7 @@ pub use record::{Exit, ExitRecord, TaskState};
 pub use signal::Signal;
 pub use spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
 pub use start::Started;
+pub use supervision::{Ready, Restart, RestartLimit, Supervision};
 
 /// The errors of lanco's lower layers that [`Error`] wraps, and lancod's
 /// kinds of error ([`Error::HelperRefused`]).

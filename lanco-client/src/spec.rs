@@ -11,6 +11,7 @@ use lanco_proto::TaskName;
 use crate::error::{Error, Result};
 use crate::handoff::Spec;
 use crate::namespace::Namespace;
+use crate::supervision::Supervision;
 
 /// Default time a task gets between SIGTERM and cgroup.kill (as in Dinit).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,6 +52,13 @@ pub struct TaskSpec {
     /// stop names its own timeout ([`DEFAULT_STOP_TIMEOUT`] at
     /// [`TaskSpec::new`]).
     pub stop_timeout: Duration,
+    /// Restarts and readiness ([`Supervision::default`]: none; ready when
+    /// exec'd).
+    pub supervision: Supervision,
+    /// The definition this run is started from (its digest, as
+    /// `lanco NS start` sets it): kept in the task's state, so `status` can
+    /// tell a run that predates a redefinition. `None` for ad-hoc runs.
+    pub definition: Option<String>,
     env: Env,
 }
 
@@ -93,6 +101,8 @@ impl TaskSpec {
             log: None,
             on_exit: None,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
+            supervision: Supervision::default(),
+            definition: None,
             env: Env::default(),
         })
     }
@@ -172,6 +182,7 @@ impl TaskSpec {
             }
         };
         absolute("working directory", &self.cwd)?;
+        self.supervision.check().map_err(Error::InvalidInput)?;
         if let Some(log) = &self.log {
             absolute("log file", log)?;
         }
@@ -211,6 +222,8 @@ impl TaskSpec {
             log: self.log.clone(),
             on_exit: self.on_exit.clone(),
             stop_timeout_ms: self.stop_timeout.as_millis() as u64,
+            supervision: self.supervision,
+            definition: self.definition.clone(),
         })
     }
 }

@@ -55,12 +55,50 @@ pub struct Started {
     /// This run among all runs of the name: in its state file, exit record
     /// and accounting line.
     pub run_id: String,
+    /// The task's name, for the errors of [`Started::wait_ready`].
+    task: lanco_proto::TaskName,
+    /// Whether a readiness report is still to come (a readiness other than
+    /// exec, not yet read).
+    ready_pending: bool,
     /// The monitor's report channel: its stdout pipe (cold start) or the
     /// connection the spawner handed it (warm start).
     report: File,
 }
 
 impl Started {
+    /// Blocks until the task is ready: at once for a task ready when
+    /// exec'd; otherwise until it says so (`READY=1`, its readiness fd),
+    /// or with [`Error::NotReady`] once its monitor gave up on it (it ended
+    /// first, it was not ready within its start timeout, its restarts gave
+    /// up), by when nothing of it runs. A task that restarts under its
+    /// policy before it was ever ready is waited for across the restarts.
+    pub fn wait_ready(&mut self) -> Result<()> {
+        if !self.ready_pending {
+            return Ok(());
+        }
+        let got = handoff::recv::<Report>(&mut self.report);
+        self.ready_pending = false;
+        match got {
+            Ok(Report::Ready) => Ok(()),
+            Ok(Report::NotReady(reason)) => Err(Error::NotReady {
+                task: self.task.clone(),
+                reason,
+            }),
+            Ok(Report::Finished(exit)) => Err(Error::NotReady {
+                task: self.task.clone(),
+                reason: format!("{exit} before it was ready"),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::NotReady {
+                task: self.task.clone(),
+                reason: "lost its monitor before it was ready".into(),
+            }),
+            Ok(other) => Err(Error::failed(format!(
+                "unexpected report from the monitor: {other:?}"
+            ))),
+            Err(e) => Err(Error::system("cannot read the monitor's report", e)),
+        }
+    }
+
     /// Blocks until the task and its on-exit command are over.
     pub fn wait(mut self) -> Result<Exit> {
         self.wait_timeout(None)?
@@ -91,7 +129,14 @@ impl Started {
     }
 
     fn read_report(&mut self) -> Result<Exit> {
-        match handoff::recv::<Report>(&mut self.report) {
+        let mut got = handoff::recv::<Report>(&mut self.report);
+        if self.ready_pending {
+            self.ready_pending = false;
+            if let Ok(Report::Ready | Report::NotReady(_)) = got {
+                got = handoff::recv::<Report>(&mut self.report);
+            }
+        }
+        match got {
             Ok(Report::Finished(exit)) => Ok(exit),
             // The pipe closed without a report: the monitor was killed, and
             // with it the only record of the main process's status.
@@ -162,10 +207,12 @@ impl Namespace {
                 pid,
                 monitor_pid,
                 run_id,
+                task: spec.name.clone(),
+                ready_pending: spec.supervision.ready != crate::Ready::Exec,
                 report,
             }),
             Report::Failed(f) => Err(f.into_error(self.name(), &spec.name)),
-            Report::Declined(_) | Report::Finished(_) => {
+            Report::Declined(_) | Report::Finished(_) | Report::Ready | Report::NotReady(_) => {
                 Err(Error::failed("the monitor reported an end before a start"))
             }
         }
