@@ -43,7 +43,7 @@ pub use error::{Error, Result, StartStep};
 pub use follow::{Followed, LogFollower};
 pub use lanco_proto::{Config, NamespaceName, TaskName};
 pub use namespace::{Namespace, Process, Status, TaskInfo};
-pub use record::{Exit, ExitRecord, TaskState};
+pub use record::{Exit, ExitRecord, Supervised, TaskState};
 pub use signal::Signal;
 pub use spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
 pub use start::Started;

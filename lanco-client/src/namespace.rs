@@ -63,6 +63,14 @@ pub enum Status {
         /// How many processes the task has.
         processes: usize,
     },
+    /// A supervised task between two runs: no process of it lives, its
+    /// monitor starts it again at `info.supervised.next_restart_ms`.
+    Restarting {
+        /// The state file (its `supervised` part says when, and why).
+        info: TaskState,
+        /// The record of the run that ended.
+        last: Option<Box<ExitRecord>>,
+    },
     /// No process of the task lives.
     NotRunning {
         /// The record of its last run, if it ever ran. Right after a run
@@ -330,9 +338,23 @@ impl Namespace {
             });
         }
         // Not running. A state file left means the run has just ended (its
-        // monitor is writing the record) or its monitor died: `wait` gives
-        // that run's record, never the previous run's.
-        if dir.entry(&layout::state_name(task))?.is_some() {
+        // monitor is writing the record, or waits to restart it) or its
+        // monitor died: `wait` gives that run's record, never the previous
+        // run's.
+        let state: Option<TaskState> =
+            record::read_json(&dir, &layout::state_name(task), found.owner)?;
+        if let Some(info) = state {
+            let restarting = info
+                .supervised
+                .as_ref()
+                .is_some_and(|s| s.next_restart_ms.is_some());
+            if restarting && self.connect_monitor(task, &found)?.is_some() {
+                let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
+                return Ok(Status::Restarting {
+                    info,
+                    last: last.map(Box::new),
+                });
+            }
             if let Some(rec) = self.wait(task, Some(ENDING))? {
                 return Ok(Status::NotRunning { last: Some(rec) });
             }

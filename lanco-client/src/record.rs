@@ -43,6 +43,40 @@ pub struct TaskState {
     pub log: String,
     /// The task's working directory.
     pub cwd: String,
+    /// The definition this run was started from (its digest), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// Restarts and readiness, for a supervised task (a restart policy or
+    /// a readiness other than exec); `None` for a plain run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised: Option<Supervised>,
+}
+
+/// A supervised task's state, as its monitor last wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Supervised {
+    /// The restart policy (`no`, `on-failure`, `always`).
+    pub restart: String,
+    /// `COUNT/INTERVAL`.
+    pub restart_limit: String,
+    /// How it says it is ready (`exec`, `notify`, `fd:N`).
+    pub ready: String,
+    /// `starting` (not ready yet), `running` (ready), `stopping` (it said
+    /// STOPPING=1) or `restarting` (waiting for its next start: nothing of
+    /// it runs).
+    pub phase: String,
+    /// Restarts so far under this monitor.
+    pub restarts: u32,
+    /// How the previous run ended, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_exit: Option<Exit>,
+    /// When the next start is due (`restarting`), Unix time in
+    /// milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_restart_ms: Option<i64>,
+    /// The task's own words (sd_notify `STATUS=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// How a run ended: its main process's status, as a shell would tell it.
@@ -141,6 +175,18 @@ pub struct ExitRecord {
     /// command and the clean-up.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Restarts under this monitor before this run (0: its first run).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
+    /// Set when this end made the task failed: its restart limit was
+    /// reached, or it never got ready ("restarted 3 times within 10s;
+    /// last exit status 1", "not ready after 60s; stopped").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// How many of a run's notes its exit record keeps (the last ones). Told in
@@ -189,6 +235,8 @@ impl ExitRecord {
             peak_memory_source: source.map(str::to_owned),
             log: s.log.clone(),
             notes: Vec::new(),
+            restarts: s.supervised.as_ref().map_or(0, |v| v.restarts),
+            failed: None,
         }
     }
 }

@@ -86,6 +86,9 @@ pub struct ExecPlan<'a> {
     /// ran (e.g. by the kernel, as it was born into a cgroup being killed)
     /// closes it with nothing written.
     pub report: BorrowedFd<'a>,
+    /// An fd the payload gets at a number of its choosing (its readiness
+    /// fd, `ready = "fd:N"`): (the fd, N), N ≥ 3.
+    pub pass: Option<(BorrowedFd<'a>, RawFd)>,
 }
 
 /// Starts `plan` as a child born inside the cgroup open at `cgroup`, so it
@@ -183,6 +186,26 @@ unsafe fn child_setup_and_exec(
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         );
+        let mut report = report;
+        if let Some((fd, at)) = plan.pass {
+            // The report fd must outlive the dup2 onto `at`.
+            if report == at {
+                report = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, at + 1);
+                if report < 0 {
+                    fail(at, Stage::Stdio);
+                }
+            }
+            // dup2 clears close-on-exec on `at`; onto itself it does
+            // nothing, so clear it by hand.
+            let r = if fd.as_raw_fd() == at {
+                libc::fcntl(at, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd.as_raw_fd(), at)
+            };
+            if r < 0 {
+                fail(report, Stage::Stdio);
+            }
+        }
         if libc::chdir(plan.cwd.as_ptr()) < 0 {
             fail(report, Stage::Cwd);
         }

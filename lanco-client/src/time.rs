@@ -9,6 +9,13 @@ pub fn now_secs() -> i64 {
         .unwrap_or_default()
 }
 
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a UNIX time (days-from-civil, proleptic
 /// Gregorian).
 pub fn utc(secs: i64) -> String {

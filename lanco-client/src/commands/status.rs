@@ -4,12 +4,13 @@ use lanco_proto::TaskName;
 
 use crate::error::{exit, Error, Result};
 use crate::namespace::{Namespace, Status};
+use crate::record::TaskState;
 
 pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     let status = ns.status(task)?;
     let code = match status {
         Status::Running { .. } => exit::OK,
-        Status::NotRunning { .. } => exit::NOT_RUNNING,
+        Status::Restarting { .. } | Status::NotRunning { .. } => exit::NOT_RUNNING,
     };
     let mut out = std::io::stdout().lock();
     let fail = |e: std::io::Error| Error::system("stdout", e);
@@ -41,11 +42,30 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                     " (dead: the exit status will be lost)".into()
                 };
                 lines.push(format!("  monitor pid: {}{m}", s.monitor_pid));
+                supervised_lines(s, &mut lines);
             }
             lines.push(format!("  processes:   {processes}"));
         }
+        Status::Restarting { info, last } => {
+            let when = info
+                .supervised
+                .as_ref()
+                .and_then(|s| s.next_restart_ms)
+                .map(|t| (t - crate::time::now_millis()).max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            lines.push(format!("task {task} is restarting (in {when:.1} s)"));
+            lines.push(format!("  command:     {}", info.command.join(" ")));
+            if let Some(r) = last {
+                lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
+            }
+            supervised_lines(info, &mut lines);
+            lines.push(format!("  monitor pid: {}", info.monitor_pid));
+        }
         Status::NotRunning { last } => {
-            lines.push(format!("task {task} is not running"));
+            match last.as_ref().and_then(|r| r.failed.as_ref()) {
+                Some(why) => lines.push(format!("task {task} is failed: {why}")),
+                None => lines.push(format!("task {task} is not running")),
+            }
             if let Some(r) = last {
                 let how = match (r.stopped, r.killed_after_timeout) {
                     (_, true) => " (stopped; killed after the stop timeout)",
@@ -55,6 +75,9 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
                 lines.push(format!("  command:     {}", r.command.join(" ")));
                 lines.push(format!("  exit:        {}{how}", r.exit));
+                if r.restarts > 0 {
+                    lines.push(format!("  restarts:    {} before this run", r.restarts));
+                }
                 lines.push(format!("  cpu time:    {:.3} s", r.cpu_usec as f64 / 1e6));
                 if let (Some(b), Some(src)) = (r.peak_memory_bytes, &r.peak_memory_source) {
                     lines.push(format!(
@@ -77,4 +100,20 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
         writeln!(out, "{l}").map_err(fail)?;
     }
     Ok(code)
+}
+
+/// A supervised run's policy, restarts, last exit and own words.
+fn supervised_lines(s: &TaskState, lines: &mut Vec<String>) {
+    let Some(v) = &s.supervised else { return };
+    lines.push(format!(
+        "  supervised:  restart {}, limit {}, ready {} ({})",
+        v.restart, v.restart_limit, v.ready, v.phase
+    ));
+    lines.push(format!("  restarts:    {}", v.restarts));
+    if let Some(e) = &v.last_exit {
+        lines.push(format!("  last exit:   {e}"));
+    }
+    if let Some(t) = &v.status {
+        lines.push(format!("  says:        {t}"));
+    }
 }

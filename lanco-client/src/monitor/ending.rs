@@ -5,47 +5,74 @@ use std::fs::File;
 
 use lanco_proto::layout;
 
+use super::supervise::Verdict;
 use super::{start_process, Monitor, Phase};
 use crate::control::{self, ControlReply};
 use crate::error::Error;
 use crate::handoff::{send, Report};
 use crate::record::{self, Exit, ExitRecord};
+use crate::supervision::Dur;
 
 impl Monitor {
-    /// The payload and all its processes are gone: record it.
+    /// The payload and all its processes are gone: record it, and decide
+    /// what comes next (a supervised task's restart).
     pub(super) fn task_ended(&mut self) {
         // RUSAGE_CHILDREN covers every descendant that was waited for: the
-        // payload and the orphans this subreaper reaped.
+        // payload and the orphans this subreaper reaped (over every run).
         let max_rss = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
             .ok()
             .map(|u| u.max_rss() as u64 * 1024);
+        let exit = self.main_exit.unwrap_or(Exit::Lost);
+        let verdict = self.sup.decide(exit);
         let mut rec = ExitRecord::ended(
             &self.state,
             &self.claim.cgroup,
-            self.main_exit.unwrap_or(Exit::Lost),
+            exit,
             self.stopping.is_some(),
             self.killed_after_timeout,
             max_rss,
         );
+        rec.restarts = self.sup.restarts;
+        match &verdict {
+            Verdict::Failed(why) => {
+                self.note(&format_args!("failed: {why}"));
+                rec.failed = Some(why.clone());
+            }
+            Verdict::Restart(d) => {
+                self.note(&format_args!("restarting in {}", Dur(*d)));
+                self.sup.next_start = Some(std::time::Instant::now() + *d);
+            }
+            Verdict::End => {}
+        }
         rec.notes = self.notes.borrow().lines();
         let task = &self.spec.task;
         let (accounting, not_accounted) = match record::append_accounting(&self.dir, &rec) {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(e)),
         };
-        let failed = [
-            record::write_json(&self.dir, &layout::exit_name(task), &rec).err(),
-            not_accounted,
-            self.dir
+        // Between runs the state file stays, saying when the next is due.
+        let state_gone = match verdict {
+            Verdict::Restart(_) => None,
+            _ => self
+                .dir
                 .remove(&layout::state_name(task))
                 .map_err(Error::from)
                 .err(),
+        };
+        let failed = [
+            record::write_json(&self.dir, &layout::exit_name(task), &rec).err(),
+            not_accounted,
+            state_gone,
         ];
         for e in failed.into_iter().flatten() {
             self.note(&e.one_line());
         }
         self.accounting = accounting;
         self.record = Some(rec);
+        if matches!(verdict, Verdict::Restart(_)) {
+            self.write_state();
+        }
+        self.sup.verdict = Some(verdict);
         // The stop is done: the on-exit command that may follow is not
         // swept or killed by it (a new stop request still can).
         self.stopping = None;
@@ -79,6 +106,7 @@ impl Monitor {
             &env,
             &self.spec.cwd,
             &self.log.file,
+            None,
         ) {
             Ok(pid) => {
                 self.main_pid = pid;
@@ -93,7 +121,7 @@ impl Monitor {
         }
     }
 
-    pub(super) fn finish(mut self, report: &mut File) -> ! {
+    pub(super) fn finish(mut self) -> ! {
         // The task may have made cgroups of its own inside its cgroup.
         if let Err(e) = self.claim.cgroup.remove_tree() {
             self.note(&e);
@@ -101,21 +129,17 @@ impl Monitor {
         let _ = self
             .dir
             .remove_socket(&layout::socket_name(&self.spec.task));
+        if self.sup.next_start.take().is_some() {
+            // Stopped during (or just before) a restart delay: the state
+            // file kept for the next run goes.
+            let _ = self.dir.remove(&layout::state_name(&self.spec.task));
+        }
         // Release the name before answering, so a `run` right after a
         // returned `stop` finds it free.
         self.claim.release();
-        let reply = ControlReply::Done {
-            killed_after_timeout: self.killed_after_timeout,
-            record: self
-                .record
-                .as_ref()
-                .and_then(|r| serde_json::to_string(r).ok()),
-        };
-        for w in &mut self.waiters {
-            let _ = control::send(w, &reply);
-        }
-        if let Some(rec) = &self.record {
-            let _ = send(report, &Report::Finished(rec.exit));
+        self.answer_waiters();
+        if let (Some(rec), Some(out)) = (&self.record, &mut self.report) {
+            let _ = send(out, &Report::Finished(rec.exit));
         }
         if let Some(Err(e)) = self.accounting.as_ref().map(File::sync_data) {
             // To the journal only: the name is given back, so the exit
@@ -125,5 +149,20 @@ impl Monitor {
                 .journal(&format!("cannot sync the accounting journal: {e}"));
         }
         std::process::exit(0)
+    }
+
+    /// Tells everyone waiting for the end of the run (`stop`, `wait`) that
+    /// it is over, with its record.
+    pub(super) fn answer_waiters(&mut self) {
+        let reply = ControlReply::Done {
+            killed_after_timeout: self.killed_after_timeout,
+            record: self
+                .record
+                .as_ref()
+                .and_then(|r| serde_json::to_string(r).ok()),
+        };
+        for mut w in self.waiters.drain(..) {
+            let _ = control::send(&mut w, &reply);
+        }
     }
 }

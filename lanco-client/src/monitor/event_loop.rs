@@ -20,12 +20,16 @@ use crate::error::Result;
 use crate::record::Exit;
 
 impl Monitor {
-    pub(super) fn run(mut self, mut report: File) -> ! {
+    pub(super) fn run(mut self, report: File) -> ! {
+        self.report = Some(report);
         let mut next_log_check = Instant::now() + LOG_CHECK;
         loop {
             self.reap();
             // Reading also re-arms the poll notification.
             let populated = self.events.read().map(|e| e.populated).unwrap_or(false);
+            if !populated && self.main_exit.is_none() && !matches!(self.phase, Phase::Waiting) {
+                self.main_exit_elsewhere();
+            }
             if self.main_exit.is_some() && !populated {
                 match self.phase {
                     Phase::Task => {
@@ -34,11 +38,29 @@ impl Monitor {
                             continue;
                         }
                     }
-                    Phase::OnExit => {}
+                    Phase::OnExit | Phase::Waiting => {}
                 }
-                self.finish(&mut report);
+                if !self.after_run() {
+                    self.finish();
+                }
             }
             let now = Instant::now();
+            if matches!(self.phase, Phase::Waiting) {
+                if self.stopping.is_some() {
+                    // A stop during the restart delay: nothing runs; done.
+                    self.finish();
+                }
+                if self.sup.next_start.is_some_and(|t| now >= t) {
+                    self.restart();
+                    continue;
+                }
+            }
+            if self.sup.ready_deadline.is_some_and(|t| now >= t) {
+                self.start_timed_out();
+            }
+            if self.sup.state_due.is_some_and(|t| now >= t) {
+                self.write_state();
+            }
             let due = |t: Option<Instant>| populated && t.is_some_and(|t| now >= t);
             let (sweep, kill) = match &self.stopping {
                 Some(s) => (due(Some(s.next_sweep)), due(s.deadline)),
@@ -55,47 +77,77 @@ impl Monitor {
                     s.deadline = None;
                 }
             }
-            if self.spec.config.log_max_bytes > 0 && now >= next_log_check {
+            let logs = self.spec.config.log_max_bytes > 0;
+            if logs && now >= next_log_check {
                 if let Err(e) = self.log.rotate_if_larger(self.spec.config.log_max_bytes) {
                     self.note(&e.one_line());
                 }
                 next_log_check = now + LOG_CHECK;
             }
-            let mut wake = next_log_check;
-            if let Some(s) = &self.stopping {
-                wake = wake.min(s.next_sweep);
-                if let Some(d) = s.deadline {
-                    wake = wake.min(d);
+            let mut wake = logs.then_some(next_log_check);
+            let mut sooner = |t: Option<Instant>| {
+                if let Some(t) = t {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
                 }
-            }
-            let ms = wake
-                .saturating_duration_since(Instant::now())
-                .as_millis()
-                .clamp(1, 60_000) as u16;
-            let timeout = if self.spec.config.log_max_bytes > 0 || self.stopping.is_some() {
-                PollTimeout::from(ms)
-            } else {
-                PollTimeout::NONE
             };
-            let mut fds = [
-                PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(self.events.as_fd(), EventsFile::POLL),
-                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-            ];
-            let _ = nix::poll::poll(&mut fds, timeout);
-            let control_ready = fds[2]
-                .revents()
-                .is_some_and(|r| r.contains(PollFlags::POLLIN));
+            if let Some(s) = &self.stopping {
+                sooner(Some(s.next_sweep));
+                sooner(s.deadline);
+            }
+            sooner(self.sup.next_start);
+            sooner(self.sup.ready_deadline);
+            sooner(self.sup.state_due);
+            let timeout = match wake {
+                Some(w) => PollTimeout::from(
+                    w.saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .clamp(1, 60_000) as u16,
+                ),
+                None => PollTimeout::NONE,
+            };
+            let (control_ready, heard) = {
+                let mut fds = vec![
+                    PollFd::new(self.sigfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.events.as_fd(), EventsFile::POLL),
+                    PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                ];
+                if let Some(fd) = self.sup.channel.fd() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+                let _ = nix::poll::poll(&mut fds, timeout);
+                let ready = |i: usize| {
+                    fds.get(i)
+                        .and_then(PollFd::revents)
+                        .is_some_and(|r| !r.is_empty())
+                };
+                (ready(2), ready(3))
+            };
             let mut term = false;
             while let Ok(Some(si)) = self.sigfd.read_signal() {
                 term |= si.ssi_signo == Signal::SIGTERM as u32;
             }
             if term {
-                self.begin_stop(None, "SIGTERM to the monitor");
+                self.begin_stop(None, "SIGTERM to the monitor", true);
             }
             if control_ready {
                 self.accept_controls();
             }
+            if heard {
+                self.hear();
+            }
+        }
+    }
+
+    /// The cgroup is empty but the main process's status was not reaped:
+    /// it died since `reap`, or it is no child of the monitor (a MAINPID
+    /// whose parent reaped it). The latter's status is lost.
+    fn main_exit_elsewhere(&mut self) {
+        self.reap();
+        if self.main_exit.is_none()
+            && waitpid(Pid::from_raw(self.main_pid), Some(WaitPidFlag::WNOHANG))
+                == Err(nix::errno::Errno::ECHILD)
+        {
+            self.main_exit = Some(Exit::Lost);
         }
     }
 
@@ -122,7 +174,7 @@ impl Monitor {
                 Ok(ControlRequest::Wait) => self.add_waiter(conn),
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {
-                        Ok(sig) => match self.signal_all(sig) {
+                        Ok(sig) => match self.kill(sig) {
                             Ok(()) => ControlReply::Done {
                                 killed_after_timeout: false,
                                 record: None,
@@ -144,7 +196,7 @@ impl Monitor {
     }
 
     fn stop(&mut self, conn: UnixStream, timeout_ms: Option<u64>) {
-        self.begin_stop(timeout_ms, "lanco stop");
+        self.begin_stop(timeout_ms, "lanco stop", true);
         self.add_waiter(conn);
     }
 
@@ -168,8 +220,11 @@ impl Monitor {
     }
 
     /// SIGTERM to every process now, cgroup.kill at the deadline. A second
-    /// request can only bring the deadline closer.
-    fn begin_stop(&mut self, timeout_ms: Option<u64>, by: &str) {
+    /// request can only bring the deadline closer. `on_purpose`: a stop
+    /// through lanco, after which the task is not restarted (a start
+    /// timeout's stop is a failure, which may be).
+    pub(super) fn begin_stop(&mut self, timeout_ms: Option<u64>, by: &str, on_purpose: bool) {
+        self.sup.inhibited |= on_purpose;
         let timeout = Duration::from_millis(timeout_ms.unwrap_or(self.spec.stop_timeout_ms));
         let deadline = Instant::now() + timeout;
         match &mut self.stopping {
@@ -193,7 +248,16 @@ impl Monitor {
         }
     }
 
-    fn signal_all(&self, sig: Signal) -> Result<()> {
+    /// `lanco kill`. A signal that ends a process by default (TERM, INT,
+    /// QUIT, KILL) sent through lanco ends the run on purpose: it is not
+    /// restarted, as after `stop`. Others (HUP, USR1, …) are messages.
+    fn kill(&mut self, sig: Signal) -> Result<()> {
+        if matches!(
+            sig,
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGKILL
+        ) {
+            self.sup.inhibited = true;
+        }
         Ok(self.claim.cgroup.signal_frozen(sig, &mut HashSet::new())?)
     }
 

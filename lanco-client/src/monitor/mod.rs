@@ -14,9 +14,11 @@ mod event_loop;
 mod logs;
 mod notes;
 mod peer;
+mod ready;
 mod spawn;
 mod spawner;
 mod start;
+mod supervise;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -40,6 +42,7 @@ use claim::Claim;
 use logs::Log;
 use notes::Notes;
 use spawn::start_process;
+use supervise::Supervisor;
 
 /// How often a running task's log size is checked against `log_max_bytes`.
 const LOG_CHECK: Duration = Duration::from_secs(10);
@@ -137,6 +140,8 @@ enum Phase {
     Task,
     /// The on-exit command, still inside the task's cgroup.
     OnExit,
+    /// Between runs of a supervised task: its restart delay.
+    Waiting,
 }
 
 /// A stop under way.
@@ -173,6 +178,14 @@ struct Monitor {
     waiters: Vec<UnixStream>,
     sigfd: SignalFd,
     events: EventsFile,
+    /// Restarts and readiness.
+    sup: Supervisor,
+    /// The environment each run gets: the spec's, with NOTIFY_SOCKET for
+    /// a notify-ready task.
+    run_env: Vec<Vec<u8>>,
+    /// The channel to whoever started the task (`Started`), once the start
+    /// is reported: readiness and the end go there.
+    report: Option<File>,
 }
 
 impl Monitor {

@@ -50,6 +50,11 @@ impl Notes {
         self.journal(text);
     }
 
+    /// Forgets the lines kept (a new run under the same monitor).
+    pub fn clear(&mut self) {
+        self.lines.clear();
+    }
+
     /// Sends `text` to the journal only: for what happens once the record
     /// may no longer be rewritten (the name is given back).
     pub fn journal(&self, text: &str) {

@@ -80,6 +80,7 @@ pub(super) fn start_process(
     env: &[Vec<u8>],
     cwd: &[u8],
     log: &File,
+    pass: Option<(std::os::fd::BorrowedFd<'_>, i32)>,
 ) -> Result<i32> {
     let program =
         String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).into_owned();
@@ -140,6 +141,7 @@ pub(super) fn start_process(
         stdin: stdin.as_fd(),
         stdout: log.as_fd(),
         report: wr.as_fd(),
+        pass,
     };
     // SAFETY: the monitor is single-threaded (it never starts a thread).
     let pid =

@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use lanco_proto::files::Dir;
@@ -10,7 +11,7 @@ use lanco_proto::layout::{self, Layout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::{claim, start_process, Log, Monitor, Notes, Phase};
+use super::{claim, start_process, Log, Monitor, Notes, Phase, Supervisor};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{send, Report, Spec};
@@ -61,15 +62,30 @@ impl Monitor {
         let sock = layout::socket_name(&task);
         let listener = control::bind(&dir, &sock, 0o660)
             .map_err(|e| Error::system("cannot create the task's control socket", e))?;
+        let mut run_env = spec.env.clone();
         let started = listener
             .set_nonblocking(true)
             .map_err(|e| Error::system("control socket", e))
             .and_then(|()| Ok(claim.cgroup.open_events()?))
             .and_then(|events| {
-                let pid = start_process(&cgroup_dir, &spec.argv, &spec.env, &spec.cwd, &log.file)?;
-                Ok((events, pid))
+                let mut sup = Supervisor::new(spec.supervision)?;
+                if let Some(var) = sup.channel.env() {
+                    run_env.retain(|e| !e.starts_with(b"NOTIFY_SOCKET="));
+                    run_env.push(var);
+                }
+                let pass = sup.channel.arm()?;
+                let pid = start_process(
+                    &cgroup_dir,
+                    &spec.argv,
+                    &run_env,
+                    &spec.cwd,
+                    &log.file,
+                    pass.as_ref().map(|(fd, at)| (fd.as_fd(), *at)),
+                )?;
+                sup.run_began();
+                Ok((events, pid, sup))
             });
-        let (events, pid) = match started {
+        let (events, pid, sup) = match started {
             Ok(v) => v,
             Err(e) => {
                 let _ = dir.remove_socket(&sock);
@@ -96,6 +112,8 @@ impl Monitor {
             start_time: crate::time::utc(start),
             log: log.path().display().to_string(),
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+            definition: spec.definition.clone(),
+            supervised: (!spec.supervision.is_plain()).then(|| sup.state()),
         };
         let m = Monitor {
             admitted,
@@ -117,6 +135,9 @@ impl Monitor {
             sigfd,
             events,
             spec,
+            sup,
+            run_env,
+            report: None,
         };
         if let Err(e) = installed {
             m.note(&format_args!(
@@ -160,7 +181,7 @@ fn in_monitor_cgroup(layout: &Layout, ns: &lanco_proto::NamespaceName, uid: u32)
 
 /// 16 hex digits no other run of the name will have: the time, the pid and
 /// this process's random hash keys, hashed.
-fn run_id(pid: i32) -> String {
+pub(super) fn run_id(pid: i32) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i32(pid);
