@@ -155,9 +155,24 @@ impl Namespace {
     /// to be killed (it outlived the timeout); [`Error::NotRunning`] if no
     /// process of it lives. Any member may stop any task.
     pub fn stop(&self, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
-        let found = self.running(task)?;
         let req = ControlRequest::Stop {
             timeout_ms: timeout.map(|t| t.as_millis() as u64),
+        };
+        let found = match self.running(task) {
+            Err(Error::NotRunning(_)) => {
+                // Nothing of it runs, but a monitor that still listens may
+                // start it again (a supervised task between two runs, or
+                // one whose run just ended): tell it not to, and wait.
+                if let Some(found) = self.find(task)? {
+                    if let Ok(Some(ControlReply::Done { .. })) =
+                        self.ask_monitor(task, &found, &req, Some(Duration::from_secs(30)))
+                    {
+                        return Ok(false);
+                    }
+                }
+                return Err(Error::NotRunning(task.clone()));
+            }
+            r => r?,
         };
         // The monitor answers once the cgroup is empty; give it the task's
         // full stop timeout (unknown here when not given) plus a margin.

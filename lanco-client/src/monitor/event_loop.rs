@@ -171,6 +171,11 @@ impl Monitor {
             let _ = conn.set_nonblocking(false);
             match control::recv::<ControlRequest>(&conn, Some(Duration::from_secs(1))) {
                 Ok(ControlRequest::Stop { timeout_ms }) => self.stop(conn, timeout_ms),
+                // Between two runs, the run waited for is over.
+                Ok(ControlRequest::Wait) if matches!(self.phase, Phase::Waiting) => {
+                    self.waiters.push(conn);
+                    self.answer_waiters();
+                }
                 Ok(ControlRequest::Wait) => self.add_waiter(conn),
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {

@@ -158,6 +158,14 @@ pub(super) fn start_process(
     let mut n = 0;
     let mut rd = File::from(rd);
     while n < buf.len() {
+        if !readable_soon(&rd) {
+            // A `stop` froze the cgroup (it does so at once) while the child
+            // was between clone3 and execve: the child cannot go on, and the
+            // monitor would not get to the stop. Thaw it: the stop's own
+            // sweep comes next.
+            thaw(cgroup_dir);
+            continue;
+        }
         match rd.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
@@ -195,6 +203,26 @@ pub(super) fn start_process(
                  is destroyed and initialised again"
             ))))
         }
+    }
+}
+
+/// Whether the exec report pipe has something (or EOF) within 100 ms.
+fn readable_soon(rd: &File) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
+    !matches!(poll(&mut fds, PollTimeout::from(100u8)), Ok(0))
+}
+
+fn thaw(cgroup_dir: &OwnedFd) {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    if let Ok(fd) = openat(
+        cgroup_dir,
+        lanco_proto::cgroupfs::CGROUP_FREEZE,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        let _ = nix::unistd::write(&fd, b"0");
     }
 }
 
