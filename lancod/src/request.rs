@@ -118,6 +118,30 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
             }
         }
         Request::Admit { ns } => admit(ctx, peer, pidfd, &ns),
+        Request::Join { ns } => join(ctx, peer, &ns),
+    }
+}
+
+/// The member's subtree and state directory, made as admission makes them;
+/// no process moves.
+fn join(ctx: &Context, peer: &Peer, ns: &NamespaceName) -> Response {
+    let rec = match namespace::load_record(&ctx.layout, ns) {
+        Ok(r) => r,
+        Err(e) => return ns_error(e),
+    };
+    if let Verdict::Deny(why) = auth::authorize(peer, Action::Enter, ctx.admin_gid, rec.as_ref()) {
+        info!(%ns, "join denied: {why}");
+        return err(ErrorCode::PermissionDenied, why);
+    }
+    let made = rec
+        .as_ref()
+        .ok_or_else(|| NsError::NotFound(ns.clone()))
+        .and_then(|rec| {
+            namespace::ensure_member(&ctx.layout, ns, rec, peer.uid, ctx.user_max_cgroups)
+        });
+    match made {
+        Ok(_) => Response::Joined,
+        Err(e) => ns_error(e),
     }
 }
 
