@@ -20,6 +20,8 @@ mod cli;
 #[cfg(feature = "cli")]
 mod commands;
 mod control;
+#[cfg(feature = "cli")]
+mod defs;
 mod error;
 mod follow;
 mod handoff;
