@@ -253,6 +253,22 @@ pub struct SupervisionArgs {
     pub start_timeout: Option<Duration>,
 }
 
+/// TASK CMD [ARG...], of `run` and `define`.
+#[derive(Debug, clap::Args)]
+pub struct TaskCommand {
+    /// The task's name
+    #[arg(value_name = "TASK")]
+    pub task: TaskName,
+    /// The command and its arguments
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<OsString>,
+}
+
 /// `lanco NS run`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -271,17 +287,8 @@ pub struct RunArgs {
     pub no_wait: bool,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
-    /// The task's name
-    #[arg(value_name = "TASK")]
-    pub task: TaskName,
-    /// The command and its arguments
-    #[arg(
-        value_name = "CMD",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub what: TaskCommand,
 }
 
 /// `lanco NS define`'s arguments.
@@ -294,17 +301,8 @@ pub struct DefineArgs {
     pub enable: bool,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
-    /// The task's name
-    #[arg(value_name = "TASK")]
-    pub task: TaskName,
-    /// The command and its arguments
-    #[arg(
-        value_name = "CMD",
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    pub command: Vec<OsString>,
+    #[command(flatten)]
+    pub what: TaskCommand,
 }
 
 impl SupervisionArgs {

@@ -66,8 +66,8 @@ fn define_start_check_stop_show_restart_undefine() {
     assert!(wait_for(Duration::from_secs(5), || inst
         .read_log("ns", "svc")
         .contains("hi from /tmp []\n")));
+    assert!(wait_for(Duration::from_secs(5), || pids_with(&sleep).len() == 1));
     let first = pids_with(&sleep);
-    assert_eq!(first.len(), 1);
     // Started again while it runs: left alone, exit 0, said on stderr.
     let o = inst.lanco(A, &["ns", "start", "svc"]);
     o.ok();
@@ -75,9 +75,11 @@ fn define_start_check_stop_show_restart_undefine() {
     assert_eq!(pids_with(&sleep), first);
     // restart: a new run.
     inst.lanco(A, &["ns", "restart", "svc"]).ok();
-    let second = pids_with(&sleep);
-    assert_eq!(second.len(), 1);
-    assert_ne!(second, first);
+    // (sh execs sleep after start returned.)
+    assert!(wait_for(Duration::from_secs(5), || {
+        let now = pids_with(&sleep);
+        now.len() == 1 && now != first
+    }));
     // defs: the owner, the command, the state.
     let d = defs_json(&inst, A);
     assert_eq!(d.len(), 1);

@@ -13,7 +13,7 @@ pub fn run(ns: &Namespace, o: DefineArgs) -> Result<u8> {
     let here = std::env::current_dir()
         .map_err(|e| Error::system("cannot read the current directory", e))?;
     let opts = o.options;
-    let cmd = o.command.iter().map(|a| text("command", a));
+    let cmd = o.what.command.iter().map(|a| text("command", a));
     let mut d = Definition::new(cmd.collect::<Result<_>>()?);
     let cwd = from(&here, opts.cwd.unwrap_or_else(|| here.clone()));
     d.cwd = Some(text("working directory", cwd.as_os_str())?);
@@ -32,7 +32,7 @@ pub fn run(ns: &Namespace, o: DefineArgs) -> Result<u8> {
     o.supervision.apply_to(&mut d.supervision);
     d.enable = o.enable;
     d.checked()?;
-    let task = o.task;
+    let task = o.what.task;
     defs::update(ns, |mine| {
         mine.insert(task.clone(), d);
         Ok(vec![task])

@@ -11,7 +11,7 @@ use crate::spec::TaskSpec;
 /// `--clear-env`) with `--env` on top, and relative paths are the caller's,
 /// made absolute here as the library wants them.
 pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
-    let mut spec = TaskSpec::new(o.task, o.command)?;
+    let mut spec = TaskSpec::new(o.what.task, o.what.command)?;
     let here = spec.cwd.clone();
     if !o.clear_env {
         spec.inherit_env();
