@@ -9,16 +9,20 @@ use clap::{Parser, Subcommand};
 use lanco_proto::{NamespaceName, TaskName};
 
 use crate::signal::Signal;
+use crate::supervision::{parse_duration, Ready, Restart, RestartLimit};
 
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0  success (check: the task is running)
   1  check/status: the task is not running
   2  bad usage or input (names, options); nothing was changed
-  3  refused by the task's state: already running (run), not running (stop, kill)
-  4  permission denied (not a member of the namespace, not an administrator)
-  5  the namespace does not exist
-  6  the command could not be started (run)
+  3  refused by the task's state: already running (run), not running (stop,
+     kill), a name another member owns or defined (run, define, apply), a
+     definition whose task runs (undefine without --stop)
+  4  permission denied (not a member of the namespace, not an administrator;
+     start, restart, undefine of another member's definition)
+  5  the namespace, or the definition named, does not exist
+  6  the command could not be started, or was never ready (run, start)
   7  lancod unreachable, or it failed
   8  system error (cgroupfs, files)
   run -f and wait exit with the task's own status (128+N if killed by
@@ -62,9 +66,75 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Start TASK running CMD; returns once CMD has been exec'd
+    /// Start TASK running CMD; returns once CMD has been exec'd (or is ready, with --ready)
     #[command(after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
+    /// Define TASK as CMD, to be started later with `start` (replaces your
+    /// previous definition of TASK)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Define(DefineArgs),
+    /// Add the definitions of FILE ([task.NAME] tables), replacing yours of
+    /// the same names; your other definitions stay. All or nothing: a file
+    /// with any error changes nothing
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Apply {
+        /// The TOML file (as `show` prints)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Remove your definition of TASK (refused while it runs, unless --stop)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Undefine {
+        /// Stop the task first if it runs
+        #[arg(long)]
+        stop: bool,
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// List every member's definitions, and whether each task runs
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Defs {
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print TASK's definition as TOML that `apply` reads back unchanged
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Show {
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// Mark your definition of TASK enabled
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Enable {
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// Mark your definition of TASK disabled
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Disable {
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// Start your defined TASKs (in parallel); returns once each is ready.
+    /// A task that already runs is left alone (exit 0)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Start {
+        /// Return once each command has been exec'd, without waiting for readiness
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(value_name = "TASK", required = true)]
+        tasks: Vec<TaskName>,
+    },
+    /// Stop TASK if it runs, then start it from your definition
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Restart {
+        /// Return once the command has been exec'd, without waiting for readiness
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
     /// Exit 0 while any process of TASK lives, 1 otherwise; prints nothing
     #[command(after_help = EXIT_STATUS_HELP)]
     Check {
@@ -136,9 +206,9 @@ pub enum Command {
     },
 }
 
-/// `lanco NS run`'s arguments.
+/// How a task runs: the options `run` and `define` share.
 #[derive(Debug, clap::Args)]
-pub struct RunArgs {
+pub struct TaskOptions {
     /// Log file, relative to the current directory [default: {log_dir}/lanco-NS/task-TASK.log]
     #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
     pub log: Option<PathBuf>,
@@ -146,22 +216,46 @@ pub struct RunArgs {
     /// LANCO_EXIT_STATUS in its environment; output to the task's log)
     #[arg(short = 'c', long = "on-exit", value_name = "ON_EXIT_CMD")]
     pub on_exit: Option<String>,
-    /// Stay in the foreground until the task ends; exit with its status
-    #[arg(short = 'f', long = "foreground")]
-    pub foreground: bool,
     /// Working directory [default: the current one]
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
-    /// Set an environment variable, replacing the caller's (repeatable)
+    /// Set an environment variable (repeatable). `run` starts from the
+    /// caller's environment; a definition has only its --env variables
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<OsString>,
-    /// Start the task's environment empty, not from the caller's (then only
-    /// the --env variables)
-    #[arg(long)]
-    pub clear_env: bool,
     /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub stop_timeout: Option<Duration>,
+}
+
+/// Restarts and readiness: the options `run` and `define` share.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Supervision options")]
+pub struct SupervisionArgs {
+    /// Start CMD again after it ended: no, on-failure, always [default: no]
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<Restart>,
+    /// First delay before a restart, doubled after each quick end [default: 200ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub restart_delay: Option<Duration>,
+    /// Longest delay before a restart [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub restart_delay_max: Option<Duration>,
+    /// Give up after more than COUNT restarts within INTERVAL [default: 3/10s]
+    #[arg(long, value_name = "COUNT/INTERVAL")]
+    pub restart_limit: Option<RestartLimit>,
+    /// When the task is ready: exec, notify (READY=1 on $NOTIFY_SOCKET), fd:N
+    /// (a newline on fd N) [default: exec]
+    #[arg(long, value_name = "HOW")]
+    pub ready: Option<Ready>,
+    /// Stop a run not ready this long after its exec [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub start_timeout: Option<Duration>,
+}
+
+/// TASK CMD [ARG...], of `run` and `define`.
+#[derive(Debug, clap::Args)]
+pub struct TaskCommand {
     /// The task's name
     #[arg(value_name = "TASK")]
     pub task: TaskName,
@@ -175,12 +269,81 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
+/// `lanco NS run`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub options: TaskOptions,
+    /// Stay in the foreground until the task ends; exit with its status
+    #[arg(short = 'f', long = "foreground")]
+    pub foreground: bool,
+    /// Start the task's environment empty, not from the caller's (then only
+    /// the --env variables)
+    #[arg(long)]
+    pub clear_env: bool,
+    /// With --ready other than exec: return once CMD has been exec'd, without
+    /// waiting for readiness
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+    #[command(flatten)]
+    pub what: TaskCommand,
+}
+
+/// `lanco NS define`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct DefineArgs {
+    #[command(flatten)]
+    pub options: TaskOptions,
+    /// Mark the definition enabled
+    #[arg(long)]
+    pub enable: bool,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+    #[command(flatten)]
+    pub what: TaskCommand,
+}
+
+impl SupervisionArgs {
+    /// `s` with the options given set.
+    pub fn apply_to(&self, s: &mut crate::supervision::Supervision) {
+        if let Some(r) = self.restart {
+            s.restart = r;
+        }
+        if let Some(d) = self.restart_delay {
+            s.restart_delay = d;
+        }
+        if let Some(d) = self.restart_delay_max {
+            s.restart_delay_max = d;
+        }
+        if let Some(l) = self.restart_limit {
+            s.restart_limit = l;
+        }
+        if let Some(r) = self.ready {
+            s.ready = r;
+        }
+        if let Some(d) = self.start_timeout {
+            s.start_timeout = d;
+        }
+    }
+}
+
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Init { .. } => "init",
             Command::Destroy { .. } => "destroy",
             Command::Run(_) => "run",
+            Command::Define(_) => "define",
+            Command::Apply { .. } => "apply",
+            Command::Undefine { .. } => "undefine",
+            Command::Defs { .. } => "defs",
+            Command::Show { .. } => "show",
+            Command::Enable { .. } => "enable",
+            Command::Disable { .. } => "disable",
+            Command::Start { .. } => "start",
+            Command::Restart { .. } => "restart",
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",
             Command::Kill { .. } => "kill",

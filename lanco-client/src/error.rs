@@ -30,7 +30,7 @@ pub(crate) mod exit {
     pub const CONFLICT: u8 = 3;
     /// Not allowed: not a member of the namespace, not an administrator.
     pub const DENIED: u8 = 4;
-    /// The namespace does not exist.
+    /// The namespace (or the definition named) does not exist.
     pub const NO_NAMESPACE: u8 = 5;
     /// The command could not be started (not found, not executable, bad cwd).
     pub const START_FAILED: u8 = 6;
@@ -77,6 +77,14 @@ pub enum Error {
         /// The member whose name it is: their user name, or `uid N`.
         owner: String,
     },
+    /// A definition is not what the request needs: the task is defined by
+    /// another member (`define`, `apply`), or it runs (`undefine`).
+    #[error("{0}")]
+    Conflict(String),
+    /// No member of the namespace defined the task (`start`, `show`,
+    /// `undefine`, …).
+    #[error("task {0} is not defined")]
+    NotDefined(TaskName),
     /// Not allowed for another reason than membership: root running a task,
     /// signalling another member's processes, a file or cgroup the caller may
     /// not use, or lancod's refusal.
@@ -243,9 +251,11 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         use std::io::ErrorKind::PermissionDenied as Eacces;
         match self {
-            Error::AlreadyRunning(_) | Error::NotRunning(_) | Error::NameTaken { .. } => {
-                exit::CONFLICT
-            }
+            Error::AlreadyRunning(_)
+            | Error::NotRunning(_)
+            | Error::NameTaken { .. }
+            | Error::Conflict(_) => exit::CONFLICT,
+            Error::NotDefined(_) => exit::NO_NAMESPACE,
             Error::NotMember(_) | Error::PermissionDenied(_) => exit::DENIED,
             Error::NoNamespace(_) => exit::NO_NAMESPACE,
             Error::InvalidInput(_) | Error::Config(_) | Error::Name(_) => exit::USAGE,

@@ -204,10 +204,13 @@ impl From<&Error> for Failure {
             Error::File(f) if f.io_kind() == Some(Eacces) => {
                 Failure::PermissionDenied(e.one_line())
             }
-            Error::Cgroup(_) | Error::File(_) => Failure::System {
-                context: e.one_line(),
-                reason: None,
-            },
+            // Definitions' errors: the monitor never meets them.
+            Error::Cgroup(_) | Error::File(_) | Error::Conflict(_) | Error::NotDefined(_) => {
+                Failure::System {
+                    context: e.one_line(),
+                    reason: None,
+                }
+            }
         }
     }
 }

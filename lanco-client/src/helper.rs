@@ -34,6 +34,16 @@ pub fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
     }
 }
 
+/// Asks lancod to make the caller's state directory (and cgroup subtree)
+/// in namespace `ns`, as at its first admission, moving no process.
+#[cfg(feature = "cli")]
+pub fn join(socket: &Path, ns: &NamespaceName) -> Result<()> {
+    match request(socket, &Request::Join { ns: ns.clone() })? {
+        Response::Joined => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Asks lancod to create (or re-apply) namespace `ns` for `owner`:`group`;
 /// returns whether it was created, and the owner's uid and gid.
 #[cfg(feature = "cli")]

@@ -9,7 +9,8 @@
 //! `signal` (stop, kill, `Signal`), `wait`, `record` (state files, exit
 //! records, accounting), `handoff` and `control` (the monitor's two
 //! channels), `monitor` (the `lanco-monitor` binary), `helper` (requests to
-//! lancod), `error` (the one `Error` and the exit statuses), `cli` and
+//! lancod), `error` (the one `Error` and the exit statuses), `defs` (task
+//! definitions, `defs.toml`; with `cli`), `cli` and
 //! `commands` (the `lanco` command).
 #![warn(missing_docs)]
 
@@ -20,6 +21,8 @@ mod cli;
 #[cfg(feature = "cli")]
 mod commands;
 mod control;
+#[cfg(feature = "cli")]
+mod defs;
 mod error;
 mod follow;
 mod handoff;

@@ -8,6 +8,7 @@
 //! <state_dir>/ns/NS/names/task-NAME.lock                  who owns a name
 //! <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
 //! <state_dir>/ns/NS/user-UID/spawner.{sock,lock}          its warm spawner
+//! <state_dir>/ns/NS/user-UID/defs.toml                    its task definitions
 //! <log_dir>/lanco-NS/task-NAME.log                        task output
 //! ```
 
@@ -27,6 +28,8 @@ pub const NAMES: &str = "names";
 /// Not `task-*` names, so never a task's.
 pub const SPAWNER_SOCKET: &str = "spawner.sock";
 pub const SPAWNER_LOCK: &str = "spawner.lock";
+/// A member's task definitions (0640), in its state directory.
+pub const DEFINITIONS: &str = "defs.toml";
 const NS_PREFIX: &str = "ns-";
 const USER_PREFIX: &str = "user-";
 const TASK_PREFIX: &str = "task-";

@@ -33,6 +33,10 @@ pub enum Request {
     Destroy { ns: NamespaceName, force: bool },
     /// Move the calling process into the namespace's monitor cgroup.
     Admit { ns: NamespaceName },
+    /// Make (or re-apply) the caller's subtree and state directory in the
+    /// namespace, as admission does, without moving any process: for a
+    /// member's first definition, before it ever ran a task there.
+    Join { ns: NamespaceName },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +44,7 @@ pub enum Response {
     Initialized { created: bool, uid: u32, gid: u32 },
     Destroyed,
     Admitted,
+    Joined,
     Error { code: ErrorCode, message: String },
 }
 

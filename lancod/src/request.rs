@@ -118,18 +118,47 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
             }
         }
         Request::Admit { ns } => admit(ctx, peer, pidfd, &ns),
+        Request::Join { ns } => join(ctx, peer, &ns),
+    }
+}
+
+/// The namespace's record, once the caller is allowed in (`what`: the
+/// request, for the log); else the answer.
+fn entering(
+    ctx: &Context,
+    peer: &Peer,
+    ns: &NamespaceName,
+    what: &str,
+) -> Result<Option<namespace::Record>, Response> {
+    let rec = namespace::load_record(&ctx.layout, ns).map_err(ns_error)?;
+    if let Verdict::Deny(why) = auth::authorize(peer, Action::Enter, ctx.admin_gid, rec.as_ref()) {
+        info!(%ns, "{what} denied: {why}");
+        return Err(err(ErrorCode::PermissionDenied, why));
+    }
+    Ok(rec)
+}
+
+/// The member's subtree and state directory, made as admission makes them;
+/// no process moves.
+fn join(ctx: &Context, peer: &Peer, ns: &NamespaceName) -> Response {
+    let made = entering(ctx, peer, ns, "join").and_then(|rec| {
+        rec.ok_or_else(|| NsError::NotFound(ns.clone()))
+            .and_then(|rec| {
+                namespace::ensure_member(&ctx.layout, ns, &rec, peer.uid, ctx.user_max_cgroups)
+            })
+            .map_err(ns_error)
+    });
+    match made {
+        Ok(_) => Response::Joined,
+        Err(answer) => answer,
     }
 }
 
 fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName) -> Response {
-    let rec = match namespace::load_record(&ctx.layout, ns) {
+    let rec = match entering(ctx, peer, ns, "admission") {
         Ok(r) => r,
-        Err(e) => return ns_error(e),
+        Err(answer) => return answer,
     };
-    if let Verdict::Deny(why) = auth::authorize(peer, Action::Enter, ctx.admin_gid, rec.as_ref()) {
-        info!(%ns, "admission denied: {why}");
-        return err(ErrorCode::PermissionDenied, why);
-    }
     let pidfd = match pidfd
         .map(Ok)
         .unwrap_or_else(|| lanco_proto::sys::pidfd_open(peer.pid).map_err(std::io::Error::from))

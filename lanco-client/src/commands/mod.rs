@@ -1,14 +1,22 @@
 //! One module per subcommand; each returns the exit status or an error.
 
+mod apply;
 mod check;
+mod define;
 mod destroy;
+mod enable;
 mod init;
 mod kill;
+mod list_defs;
 mod logs;
 mod ls;
+mod restart;
 mod run;
+mod show;
+mod start;
 mod status;
 mod stop;
+mod undefine;
 mod wait;
 
 use lanco_proto::{Config, NamespaceName, TaskName};
@@ -35,6 +43,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Init { user, group } => init::run(&config, ns, user, group),
         Command::Destroy { force } => destroy::run(config, ns, force),
         Command::Run(args) => run::run(&open()?, args),
+        Command::Define(args) => define::run(&open()?, args),
+        Command::Apply { file } => apply::run(&open()?, &file),
+        Command::Undefine { stop, task } => undefine::run(&open()?, &task, stop),
+        Command::Defs { json } => list_defs::run(&open()?, json),
+        Command::Show { task } => show::run(&open()?, &task),
+        Command::Enable { task } => enable::run(&open()?, &task, true),
+        Command::Disable { task } => enable::run(&open()?, &task, false),
+        Command::Start { no_wait, tasks } => start::run(&open()?, &tasks, no_wait),
+        Command::Restart { no_wait, task } => restart::run(&open()?, &task, no_wait),
         Command::Check { task } => check::run(&open()?, &task),
         Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),
         Command::Kill { signal, task } => kill::run(&open()?, &task, signal),

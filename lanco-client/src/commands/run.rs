@@ -1,3 +1,4 @@
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -10,34 +11,30 @@ use crate::spec::TaskSpec;
 /// `--clear-env`) with `--env` on top, and relative paths are the caller's,
 /// made absolute here as the library wants them.
 pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
-    let mut spec = TaskSpec::new(o.task, o.command)?;
+    let mut spec = TaskSpec::new(o.what.task, o.what.command)?;
     let here = spec.cwd.clone();
     if !o.clear_env {
         spec.inherit_env();
     }
-    for kv in o.env {
-        let b = kv.as_bytes();
-        let Some(eq) = b.iter().position(|c| *c == b'=').filter(|&i| i > 0) else {
-            return Err(Error::InvalidInput(format!(
-                "--env takes KEY=VALUE, not {:?}",
-                kv.to_string_lossy()
-            )));
-        };
-        spec.env(
-            std::ffi::OsStr::from_bytes(&b[..eq]),
-            std::ffi::OsStr::from_bytes(&b[eq + 1..]),
-        );
+    let opts = o.options;
+    for kv in &opts.env {
+        let (k, v) = env_pair(kv)?;
+        spec.env(k, v);
     }
-    if let Some(cwd) = o.cwd {
+    if let Some(cwd) = opts.cwd {
         spec.cwd = from(&here, cwd);
     }
-    spec.log = o.log.map(|log| from(&here, log));
-    spec.on_exit = o.on_exit;
-    if let Some(t) = o.stop_timeout {
+    spec.log = opts.log.map(|log| from(&here, log));
+    spec.on_exit = opts.on_exit;
+    if let Some(t) = opts.stop_timeout {
         spec.stop_timeout = t;
     }
-    let started = ns.run(&spec)?;
+    o.supervision.apply_to(&mut spec.supervision);
+    let mut started = ns.run(&spec)?;
     if !o.foreground {
+        if !o.no_wait {
+            started.wait_ready()?;
+        }
         return Ok(0);
     }
     let exit = started.wait()?;
@@ -47,9 +44,21 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         .unwrap_or(crate::error::exit::SYSTEM))
 }
 
+/// `--env K=V` split at its first `=`; K must not be empty.
+pub fn env_pair(kv: &OsString) -> Result<(&OsStr, &OsStr)> {
+    let b = kv.as_bytes();
+    match b.iter().position(|c| *c == b'=').filter(|&i| i > 0) {
+        Some(eq) => Ok((OsStr::from_bytes(&b[..eq]), OsStr::from_bytes(&b[eq + 1..]))),
+        None => Err(Error::InvalidInput(format!(
+            "--env takes KEY=VALUE, not {:?}",
+            kv.to_string_lossy()
+        ))),
+    }
+}
+
 /// A path given on the command line, as the shell that typed it meant it:
 /// relative to the caller's directory (not to `--cwd`).
-fn from(here: &Path, p: PathBuf) -> PathBuf {
+pub fn from(here: &Path, p: PathBuf) -> PathBuf {
     if p.is_absolute() {
         p
     } else {
