@@ -26,6 +26,11 @@ fn admit_as(inst: &Install, user: &str, namespace: &str) -> Response {
     answer(&raw_request_as(user, &inst.socket, &req))
 }
 
+fn join_as(inst: &Install, user: &str, namespace: &str) -> Response {
+    let req = wire::encode(&Request::Join { ns: ns(namespace) }).unwrap();
+    answer(&raw_request_as(user, &inst.socket, &req))
+}
+
 #[test]
 fn every_denial() {
     if !lanco_e2e::can_run("every_denial") {
@@ -68,6 +73,16 @@ fn every_denial() {
         "{denied:?}"
     );
     assert_eq!(admit_as(&inst, EVE, "nonexistent"), denied);
+    // Join (a member's directories before its first task, for `define`):
+    // the same rule, the same answer to a stranger, and nothing made.
+    assert_eq!(join_as(&inst, EVE, "x"), denied);
+    assert_eq!(join_as(&inst, EVE, "nonexistent"), denied);
+    assert!(!inst.user_state_dir("x", EVE).exists());
+    inst.lanco(None, &["j", "init", "-u", ALICE, "-g", OPS])
+        .ok();
+    assert!(!inst.user_state_dir("j", BOB).exists());
+    assert_eq!(join_as(&inst, BOB, "j"), Response::Joined);
+    assert!(inst.user_state_dir("j", BOB).is_dir());
     assert!(matches!(
         admit_as(&inst, ADMIN, "x"),
         Response::Error {
