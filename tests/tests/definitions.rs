@@ -80,6 +80,33 @@ fn define_start_check_stop_show_restart_undefine() {
         let now = pids_with(&sleep);
         now.len() == 1 && now != first
     }));
+    let predates = |inst: &Install| {
+        inst.lanco(A, &["ns", "status", "svc"])
+            .stdout()
+            .contains("the running process predates its definition")
+    };
+    assert!(!predates(&inst));
+    // Redefining a running task changes its next start, not the running
+    // process, and status says so.
+    inst.lanco(
+        A,
+        &[
+            "ns",
+            "define",
+            "--env",
+            "GREETING=hello",
+            "--cwd",
+            "/tmp",
+            "--enable",
+            "svc",
+            "sh",
+            "-c",
+            &body,
+        ],
+    )
+    .ok();
+    assert!(predates(&inst));
+    assert_eq!(pids_with(&sleep).len(), 1);
     // defs: the owner, the command, the state.
     let d = defs_json(&inst, A);
     assert_eq!(d.len(), 1);
