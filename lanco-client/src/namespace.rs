@@ -44,6 +44,10 @@ pub struct TaskInfo {
     /// Every process in its cgroup (and the cgroups it made), the payload's
     /// children and orphans included.
     pub processes: Vec<Process>,
+    /// A supervised task between two runs (no process): when its monitor
+    /// starts it again, Unix time in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarting_at_ms: Option<i64>,
 }
 
 /// Whether a task runs, and what lanco knows of its run
@@ -295,27 +299,49 @@ impl Namespace {
         // The work is ~3 system calls per task and per process, each
         // independent of the others: with many tasks, two threads read
         // half each (ls of 1000 tasks on 2 cores: 46 → 35 ms median here).
-        if tasks.len() < PARALLEL_LS {
-            return read(&tasks);
-        }
-        let (first, second) = tasks.split_at(tasks.len() / 2);
-        let (out, rest) = std::thread::scope(|s| {
-            let other = std::thread::Builder::new()
-                .stack_size(256 * 1024)
-                .spawn_scoped(s, || read(second));
-            let mine = read(first);
-            match other {
-                Ok(h) => (
-                    mine,
-                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                ),
-                // No thread to be had: the caller's own does it all.
-                Err(_) => (mine, read(second)),
+        let mut out = if tasks.len() < PARALLEL_LS {
+            read(&tasks)?
+        } else {
+            read_in_two(&tasks, read)?
+        };
+        // Tasks with a cgroup but no process: supervised ones between two
+        // runs are listed as such; the rest (a run that just ended, a
+        // monitor that died) are not running.
+        if out.len() < tasks.len() {
+            let mut quiet: Vec<&TaskName> = tasks.iter().map(|t| &t.0).collect();
+            quiet.retain(|t| out.binary_search_by(|i| i.task.cmp(t)).is_err());
+            for task in quiet {
+                // Unreadable: not listed, as any task that is not running.
+                if let Some(at) = self.restarting_at(task).ok().flatten() {
+                    let i = out.partition_point(|i| i.task < *task);
+                    out.insert(
+                        i,
+                        TaskInfo {
+                            task: task.clone(),
+                            processes: Vec::new(),
+                            restarting_at_ms: Some(at),
+                        },
+                    );
+                }
             }
-        });
-        let mut out = out?;
-        out.extend(rest?);
+        }
         Ok(out)
+    }
+
+    /// When a supervised task between two runs starts again (its state
+    /// file says so), if it is one.
+    fn restarting_at(&self, task: &TaskName) -> Result<Option<i64>> {
+        let Some(found) = self.find(task)? else {
+            return Ok(None);
+        };
+        let state: Option<TaskState> = record::read_json(
+            &self.state_dir_of(&found)?,
+            &layout::state_name(task),
+            found.owner,
+        )?;
+        Ok(state
+            .and_then(|s| s.supervised)
+            .and_then(|s| s.next_restart_ms))
     }
 
     /// Whether `task` runs, with its run's state file or, once it has
@@ -447,6 +473,31 @@ pub(crate) struct OpenLog {
 /// From this many tasks on, `list` reads them on two threads.
 const PARALLEL_LS: usize = 64;
 
+/// `read` of `tasks` by two threads, half each.
+fn read_in_two(
+    tasks: &[(TaskName, usize, String)],
+    read: impl Fn(&[(TaskName, usize, String)]) -> Result<Vec<TaskInfo>> + Sync,
+) -> Result<Vec<TaskInfo>> {
+    let (first, second) = tasks.split_at(tasks.len() / 2);
+    let (out, rest) = std::thread::scope(|s| {
+        let other = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn_scoped(s, || read(second));
+        let mine = read(first);
+        match other {
+            Ok(h) => (
+                mine,
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            ),
+            // No thread to be had: the caller's own does it all.
+            Err(_) => (mine, read(second)),
+        }
+    });
+    let mut out = out?;
+    out.extend(rest?);
+    Ok(out)
+}
+
 /// The processes of `tasks` (each: its name, the index in `dirs` of the
 /// directory holding its cgroup, the cgroup's entry there), skipping those
 /// that hold none.
@@ -479,6 +530,7 @@ fn read_tasks(
         out.push(TaskInfo {
             task: task.clone(),
             processes,
+            restarting_at_ms: None,
         });
     }
     Ok(out)

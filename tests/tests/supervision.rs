@@ -222,6 +222,8 @@ fn a_stop_during_the_restart_delay_cancels_the_restart() {
     let st = inst.lanco(A, &["ns", "status", "d"]);
     assert_eq!(st.code(), 1, "restarting is not running");
     assert!(st.stdout().contains("task d is restarting (in "), "{st}");
+    let ls = inst.lanco(Some(lanco_e2e::BOB), &["ns", "ls"]);
+    assert!(ls.stdout().contains("d (restarting in "), "{ls}");
     let monitor = inst.status("ns", "d")["info"]["monitor_pid"]
         .as_i64()
         .unwrap() as i32;

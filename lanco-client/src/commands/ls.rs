@@ -19,7 +19,13 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
     }
     // The original lanco's tree: the task, then one "→ PID cmdline" per process.
     for t in &tasks {
-        writeln!(out, "{}", t.task).map_err(fail)?;
+        match t.restarting_at_ms {
+            Some(at) => {
+                let left = (at - crate::time::now_millis()).max(0) as f64 / 1000.0;
+                writeln!(out, "{} (restarting in {left:.1} s)", t.task).map_err(fail)?;
+            }
+            None => writeln!(out, "{}", t.task).map_err(fail)?,
+        }
         for p in &t.processes {
             let line = format!(" → {} {}", p.pid, p.cmdline);
             let line = if long {
