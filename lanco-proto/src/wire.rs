@@ -41,11 +41,20 @@ pub enum Request {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
-    Initialized { created: bool, uid: u32, gid: u32 },
+    Initialized {
+        created: bool,
+        uid: u32,
+        gid: u32,
+    },
     Destroyed,
     Admitted,
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    /// Last: variants are numbered by position on the wire, and an older
+    /// client must still read `Error` as it was.
     Joined,
-    Error { code: ErrorCode, message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +217,14 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok, b"LNC\x01\x06\0\0\0\0\0\0\0\x00\x01\xe8\x07\xe8\x07");
+        // Join came later: the last variant of each enum, so the ones before
+        // keep their numbers.
+        let join = encode(&Request::Join { ns: ns("t") }).unwrap();
+        assert_eq!(join, b"LNC\x01\x03\0\0\0\0\0\0\0\x03\x01t");
+        assert_eq!(
+            encode(&Response::Joined).unwrap(),
+            b"LNC\x01\x01\0\0\0\0\0\0\0\x04"
+        );
     }
 
     #[test]

@@ -341,8 +341,9 @@ fn start_waits_until_a_notify_task_is_ready() {
     };
     inst.init("ns", ALICE, OPS);
     // sd_notify by hand: READY=1 in a datagram to $NOTIFY_SOCKET (abstract
-    // if it starts with @).
-    let notify = r#"perl -MSocket -e 'socket(S, PF_UNIX, SOCK_DGRAM, 0) or die; my $p = $ENV{NOTIFY_SOCKET}; $p =~ s/^@/\0/; send(S, "READY=1", 0, pack_sockaddr_un($p)) or die "send: $!"'"#;
+    // if it starts with @). The sender stays a moment: a datagram whose
+    // sender is gone when it is read cannot be told from an outsider's.
+    let notify = r#"perl -MSocket -e 'socket(S, PF_UNIX, SOCK_DGRAM, 0) or die; my $p = $ENV{NOTIFY_SOCKET}; $p =~ s/^@/\0/; send(S, "READY=1", 0, pack_sockaddr_un($p)) or die "send: $!"; sleep 2'"#;
     let sleep = unique_sleep();
     let body = format!("sleep 1; {notify}; exec sleep {sleep}");
     inst.lanco(

@@ -50,7 +50,10 @@ impl Monitor {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(e)),
         };
-        // Between runs the state file stays, saying when the next is due.
+        // The record first: whoever finds the state file gone reads this
+        // run's record. Between runs the state file stays, saying when the
+        // next is due.
+        let recorded = record::write_json(&self.dir, &layout::exit_name(task), &rec).err();
         let state_gone = match verdict {
             Verdict::Restart(_) => None,
             _ => self
@@ -59,11 +62,7 @@ impl Monitor {
                 .map_err(Error::from)
                 .err(),
         };
-        let failed = [
-            record::write_json(&self.dir, &layout::exit_name(task), &rec).err(),
-            not_accounted,
-            state_gone,
-        ];
+        let failed = [recorded, not_accounted, state_gone];
         for e in failed.into_iter().flatten() {
             self.note(&e.one_line());
         }
