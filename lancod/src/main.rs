@@ -1,5 +1,7 @@
 //! lancod: serve the helper socket (default), re-create every registered
-//! namespace (`lancod restore`), or end every task (`lancod stop-all`).
+//! namespace (`lancod restore`) and start the members' enabled definitions
+//! (`lancod start-enabled`, also part of `restore`), or end every task
+//! (`lancod stop-all`).
 
 use std::process::ExitCode;
 use std::time::Duration;
