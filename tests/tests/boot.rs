@@ -37,9 +37,6 @@ fn restore(inst: &Install, wrap: &str, args: &str) -> Out {
     o
 }
 
-/// What was done, the reason logged, how.
-type Refusal<'a> = (&'a str, &'a str, Box<dyn Fn() + 'a>);
-
 /// One field of /proc/PID/status.
 fn status(pid: i32, key: &str) -> String {
     fs::read_to_string(format!("/proc/{pid}/status"))
@@ -194,64 +191,53 @@ fn enabled_definitions_start_as_their_definer_and_refusals_are_logged() {
     // Refusals: each is bob's, alice's task still starts.
     let bob_dir = inst.user_state_dir("ns", BOB);
     let defs = bob_dir.join("defs.toml");
-    let not_bobs = format!("defs.toml belongs to {ALICE}");
-    let refusals: Vec<Refusal> = vec![
+    let d = bob_dir.display();
+    // (reason logged, who does it (None: root), what, in bob's directory)
+    let refusals: [(String, Option<&str>, &str); 7] = [
         (
+            "defs.toml is group-writable".into(),
+            B,
             "chmod g+w defs.toml",
-            "defs.toml is group-writable",
-            Box::new(|| {
-                sh_as(BOB, &format!("chmod g+w {}", defs.display())).ok();
-            }),
         ),
         (
+            "defs.toml is world-writable".into(),
+            B,
             "chmod o+w defs.toml",
-            "defs.toml is world-writable",
-            Box::new(|| {
-                sh_as(BOB, &format!("chmod o+w {}", defs.display())).ok();
-            }),
         ),
         (
-            "chmod g+w its directory",
-            "its state directory",
-            Box::new(|| {
-                sh_as(BOB, &format!("chmod g+w {}", bob_dir.display())).ok();
-            }),
+            format!("its state directory {d} is group-writable"),
+            B,
+            "chmod g+w .",
         ),
         (
-            "defs.toml a symlink to bob's own file",
-            "defs.toml is a symbolic link, not a file",
-            Box::new(|| {
-                let d = bob_dir.display();
-                sh_as(
-                    BOB,
-                    &format!("mv {d}/defs.toml {d}/real.toml && ln -s real.toml {d}/defs.toml"),
-                )
-                .ok();
-            }),
+            "defs.toml is a symbolic link, not a file".into(),
+            B,
+            "mv defs.toml real.toml && ln -s real.toml defs.toml",
         ),
         (
-            "defs.toml a hard link",
-            "defs.toml is a hard link, not a file",
-            Box::new(|| {
-                let d = bob_dir.display();
-                sh_as(BOB, &format!("ln {d}/defs.toml {d}/other.toml")).ok();
-            }),
+            "defs.toml is a hard link, not a file".into(),
+            B,
+            "ln defs.toml other.toml",
         ),
         (
-            "defs.toml someone else's",
-            &not_bobs,
-            Box::new(|| std::os::unix::fs::chown(&defs, Some(uid(ALICE)), None).unwrap()),
+            format!("defs.toml belongs to {ALICE}"),
+            None,
+            "chown lanco-t-alice defs.toml",
         ),
         (
-            "its directory someone else's",
-            "its state directory",
-            Box::new(|| std::os::unix::fs::chown(&bob_dir, Some(uid(ALICE)), None).unwrap()),
+            format!("its state directory {d} belongs to {ALICE}"),
+            None,
+            "chown lanco-t-alice .",
         ),
     ];
     let pristine = fs::read(&defs).unwrap();
-    for (what, why, make) in &refusals {
+    for (why, who, what) in &refusals {
         eprintln!("refusal: {what}");
-        make();
+        let script = format!("cd {d} && {what}");
+        match who {
+            Some(u) => sh_as(u, &script).ok(),
+            None => Out(Command::new("sh").args(["-c", &script]).output().unwrap()).ok(),
+        };
         let o = restore(&inst, "", "");
         o.ok();
         skipped(&o, "ns", BOB, why);
