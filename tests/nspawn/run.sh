@@ -662,11 +662,12 @@ c_stop_task() {
 # Enabled definitions, started at boot by lanco-enabled.service: alice's
 # and bob's (in their own namespaces); carol's, made group-writable, and
 # bob's in carol's namespace nsc after bob has left its group, are not.
-# alice's task prints its NoNewPrivs and Seccomp: nothing of a unit's
-# sandbox may reach it.
+# alice's task prints its NoNewPrivs and seccomp state: nothing of a unit's
+# sandbox may reach it, so they are those of the container's PID 1 (nspawn
+# confines the whole container with a filter of its own).
 c_enabled_define() {
     ok as_user alice lanco nsa define --enable ea sh -c \
-        'grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status; id; exec sleep 100001' || return 1
+        'grep -E "^(NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status; id; exec sleep 100001' || return 1
     ok as_user alice lanco nsa define ed sleep 100002 || return 1
     ok as_user bob lanco nsb define --enable eb sleep 100003 || return 1
     ok ct groupadd crew && ok ct useradd -m -s /bin/sh -G crew carol && ok ct usermod -aG crew bob || return 1
@@ -690,8 +691,12 @@ c_enabled_after_reboot() {
         [ "$(ct stat -c %U "/proc/$p")" = bob ] || { echo "eb's pid $p is not bob's"; bad=1; }
     done
     ct cat /var/log/lanco-nsa/task-ea.log
-    ok ct grep -qP '^NoNewPrivs:\t0$' /var/log/lanco-nsa/task-ea.log || bad=1
-    ok ct grep -qP '^Seccomp:\t0$' /var/log/lanco-nsa/task-ea.log || bad=1
+    local k want
+    for k in NoNewPrivs Seccomp Seccomp_filters; do
+        want=$(ct grep "^$k:" /proc/1/status)
+        echo "PID 1: $want"
+        ok ct grep -qx "$want" /var/log/lanco-nsa/task-ea.log || bad=1
+    done
     j=$(ct journalctl -b -q -o cat -u lanco-enabled.service --no-pager); echo "$j"
     grep -qx "lanco-nsc user $(ct id -u carol): defs.toml is group-writable; enabled tasks not started" <<< "$j" ||
         { echo "no journal line for carol's group-writable defs.toml"; bad=1; }
