@@ -68,7 +68,7 @@ if command -v strip >/dev/null 2>&1; then
 fi
 
 # Units.
-for u in lancod.socket lancod.service lanco-tasks.service; do
+for u in lancod.socket lancod.service lanco-tasks.service lanco-enabled.service; do
     inst 0644 "$top/systemd/$u" "/lib/systemd/system/$u"
 done
 

@@ -123,7 +123,11 @@ pub enum Command {
         /// Return once each command has been exec'd, without waiting for readiness
         #[arg(long)]
         no_wait: bool,
-        #[arg(value_name = "TASK", required = true)]
+        /// Instead of TASKs: every definition of yours marked enabled (what
+        /// runs at boot, as you: `lancod restore` runs this for each member)
+        #[arg(long, conflicts_with = "tasks")]
+        enabled: bool,
+        #[arg(value_name = "TASK", required_unless_present = "enabled")]
         tasks: Vec<TaskName>,
     },
     /// Stop TASK if it runs, then start it from your definition

@@ -48,7 +48,8 @@ pub(crate) struct Definition {
     pub on_exit: Option<String>,
     pub stop_timeout: Duration,
     pub supervision: Supervision,
-    /// Stored and shown; nothing starts enabled definitions yet.
+    /// Started at boot, as the definer (`lancod restore` runs `lanco NS
+    /// start --enabled` for each member), or by that command.
     pub enable: bool,
 }
 
@@ -464,6 +465,16 @@ fn read_in(dir: &Dir, uid: u32) -> Result<Defs> {
                 .map_err(|_| Error::InvalidInput(format!("{}: not UTF-8", path.display())))?;
             parse(&path.display().to_string(), &text)
         }
+    }
+}
+
+/// The caller's own definitions; none if it has no state directory in the
+/// namespace yet. No other member's file is read.
+pub(crate) fn mine(ns: &Namespace) -> Result<Defs> {
+    let me = nix::unistd::geteuid().as_raw();
+    match Dir::open(&ns.layout().user_state_dir(ns.name(), me)) {
+        Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(Defs::new()),
+        r => read_in(&r?, me),
     }
 }
 

@@ -36,6 +36,10 @@ pub struct Config {
     /// `/usr/libexec/lanco/lanco-monitor`. Never looked up beside the running
     /// binary, which for a daemon linking the library is the daemon's.
     pub monitor: PathBuf,
+    /// The `lanco` command (absolute) that `lancod restore` runs, as each
+    /// member, to start the member's enabled definitions at boot
+    /// (`lanco NS start --enabled`); empty = `/usr/bin/lanco`.
+    pub lanco: PathBuf,
     /// Seconds a member's warm spawner (the fast start path: it forks new
     /// monitors inside the member's monitors cgroup, so a `run` needs no
     /// cgroup migration) lingers after its last start; 0 = no spawner,
@@ -56,6 +60,7 @@ impl Default for Config {
             log_max_bytes: 64 << 20,
             user_max_cgroups: 10_000,
             monitor: PathBuf::new(),
+            lanco: PathBuf::new(),
             spawner_idle_secs: 120,
         }
     }

@@ -1,5 +1,7 @@
 //! lancod: serve the helper socket (default), re-create every registered
-//! namespace (`lancod restore`), or end every task (`lancod stop-all`).
+//! namespace (`lancod restore`) and start the members' enabled definitions
+//! (`lancod start-enabled`, also part of `restore`), or end every task
+//! (`lancod stop-all`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,7 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lanco_proto::Config;
 use lancod::error::StartError;
-use lancod::{namespace, server};
+use lancod::{boot, namespace, server};
 
 #[derive(Parser)]
 #[command(
@@ -24,8 +26,22 @@ enum Cmd {
     /// Serve the helper socket (the default).
     Serve,
     /// Re-create the cgroups and directories of every registered namespace
-    /// (they vanish at reboot). Safe to run at any time.
-    Restore,
+    /// (they vanish at reboot), then start every member's enabled
+    /// definitions as `start-enabled` does. Safe to run at any time; lancod
+    /// must be serving its socket for the tasks.
+    Restore {
+        /// Only the namespaces: start no task (upgrades, administrators;
+        /// under systemd lanco-enabled.service starts the tasks)
+        #[arg(long)]
+        no_tasks: bool,
+    },
+    /// Start, as each member, the member's enabled definitions (`lanco NS
+    /// start --enabled`), all at once, waiting at most 5 minutes; skipped,
+    /// with one line saying why, where `defs.toml` or its directory is not
+    /// the member's alone, or the user is no longer a member. A task that
+    /// fails to start is logged, not an error. ExecStart of
+    /// lanco-enabled.service.
+    StartEnabled,
     /// End every task of every namespace, each as `lanco NS stop` would
     /// (its exit record says "stopped"); kill what is left after TIMEOUT
     /// seconds. ExecStop of lanco-tasks.service.
@@ -71,6 +87,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every member's enabled definitions of `namespaces`, as that member.
+fn start_enabled(
+    cfg: &Config,
+    layout: &lanco_proto::Layout,
+    namespaces: Vec<(lanco_proto::NamespaceName, namespace::Record)>,
+) {
+    let lanco = match boot::lanco_path(cfg) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!("{e}; enabled tasks not started"),
+    };
+    let members = namespaces
+        .iter()
+        .flat_map(|(ns, rec)| boot::members(layout, ns, rec))
+        .collect();
+    let failed = boot::start(members, &lanco, boot::DEADLINE);
+    if failed > 0 {
+        tracing::warn!("enabled tasks of {failed} member(s) did not all start; see above");
+    }
+}
+
 fn run(cmd: Cmd) -> Result<(), StartError> {
     let cfg = Config::load()?;
     let ctx = server::Context::from_config(&cfg)?;
@@ -89,20 +125,33 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             ))
             .map_err(StartError::Runtime)
         }
-        Cmd::Restore => {
+        Cmd::Restore { no_tasks } => {
             let mut failed = 0;
+            let mut restored = Vec::new();
             for (ns, rec) in namespace::registered(&ctx.layout)? {
                 match namespace::apply(&ctx.layout, &ns, &rec) {
-                    Ok(_) => tracing::info!(%ns, owner = rec.owner, group = rec.group, "restored"),
+                    Ok(_) => {
+                        tracing::info!(%ns, owner = rec.owner, group = rec.group, "restored");
+                        restored.push((ns, rec));
+                    }
                     Err(e) => {
                         failed += 1;
                         tracing::error!(%ns, "restore failed: {e}");
                     }
                 }
             }
+            if !no_tasks {
+                // A task that does not start is logged, not the restore's
+                // failure.
+                start_enabled(&cfg, &ctx.layout, restored);
+            }
             if failed > 0 {
                 return Err(StartError::Restore(failed));
             }
+            Ok(())
+        }
+        Cmd::StartEnabled => {
+            start_enabled(&cfg, &ctx.layout, namespace::registered(&ctx.layout)?);
             Ok(())
         }
         Cmd::StopAll { timeout } => {

@@ -500,7 +500,7 @@ TICKER='sleep 100000 & n=0; while :; do n=$((n + 1)); echo "tick $n"; sleep 0.3;
 # -------------------------------------------------------------- the checks
 c_boot() { boot_container first; }
 c_verify_units() {
-    ok ct systemd-analyze verify lancod.socket lancod.service lanco-tasks.service
+    ok ct systemd-analyze verify lancod.socket lancod.service lanco-tasks.service lanco-enabled.service
 }
 c_install() {
     cp "$deb1" "$deb2" "$ROOT/root/"
@@ -517,10 +517,11 @@ c_units_state() {
     s=$(ct systemctl is-active lancod.socket); t=$(ct systemctl is-active lanco-tasks.service)
     h=$(ct systemctl is-active lancod.service)
     echo "lancod.socket=$s lanco-tasks.service=$t lancod.service=$h"
-    ct systemctl is-enabled lancod.socket lanco-tasks.service
+    ct systemctl is-enabled lancod.socket lanco-tasks.service lanco-enabled.service
     [ "$s" = active ] && [ "$t" = active ] && [ "$h" != active ] &&
         [ "$(ct systemctl is-enabled lancod.socket)" = enabled ] &&
-        [ "$(ct systemctl is-enabled lanco-tasks.service)" = enabled ]
+        [ "$(ct systemctl is-enabled lanco-tasks.service)" = enabled ] &&
+        [ "$(ct systemctl is-enabled lanco-enabled.service)" = enabled ]
 }
 c_security() {
     ct systemd-analyze security --no-pager lancod.service | tail -n 1
@@ -657,6 +658,53 @@ c_stop_task() {
     left=$(task_pids nsa t1); [ -z "$left" ] || { echo "left behind: $left"; return 1; }
     for p in $SNAP_T1; do ct test -d "/proc/$p" && { echo "pid $p survives"; return 1; }; done
     return 0
+}
+# Enabled definitions, started at boot by lanco-enabled.service: alice's
+# and bob's (in their own namespaces); carol's, made group-writable, and
+# bob's in carol's namespace nsc after bob has left its group, are not.
+# alice's task prints its NoNewPrivs and seccomp state: nothing of a unit's
+# sandbox may reach it, so they are those of the container's PID 1 (nspawn
+# confines the whole container with a filter of its own).
+c_enabled_define() {
+    ok as_user alice lanco nsa define --enable ea sh -c \
+        'grep -E "^(NoNewPrivs|Seccomp|Seccomp_filters):" /proc/self/status; id; exec sleep 100001' || return 1
+    ok as_user alice lanco nsa define ed sleep 100002 || return 1
+    ok as_user bob lanco nsb define --enable eb sleep 100003 || return 1
+    ok ct groupadd crew && ok ct useradd -m -s /bin/sh -G crew carol && ok ct usermod -aG crew bob || return 1
+    ok ct lanco nsc init -u carol -g crew || return 1
+    ok as_user carol lanco nsc define --enable ec sleep 100004 || return 1
+    ok as_user carol chmod g+w "/var/lib/lanco/ns/nsc/user-$(ct id -u carol)/defs.toml" || return 1
+    ok as_user bob lanco nsc define --enable ebc sleep 100005 || return 1
+    ok ct gpasswd -d bob crew
+}
+c_enabled_after_reboot() {
+    local j bad=0 p
+    ok as_user alice lanco nsa check ea || bad=1
+    ok as_user bob lanco nsb check eb || bad=1
+    fails as_user alice lanco nsa check ed || bad=1            # not enabled
+    fails as_user carol lanco nsc check ec || bad=1            # group-writable
+    fails ct lanco nsc check ebc || bad=1                      # bob left crew
+    for p in $(task_pids nsa ea); do
+        [ "$(ct stat -c %U "/proc/$p")" = alice ] || { echo "ea's pid $p is not alice's"; bad=1; }
+    done
+    for p in $(task_pids nsb eb); do
+        [ "$(ct stat -c %U "/proc/$p")" = bob ] || { echo "eb's pid $p is not bob's"; bad=1; }
+    done
+    ct cat /var/log/lanco-nsa/task-ea.log
+    local k want
+    for k in NoNewPrivs Seccomp Seccomp_filters; do
+        want=$(ct grep "^$k:" /proc/1/status)
+        echo "PID 1: $want"
+        ok ct grep -qx "$want" /var/log/lanco-nsa/task-ea.log || bad=1
+    done
+    j=$(ct journalctl -b -q -o cat -u lanco-enabled.service --no-pager); echo "$j"
+    grep -qx "lanco-nsc user $(ct id -u carol): defs.toml is group-writable; enabled tasks not started" <<< "$j" ||
+        { echo "no journal line for carol's group-writable defs.toml"; bad=1; }
+    grep -q "^lanco-nsc user $(ct id -u bob): bob is no longer a member of namespace nsc .*; enabled tasks not started$" <<< "$j" ||
+        { echo "no journal line for bob, removed from crew"; bad=1; }
+    ok ct systemctl is-active --quiet lanco-tasks.service || bad=1
+    fails ct systemctl is-failed --quiet lanco-enabled.service || bad=1
+    return $bad
 }
 c_reboot() {
     ok as_user alice lanco nsa run t4 sleep 100000 || return 1
@@ -993,7 +1041,9 @@ run_checks() {
     check "dpkg -i $ver2 (upgrade): tasks untouched, task root not restarted" c_upgrade
     check "systemctl status lanco-tasks.service shows the tasks" c_status_shows_tasks
     check "stop ends the task and leaves nothing" c_stop_task
+    check "enabled definitions: alice, bob; carol's group-writable; bob's after leaving nsc's group" c_enabled_define
     check "reboot: namespaces back without init, users run at once" c_reboot
+    check "after reboot: enabled tasks back as their definers, unsandboxed; skips in the journal" c_enabled_after_reboot
     check "systemctl stop lanco-tasks.service ends every task" c_stop_root
     check "root destroys an idle namespace (helper and task root start on demand)" c_destroy
     check "dpkg -r leaves the task root running; dpkg -P removes state and config" c_remove_purge

@@ -253,14 +253,16 @@ impl Install {
             install_file(&target_dir().join(b), &inst.bin.join(b));
         }
         // The monitor is the installation's, named in its config (lanco
-        // never looks beside the running binary).
+        // never looks beside the running binary), and so is the lanco that
+        // `lancod restore` runs as each member.
         let mut text = format!(
-            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\nmonitor = \"{}\"\n",
+            "socket = \"{}\"\ncgroup_root = \"{}\"\nstate_dir = \"{}\"\nlog_dir = \"{}\"\nidle_timeout = 0\nmonitor = \"{}\"\nlanco = \"{}\"\n",
             inst.socket.display(),
             inst.cgroup_root.display(),
             inst.state_dir.display(),
             inst.log_dir.display(),
-            inst.bin.join("lanco-monitor").display()
+            inst.bin.join("lanco-monitor").display(),
+            inst.bin.join("lanco").display()
         );
         text.push_str(extra_config);
         fs::write(&inst.config, text).expect("config");

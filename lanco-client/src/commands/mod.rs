@@ -50,7 +50,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Show { task } => show::run(&open()?, &task),
         Command::Enable { task } => enable::run(&open()?, &task, true),
         Command::Disable { task } => enable::run(&open()?, &task, false),
-        Command::Start { no_wait, tasks } => start::run(&open()?, &tasks, no_wait),
+        Command::Start {
+            no_wait,
+            enabled: true,
+            ..
+        } => start::run_enabled(&open()?, no_wait),
+        Command::Start { no_wait, tasks, .. } => start::run(&open()?, &tasks, no_wait),
         Command::Restart { no_wait, task } => restart::run(&open()?, &task, no_wait),
         Command::Check { task } => check::run(&open()?, &task),
         Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),

@@ -12,14 +12,38 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool) -> Result<u8> {
     let mut tasks = tasks.to_vec();
     tasks.dedup();
     let all = defs::all(ns)?;
-    let results: Vec<Result<bool>> = std::thread::scope(|s| {
-        let started: Vec<_> = tasks
-            .iter()
-            .map(|task| {
-                let all = &all;
+    let jobs = tasks
+        .into_iter()
+        .map(|task| {
+            let d = defs::owned(&all, &task, "start it");
+            (task, d)
+        })
+        .collect();
+    Ok(start_all(ns, jobs, no_wait))
+}
+
+/// `lanco NS start --enabled [--no-wait]`: every definition of the
+/// caller's marked enabled, as `run` starts named ones. Only the caller's
+/// own file is read, so another member's broken one holds up nothing.
+pub fn run_enabled(ns: &Namespace, no_wait: bool) -> Result<u8> {
+    let jobs = defs::mine(ns)?
+        .into_iter()
+        .filter(|(_, d)| d.enable)
+        .map(|(task, d)| (task, Ok(d)))
+        .collect();
+    Ok(start_all(ns, jobs, no_wait))
+}
+
+/// Starts each task from its definition in parallel, one line each; the
+/// status of the first that failed.
+fn start_all(ns: &Namespace, jobs: Vec<(TaskName, Result<Definition>)>, no_wait: bool) -> u8 {
+    let results: Vec<(TaskName, Result<bool>)> = std::thread::scope(|s| {
+        let started: Vec<_> = jobs
+            .into_iter()
+            .map(|(task, d)| {
                 s.spawn(move || {
-                    let d = defs::owned(all, task, "start it")?;
-                    launch(ns, task, &d, no_wait)
+                    let r = d.and_then(|d| launch(ns, &task, &d, no_wait));
+                    (task, r)
                 })
             })
             .collect();
@@ -29,13 +53,13 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool) -> Result<u8> {
             .collect()
     });
     let mut code = 0;
-    for (task, r) in tasks.iter().zip(results) {
-        let status = report("start", task, r, no_wait);
+    for (task, r) in results {
+        let status = report("start", &task, r, no_wait);
         if code == 0 {
             code = status;
         }
     }
-    Ok(code)
+    code
 }
 
 /// Starts `task` from `d`, waiting for its readiness unless `no_wait`;
