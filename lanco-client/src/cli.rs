@@ -224,7 +224,8 @@ pub struct TaskOptions {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
     /// Set an environment variable (repeatable). `run` starts from the
-    /// caller's environment; a definition has only its --env variables
+    /// caller's environment; a definition from the definer's HOME, USER,
+    /// LOGNAME, SHELL (user database) and a default PATH, never the caller's
     #[arg(long = "env", value_name = "K=V")]
     pub env: Vec<OsString>,
     /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]

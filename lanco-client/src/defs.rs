@@ -192,15 +192,25 @@ impl Definition {
         format!("{h:016x}")
     }
 
-    /// The spec to start `task` from: the definition's environment alone,
-    /// its cwd or the definer's (the caller's) home directory.
+    /// The spec to start `task` from, the same whoever starts it and when
+    /// (a shell, `start --enabled` at boot): the definer's (the caller's)
+    /// HOME, USER, LOGNAME and SHELL from the user database and a default
+    /// PATH, as a login or systemd's `User=` gives them, then the
+    /// definition's `env` over them, and nothing of the caller's
+    /// environment; its cwd, or the definer's home directory.
     pub fn to_spec(&self, task: &TaskName) -> Result<TaskSpec> {
         let argv = self.cmd.iter().map(OsString::from).collect();
         let mut spec = TaskSpec::new(task.clone(), argv)?;
+        let me = definer()?;
         spec.cwd = match &self.cwd {
             Some(c) => PathBuf::from(c),
-            None => home()?,
+            None => me.dir.clone(),
         };
+        spec.env("HOME", &me.dir)
+            .env("USER", &me.name)
+            .env("LOGNAME", &me.name)
+            .env("SHELL", &me.shell)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin");
         for (k, v) in &self.env {
             spec.env(k, v);
         }
@@ -213,13 +223,14 @@ impl Definition {
     }
 }
 
-fn home() -> Result<PathBuf> {
+/// The caller, who starts only its own definitions, from the user database.
+fn definer() -> Result<nix::unistd::User> {
     let me = nix::unistd::geteuid();
     match nix::unistd::User::from_uid(me) {
-        Ok(Some(u)) => Ok(u.dir),
+        Ok(Some(u)) => Ok(u),
         _ => Err(Error::InvalidInput(format!(
-            "{} has no home directory in the user database; give the definition a cwd",
-            files::user_name(me.as_raw())
+            "uid {} is not in the user database: its definitions have no HOME",
+            me.as_raw()
         ))),
     }
 }

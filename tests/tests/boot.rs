@@ -166,10 +166,19 @@ fn enabled_definitions_start_as_their_definer_and_refusals_are_logged() {
             };
             assert_eq!(status(pid, key), want, "{key} of {user}'s task");
         }
-        // The definition's environment, nothing of root's or of the start.
+        // The member's login basics and the definition's environment,
+        // nothing of root's or of the start.
+        let pw = nix::unistd::User::from_name(user).unwrap().unwrap();
         assert_eq!(
             environ(pid),
-            BTreeSet::from(["FOO=bar baz".to_owned()]),
+            BTreeSet::from([
+                "FOO=bar baz".to_owned(),
+                format!("HOME={}", pw.dir.display()),
+                format!("USER={user}"),
+                format!("LOGNAME={user}"),
+                format!("SHELL={}", pw.shell.display()),
+                "PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+            ]),
             "{user}'s task"
         );
         assert!(

@@ -62,10 +62,11 @@ fn define_start_check_stop_show_restart_undefine() {
     o.ok();
     assert!(o.stderr().contains("task svc is ready"), "{o}");
     inst.lanco(A, &["ns", "check", "svc"]).ok();
-    // The definition's environment only: not the caller's (HOME, PATH).
+    // The definition's environment over the definer's login basics (HOME
+    // from the user database: alice's is /nonexistent), not the caller's.
     assert!(wait_for(Duration::from_secs(5), || inst
         .read_log("ns", "svc")
-        .contains("hi from /tmp []\n")));
+        .contains("hi from /tmp [/nonexistent]\n")));
     assert!(wait_for(Duration::from_secs(5), || pids_with(&sleep).len() == 1));
     let first = pids_with(&sleep);
     // Started again while it runs: left alone, exit 0, said on stderr.
