@@ -35,7 +35,7 @@ from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
 from phases import (activation, base, fill, forkbomb, library, ls, memory, migration, scale,
-                    spawner, systemd_run, throughput)
+                    spawner, supervision, systemd_run, throughput)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,6 +60,8 @@ PHASES = [
     activation.measure,  # kills the spawner before each run and after
     spawner.measure,  # run warm (spaced, back to back) and cold (issue 9)
     library.measure,  # Namespace::run from a long-lived process
+    supervision.crash_loop,  # restart latency and monitor memory over 1300 runs (issue 10)
+    supervision.start_vs_run,  # `start` of a definition vs `run`
     systemd_run.in_container,  # boots tests/nspawn's rootfs, powers it off
     forkbomb.paced,
     forkbomb.paced_floor,
@@ -85,6 +87,7 @@ REPORT = [
     migration.report,
     activation.report,
     scale.report_check_stop,
+    supervision.report,
     forkbomb.report,
     ls.report,
     memory.report_at_100,

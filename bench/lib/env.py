@@ -21,6 +21,9 @@ from lib import cgroup, daemons, layout, procfs
 from lib.log import log
 
 NAMESPACE = "benchns"
+# What every task runs unless told: two processes (sh waits for sleep), both
+# gone at SIGTERM.
+PAYLOAD = ["/bin/sh", "-c", "sleep 1000; exit 0"]
 
 
 class Env:
@@ -52,10 +55,9 @@ class Env:
     def lanco_argv(self, *args):
         return [self.lanco, self.ns] + list(args)
 
-    def run_argv(self, name, payload=None):
-        """`lanco NS run NAME` of the payload every task runs unless told:
-        two processes (sh waits for sleep), both gone at SIGTERM."""
-        return self.lanco_argv("run", name) + (payload or ["/bin/sh", "-c", "sleep 1000; exit 0"])
+    def run_argv(self, name, payload=None, options=()):
+        """`lanco NS run [OPTIONS] NAME` of PAYLOAD unless told."""
+        return self.lanco_argv("run", *options, name) + (payload or PAYLOAD)
 
     def pueue_argv(self, *args):
         return [self.pueue, "-c", self.pueue_cfg] + list(args)

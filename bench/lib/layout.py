@@ -10,6 +10,7 @@ this copy against the binaries once per run (phases/base.py asks
     <state_dir>/ns/NS/names/task-NAME.lock                  who owns a name
     <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
     <state_dir>/ns/NS/user-UID/spawner.sock                 the member's warm spawner
+    <state_dir>/ns/NS/user-UID/accounting.jsonl             a line per finished run
     <log_dir>/lanco-NS/task-NAME.log                        task output
 
 The harness's private installation never holds lanco 0.1 tasks, so the
@@ -22,6 +23,7 @@ MONITOR_LEAF = "monitors"
 SPAWNER_SOCKET = "spawner.sock"
 SPAWNER_COMM = "lanco-spawner"  # a spawner's comm; its argv is any monitor's
 STATE_SUFFIX = ".state.json"
+ACCOUNTING = "accounting.jsonl"
 NAMES = "names"
 NS_PREFIX = "ns-"
 USER_PREFIX = "user-"
@@ -68,6 +70,11 @@ class Layout:
     def state_file(self, ns, uid, task):
         """The running task's state (pids, start time, command)."""
         return os.path.join(self.user_state_dir(ns, uid), task_file(task, STATE_SUFFIX))
+
+    def accounting_file(self, ns, uid):
+        """The member's accounting journal: one JSON line per finished run
+        (task, run_id, start, end, restarts, exit, …)."""
+        return os.path.join(self.user_state_dir(ns, uid), ACCOUNTING)
 
     def spawner_socket(self, ns, uid):
         """Where the member's warm spawner listens (issue 9); it lives in

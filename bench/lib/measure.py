@@ -2,7 +2,8 @@
 
 Every figure is timed the same way: wall time from posix_spawn(2) of the
 command to waitpid(2) of it, stdout and stdin on /dev/null. The callers run
-in a child that dropped to the bench user (lib/user.py)."""
+in a child that dropped to the bench user (lib/user.py). `quiet` also sends
+stderr there, for commands that report success on it (`lanco start`)."""
 
 import os
 import pickle
@@ -19,25 +20,19 @@ class Failed(Exception):
     pass
 
 
-def spawn(argv, environ):
+def spawn(argv, environ, quiet=False):
     global _devnull
     if _devnull is None:
         _devnull = os.open("/dev/null", os.O_RDWR)
-    return os.posix_spawn(
-        argv[0],
-        argv,
-        environ,
-        file_actions=[
-            (os.POSIX_SPAWN_DUP2, _devnull, 0),
-            (os.POSIX_SPAWN_DUP2, _devnull, 1),
-        ],
-    )
+    fds = (0, 1, 2) if quiet else (0, 1)
+    return os.posix_spawn(argv[0], argv, environ,
+                          file_actions=[(os.POSIX_SPAWN_DUP2, _devnull, fd) for fd in fds])
 
 
-def timed(argv, environ, ok=(0,)):
+def timed(argv, environ, ok=(0,), quiet=False):
     """Wall milliseconds from spawn to reaped exit."""
     t0 = time.perf_counter_ns()
-    pid = spawn(argv, environ)
+    pid = spawn(argv, environ, quiet)
     _, st = os.waitpid(pid, 0)
     t1 = time.perf_counter_ns()
     code = os.waitstatus_to_exitcode(st)
