@@ -39,6 +39,11 @@ pub enum Ready {
     Fd(i32),
 }
 
+/// Largest restart count a limit may allow: the monitor keeps the time of
+/// each restart within the interval (16 bytes each), so this bounds its
+/// memory whatever the policy.
+pub const MAX_RESTART_COUNT: u32 = 1000;
+
 /// More restarts than `count` within `interval`: the task is failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RestartLimit {
@@ -100,6 +105,12 @@ impl Supervision {
                 "restart_delay ({}) is longer than restart_delay_max ({})",
                 Dur(self.restart_delay),
                 Dur(self.restart_delay_max)
+            ));
+        }
+        if self.restart_limit.count > MAX_RESTART_COUNT {
+            return Err(format!(
+                "the restart limit's count ({}) must be at most {MAX_RESTART_COUNT}",
+                self.restart_limit.count
             ));
         }
         if self.restart_limit.interval.is_zero() {
@@ -285,6 +296,9 @@ mod tests {
         assert!(s.check().is_err());
         s = Supervision::default();
         s.restart_limit.interval = Duration::ZERO;
+        assert!(s.check().is_err());
+        s = Supervision::default();
+        s.restart_limit.count = MAX_RESTART_COUNT + 1;
         assert!(s.check().is_err());
     }
 }
