@@ -51,6 +51,8 @@ fn a_crash_loop_ends_failed_after_the_limit_with_one_record_per_run() {
             "0",
             "--restart-limit",
             "3/10s",
+            "-c",
+            "echo on-exit $LANCO_EXIT_STATUS",
             "crash",
             "sh",
             "-c",
@@ -77,8 +79,9 @@ fn a_crash_loop_ends_failed_after_the_limit_with_one_record_per_run() {
     let failed = recs[3]["failed"].as_str().unwrap_or_default();
     assert!(failed.contains("restarted 3 times within 10s"), "{failed}");
     assert!(failed.contains("exited with status 1"), "{failed}");
-    // The log continues across restarts (no rotation).
-    assert_eq!(inst.read_log("ns", "crash"), "run\nrun\nrun\nrun\n");
+    // The log continues across restarts (no rotation), and the on-exit
+    // command runs after every end.
+    assert_eq!(inst.read_log("ns", "crash"), "run\non-exit 1\n".repeat(4));
     let st = inst.lanco(A, &["ns", "status", "crash"]);
     assert_eq!(st.code(), 1);
     assert!(
@@ -461,18 +464,18 @@ fn restarts_go_on_while_lancod_is_gone_and_the_monitor_does_not_grow() {
     inst.kill_lancod(nix::sys::signal::Signal::SIGKILL);
     assert!(!inst.socket.exists());
     let monitor = inst.monitors("ns")[0];
-    // The median of 15 readings 20 ms apart: while a run's clone has not
-    // exec'd yet it shares the monitor's pages, whose Private_Dirty then
-    // reads low for a moment.
-    let dirty = || {
+    // RssAnon (resident anonymous memory, shared or not: Private_Dirty
+    // swings with what a run's clone shares until its exec), the median
+    // of 15 readings 20 ms apart.
+    let anon = || {
         let mut kb: Vec<u64> = (0..15)
             .map(|_| {
                 std::thread::sleep(Duration::from_millis(20));
-                let t = std::fs::read_to_string(format!("/proc/{monitor}/smaps_rollup")).unwrap();
+                let t = std::fs::read_to_string(format!("/proc/{monitor}/status")).unwrap();
                 t.lines()
-                    .find_map(|l| l.strip_prefix("Private_Dirty:"))
+                    .find_map(|l| l.strip_prefix("RssAnon:"))
                     .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-                    .expect("Private_Dirty")
+                    .expect("RssAnon")
             })
             .collect();
         kb.sort_unstable();
@@ -483,17 +486,17 @@ fn restarts_go_on_while_lancod_is_gone_and_the_monitor_does_not_grow() {
     assert!(wait_for(Duration::from_secs(30), || runs(&inst, "loop")
         .len()
         >= 300));
-    let before = dirty();
+    let before = anon();
     assert!(
         wait_for(Duration::from_secs(120), || runs(&inst, "loop").len()
             >= 1300),
         "only {} runs",
         runs(&inst, "loop").len()
     );
-    let after = dirty();
+    let after = anon();
     assert!(
         after <= before + 16,
-        "monitor Private_Dirty grew from {before} kB to {after} kB over 1000 restarts"
+        "monitor RssAnon grew from {before} kB to {after} kB over 1000 restarts"
     );
     // A stop lands whatever the loop is doing (between runs, in a clone3
     // that the stop's freeze catches before its exec): and it is final.
@@ -536,4 +539,41 @@ fn restarts_go_on_while_lancod_is_gone_and_the_monitor_does_not_grow() {
         );
         assert!(!inst.task_cgroup("ns", &task).exists());
     }
+}
+
+/// `lancod stop-all` (the task root's stop, at shutdown) stops a supervised
+/// task for good: recorded as stopped, never restarted.
+#[test]
+fn stop_all_is_not_restarted() {
+    let Some(inst) = setup("sup_stop_all") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(
+        A,
+        &[
+            "ns",
+            "run",
+            "--restart",
+            "always",
+            "--restart-delay",
+            "0",
+            "svc",
+            "sleep",
+            "1000",
+        ],
+    )
+    .ok();
+    let o = inst
+        .lancod_cmd()
+        .args(["stop-all", "--timeout", "5"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(inst.lanco(A, &["ns", "check", "svc"]).code(), 1);
+    let recs = runs(&inst, "svc");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0]["stopped"], true);
+    assert_eq!(state(&inst, "svc"), "not_running");
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::defs;
 use crate::error::{Error, Result};
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, Status};
 
 /// One definition as `defs` lists it.
 #[derive(Serialize)]
@@ -18,7 +18,8 @@ struct Row {
     restart: String,
     ready: String,
     enable: bool,
-    /// `running` or `not running`.
+    /// `running`, `restarting` (between two runs), `failed` (its last run
+    /// ended its restarts, or never got ready) or `not running`.
     state: &'static str,
     /// The digest a run started from it carries.
     definition: String,
@@ -30,10 +31,11 @@ pub fn run(ns: &Namespace, json: bool) -> Result<u8> {
     for (uid, defs) in defs::all(ns)? {
         for (task, d) in defs {
             rows.push(Row {
-                state: if ns.check(&task)? {
-                    "running"
-                } else {
-                    "not running"
+                state: match ns.status(&task)? {
+                    Status::Running { .. } => "running",
+                    Status::Restarting { .. } => "restarting",
+                    Status::NotRunning { last: Some(r) } if r.failed.is_some() => "failed",
+                    Status::NotRunning { .. } => "not running",
                 },
                 task,
                 owner: user_name(uid),

@@ -400,6 +400,29 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_stayed_up_longer_than_the_interval_resets_the_delay() {
+        let mut s = sup(Restart::Always, 100);
+        for _ in 0..3 {
+            s.run_began();
+            s.decide(Exit::Code(1));
+        }
+        s.run_began();
+        s.run_started -= Duration::from_secs(11);
+        assert_eq!(
+            s.decide(Exit::Code(1)),
+            Verdict::Restart(Duration::from_millis(100))
+        );
+        // Then doubling starts over.
+        for want in [100, 200] {
+            s.run_began();
+            assert_eq!(
+                s.decide(Exit::Code(1)),
+                Verdict::Restart(Duration::from_millis(want))
+            );
+        }
+    }
+
+    #[test]
     fn on_failure_ends_at_exit_0_and_always_does_not() {
         let mut s = sup(Restart::OnFailure, 3);
         s.run_began();
