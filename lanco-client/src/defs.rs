@@ -498,13 +498,25 @@ pub(crate) fn all(ns: &Namespace) -> Result<BTreeMap<u32, Defs>> {
         }
         _ => e.into(),
     })?;
+    let me = nix::unistd::geteuid().as_raw();
     let mut out = BTreeMap::new();
     for uid in nsd
         .list()?
         .iter()
         .filter_map(|e| layout::uid_of_user_entry(e))
     {
-        let defs = read_in(&Dir::open(&l.user_state_dir(ns.name(), uid))?, uid)?;
+        let read = Dir::open(&l.user_state_dir(ns.name(), uid))
+            .map_err(Error::from)
+            .and_then(|d| read_in(&d, uid));
+        let defs = match read {
+            Ok(d) => d,
+            // Another member's file that cannot be read (broken by hand,
+            // planted) must not stop anyone else's definitions: it is left
+            // out. Its names stay claimed in `names/`, so none is taken
+            // twice. The caller's own errors are the caller's to see.
+            Err(_) if uid != me => continue,
+            Err(e) => return Err(e),
+        };
         if !defs.is_empty() {
             out.insert(uid, defs);
         }

@@ -308,6 +308,17 @@ fn a_name_is_defined_and_started_by_one_member_only() {
     inst.lanco(A, &["ns", "show", "web"]).ok();
     // Control stays shared: alice may stop bob's task.
     inst.lanco(A, &["ns", "stop", "web"]).ok();
+    // A member who breaks its own file (by hand) breaks nobody else's
+    // definitions: alice still defines, lists and starts hers.
+    let broken = lanco_e2e::sh_as(
+        BOB,
+        &format!("echo 'not [toml' > {}", defs_file(&inst, BOB).display()),
+    );
+    assert_eq!(broken.code(), 0, "{broken}");
+    inst.lanco(A, &["ns", "define", "after-break", "true"]).ok();
+    inst.lanco(A, &["ns", "start", "after-break"]).ok();
+    inst.lanco(A, &["ns", "defs"]).ok();
+    inst.lanco(B, &["ns", "defs"]).fails(2, "defs.toml");
     // Not a member: the namespace's usual answer.
     inst.lanco(Some(EVE), &["ns", "define", "x", "true"])
         .fails(4, "no such namespace ns, or you are not a member of it");
