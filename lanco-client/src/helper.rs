@@ -36,7 +36,7 @@ pub fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
 
 /// Asks lancod to make the caller's state directory (and cgroup subtree)
 /// in namespace `ns`, as at its first admission, moving no process.
-#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+#[cfg(feature = "cli")]
 pub fn join(socket: &Path, ns: &NamespaceName) -> Result<()> {
     match request(socket, &Request::Join { ns: ns.clone() })? {
         Response::Joined => Ok(()),

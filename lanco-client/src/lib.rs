@@ -21,8 +21,7 @@ mod cli;
 #[cfg(feature = "cli")]
 mod commands;
 mod control;
-// The commands use all of it; the library reads definitions (status).
-#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+#[cfg(feature = "cli")]
 mod defs;
 mod error;
 mod follow;

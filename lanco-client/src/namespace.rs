@@ -66,11 +66,6 @@ pub enum Status {
         monitor_alive: bool,
         /// How many processes the task has.
         processes: usize,
-        /// Set when the run was started from a definition that has since
-        /// been redefined or undefined: the running process predates its
-        /// definition (the next start uses the new one). The words say which.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        definition_changed: Option<String>,
     },
     /// A supervised task between two runs: no process of it lives, its
     /// monitor starts it again at `info.supervised.next_restart_ms`.
@@ -333,18 +328,6 @@ impl Namespace {
         Ok(out)
     }
 
-    /// Why the run `s` of `task` predates its definition, if it was
-    /// started from one that has since changed or gone.
-    fn definition_changed(&self, task: &TaskName, s: &TaskState) -> Option<String> {
-        let started_from = s.definition.as_ref()?;
-        let all = crate::defs::all(self).ok()?;
-        match crate::defs::find(&all, task) {
-            Ok((_, d)) if d.digest() == *started_from => None,
-            Ok(_) => Some("redefined since this run started: the running process predates its definition (the next start uses the new one)".into()),
-            Err(_) => Some("undefined since this run started".into()),
-        }
-    }
-
     /// When a supervised task between two runs starts again (its state
     /// file says so), if it is one.
     fn restarting_at(&self, task: &TaskName) -> Result<Option<i64>> {
@@ -374,12 +357,10 @@ impl Namespace {
         if cg.populated()? {
             let info: Option<TaskState> =
                 record::read_json(&dir, &layout::state_name(task), found.owner)?;
-            let definition_changed = info.as_ref().and_then(|s| self.definition_changed(task, s));
             return Ok(Status::Running {
                 info,
                 monitor_alive: self.connect_monitor(task, &found)?.is_some(),
                 processes: cg.procs_recursive().map(|p| p.len()).unwrap_or(0),
-                definition_changed,
             });
         }
         // Not running. A state file left means the run has just ended (its

@@ -25,7 +25,6 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
             info,
             monitor_alive,
             processes,
-            definition_changed,
         } => {
             lines.push(format!("task {task} is running"));
             if let Some(s) = info {
@@ -44,7 +43,7 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                 };
                 lines.push(format!("  monitor pid: {}{m}", s.monitor_pid));
                 supervised_lines(s, &mut lines);
-                if let Some(why) = definition_changed {
+                if let Some(why) = predates_definition(ns, task, s) {
                     lines.push(format!("  definition:  {why}"));
                 }
             }
@@ -120,4 +119,16 @@ fn supervised_lines(s: &TaskState, lines: &mut Vec<String>) {
     if let Some(t) = &v.status {
         lines.push(format!("  says:        {t}"));
     }
+}
+
+/// Why the running process is not what its definition now says, if it was
+/// started from one that has since changed or gone.
+fn predates_definition(ns: &Namespace, task: &TaskName, s: &TaskState) -> Option<String> {
+    let started_from = s.definition.as_ref()?;
+    let all = crate::defs::all(ns).ok()?;
+    Some(match crate::defs::find(&all, task) {
+        Ok((_, d)) if d.digest() == *started_from => return None,
+        Ok(_) => "redefined since this run started: the running process predates its definition (the next start uses the new one)".into(),
+        Err(_) => "undefined since this run started".into(),
+    })
 }
