@@ -107,6 +107,13 @@ fn define_start_check_stop_show_restart_undefine() {
     )
     .ok();
     assert!(predates(&inst));
+    let st = inst.status("ns", "svc");
+    assert!(
+        st["definition_changed"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("redefined")),
+        "{st}"
+    );
     assert_eq!(pids_with(&sleep).len(), 1);
     // defs: the owner, the command, the state.
     let d = defs_json(&inst, A);

@@ -15,7 +15,13 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     let fail = |e: std::io::Error| Error::system("stdout", e);
     if json {
-        serde_json::to_writer_pretty(&mut out, &status).map_err(|e| Error::system("stdout", e))?;
+        let mut v = serde_json::to_value(&status).map_err(|e| Error::system("stdout", e))?;
+        if let (Status::Running { info: Some(s), .. }, Some(obj)) = (&status, v.as_object_mut()) {
+            if let Some(why) = predates_definition(ns, task, s) {
+                obj.insert("definition_changed".into(), why.into());
+            }
+        }
+        serde_json::to_writer_pretty(&mut out, &v).map_err(|e| Error::system("stdout", e))?;
         writeln!(out).map_err(fail)?;
         return Ok(code);
     }
