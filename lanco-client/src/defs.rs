@@ -5,10 +5,11 @@
 //! (a definition claims it, as a first run does), and only that member
 //! starts it.
 //!
-//! A definition is self-contained: its environment is its `env` alone (on
-//! an empty base: nothing of whoever starts it), its working directory its
-//! `cwd` or else the definer's home directory (from the user database when
-//! it starts), its paths absolute.
+//! A definition is self-contained: its environment is the definer's login
+//! basics (HOME, USER, LOGNAME, SHELL from the user database, a default
+//! PATH) with its `env` over them, nothing of whoever starts it; its working
+//! directory its `cwd` or else the definer's home directory; its paths
+//! absolute.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -100,10 +101,9 @@ impl Definition {
             nul("on_exit", c)?;
         }
         for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err(("env", format!("bad variable name {k:?}")));
+            if let Some(why) = crate::spec::env_problem(k.as_bytes(), Some(v.as_bytes())) {
+                return Err(("env", why));
             }
-            nul("env", v)?;
         }
         let s = &self.supervision;
         for (key, d) in [
@@ -571,8 +571,10 @@ pub(crate) fn update(
 ) -> Result<()> {
     let dir = own_dir(ns)?;
     let me = nix::unistd::geteuid().as_raw();
-    let lock = std::fs::File::open(dir.path())
-        .map_err(|e| Error::system(format!("cannot open {}", dir.path().display()), e))?;
+    let lock = dir
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::system(format!("cannot lock {}", dir.path().display()), e))?;
     let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::system(format!("cannot lock {}", dir.path().display()), e))?;
     let mut mine = read_in(&dir, me)?;

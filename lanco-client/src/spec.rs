@@ -187,18 +187,8 @@ impl TaskSpec {
             absolute("log file", log)?;
         }
         for (k, v) in &self.env.changes {
-            let k = k.as_bytes();
-            if k.is_empty() || k.contains(&b'=') || k.contains(&0) {
-                return Err(Error::InvalidInput(format!(
-                    "bad environment variable name {:?}",
-                    String::from_utf8_lossy(k)
-                )));
-            }
-            if v.as_ref().is_some_and(|v| v.as_bytes().contains(&0)) {
-                return Err(Error::InvalidInput(format!(
-                    "the value of {} contains a NUL byte",
-                    String::from_utf8_lossy(k)
-                )));
+            if let Some(why) = env_problem(k.as_bytes(), v.as_ref().map(|v| v.as_bytes())) {
+                return Err(Error::InvalidInput(why));
             }
         }
         let env = self
@@ -226,6 +216,18 @@ impl TaskSpec {
             definition: self.definition.clone(),
         })
     }
+}
+
+/// Why `name=value` cannot be in a task's environment, if it cannot: a
+/// name that is empty or holds `=` or NUL, a value that holds NUL.
+pub(crate) fn env_problem(name: &[u8], value: Option<&[u8]>) -> Option<String> {
+    let shown = || String::from_utf8_lossy(name);
+    if name.is_empty() || name.contains(&b'=') || name.contains(&0) {
+        return Some(format!("bad environment variable name {:?}", shown()));
+    }
+    value
+        .is_some_and(|v| v.contains(&0))
+        .then(|| format!("the value of {} contains a NUL byte", shown()))
 }
 
 #[cfg(test)]
