@@ -339,9 +339,7 @@ impl Namespace {
             &layout::state_name(task),
             found.owner,
         )?;
-        Ok(state
-            .and_then(|s| s.supervised)
-            .and_then(|s| s.next_restart_ms))
+        Ok(state.and_then(|s| s.next_restart_ms()))
     }
 
     /// Whether `task` runs, with its run's state file or, once it has
@@ -370,11 +368,7 @@ impl Namespace {
         let state: Option<TaskState> =
             record::read_json(&dir, &layout::state_name(task), found.owner)?;
         if let Some(info) = state {
-            let restarting = info
-                .supervised
-                .as_ref()
-                .is_some_and(|s| s.next_restart_ms.is_some());
-            if restarting && self.connect_monitor(task, &found)?.is_some() {
+            if info.next_restart_ms().is_some() && self.connect_monitor(task, &found)?.is_some() {
                 let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
                 return Ok(Status::Restarting {
                     info,

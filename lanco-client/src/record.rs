@@ -52,6 +52,14 @@ pub struct TaskState {
     pub supervised: Option<Supervised>,
 }
 
+impl TaskState {
+    /// When a supervised task between two runs starts again (Unix time in
+    /// milliseconds); `None` while a run goes on, or for a plain run.
+    pub fn next_restart_ms(&self) -> Option<i64> {
+        self.supervised.as_ref()?.next_restart_ms
+    }
+}
+
 /// A supervised task's state, as its monitor last wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Supervised {

@@ -158,22 +158,18 @@ impl Namespace {
         let req = ControlRequest::Stop {
             timeout_ms: timeout.map(|t| t.as_millis() as u64),
         };
-        let found = match self.running(task) {
-            Err(Error::NotRunning(_)) => {
-                // Nothing of it runs, but a monitor that still listens may
-                // start it again (a supervised task between two runs, or
-                // one whose run just ended): tell it not to, and wait.
-                if let Some(found) = self.find(task)? {
-                    if let Ok(Some(ControlReply::Done { .. })) =
-                        self.ask_monitor(task, &found, &req, Some(Duration::from_secs(30)))
-                    {
-                        return Ok(false);
-                    }
-                }
-                return Err(Error::NotRunning(task.clone()));
-            }
-            r => r?,
+        let Some(found) = self.find(task)? else {
+            return Err(Error::NotRunning(task.clone()));
         };
+        if !found.cgroup.populated()? {
+            // Nothing of it runs, but a monitor that still listens may
+            // start it again (a supervised task between two runs, or one
+            // whose run just ended): tell it not to, and wait.
+            return match self.ask_monitor(task, &found, &req, Some(Duration::from_secs(30))) {
+                Ok(Some(ControlReply::Done { .. })) => Ok(false),
+                _ => Err(Error::NotRunning(task.clone())),
+            };
+        }
         // The monitor answers once the cgroup is empty; give it the task's
         // full stop timeout (unknown here when not given) plus a margin.
         let wait = timeout.unwrap_or(Duration::from_secs(3600)) + Duration::from_secs(30);

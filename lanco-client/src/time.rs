@@ -16,6 +16,12 @@ pub fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
+/// Seconds from now to `ms` (Unix time in milliseconds); 0 if past.
+#[cfg(feature = "cli")]
+pub fn secs_until(ms: i64) -> f64 {
+    (ms - now_millis()).max(0) as f64 / 1000.0
+}
+
 /// `YYYY-MM-DDTHH:MM:SSZ` for a UNIX time (days-from-civil, proleptic
 /// Gregorian).
 pub fn utc(secs: i64) -> String {

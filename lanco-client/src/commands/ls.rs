@@ -21,7 +21,7 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
     for t in &tasks {
         match t.restarting_at_ms {
             Some(at) => {
-                let left = (at - crate::time::now_millis()).max(0) as f64 / 1000.0;
+                let left = crate::time::secs_until(at);
                 writeln!(out, "{} (restarting in {left:.1} s)", t.task).map_err(fail)?;
             }
             None => writeln!(out, "{}", t.task).map_err(fail)?,

@@ -56,12 +56,7 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
             lines.push(format!("  processes:   {processes}"));
         }
         Status::Restarting { info, last } => {
-            let when = info
-                .supervised
-                .as_ref()
-                .and_then(|s| s.next_restart_ms)
-                .map(|t| (t - crate::time::now_millis()).max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
+            let when = info.next_restart_ms().map_or(0.0, crate::time::secs_until);
             lines.push(format!("task {task} is restarting (in {when:.1} s)"));
             lines.push(format!("  command:     {}", info.command.join(" ")));
             if let Some(r) = last {

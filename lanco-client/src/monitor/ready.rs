@@ -61,7 +61,11 @@ impl Channel {
                     None,
                 )
                 .map_err(|e| Error::system("cannot make the notify socket", e))?;
-                let name = format!("lanco/notify/{:016x}", random());
+                // 16 random hex digits, as a run id has.
+                let name = format!(
+                    "lanco/notify/{}",
+                    super::start::run_id(std::process::id() as i32)
+                );
                 let addr = UnixAddr::new_abstract(name.as_bytes())
                     .map_err(|e| Error::system("notify socket address", e))?;
                 socket::bind(sock.as_raw_fd(), &addr)
@@ -221,13 +225,6 @@ fn parse(text: &[u8]) -> Vec<Said> {
             _ => None,
         })
         .collect()
-}
-
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 #[cfg(test)]

@@ -113,9 +113,9 @@ impl Monitor {
             log: log.path().display().to_string(),
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
             definition: spec.definition.clone(),
-            supervised: (!spec.supervision.is_plain()).then(|| sup.state()),
+            supervised: None,
         };
-        let m = Monitor {
+        let mut m = Monitor {
             admitted,
             claim,
             cgroup_dir,
@@ -145,9 +145,7 @@ impl Monitor {
                 e.one_line()
             ));
         }
-        if let Err(e) = record::write_json(&m.dir, &layout::state_name(&m.spec.task), &m.state) {
-            m.note(&e.one_line());
-        }
+        m.write_state();
         let _ = send(
             report,
             &Report::Started {

@@ -335,9 +335,12 @@ impl Monitor {
         self.write_state();
     }
 
-    /// Rewrites the state file now (a supervised task's state changed).
+    /// Writes the state file now (the run started, or a supervised task's
+    /// state changed).
     pub(super) fn write_state(&mut self) {
-        self.state.supervised = Some(self.sup.state());
+        if !self.sup.policy.is_plain() {
+            self.state.supervised = Some(self.sup.state());
+        }
         self.sup.state_due = None;
         self.sup.last_state_write = Some(Instant::now());
         if let Err(e) =
