@@ -351,8 +351,8 @@ mod tests {
     }
 
     #[test]
-    fn a_chain_of_a_hundred_thousand_needs_no_stack() {
-        let n = 100_000;
+    fn a_chain_of_fifty_thousand_needs_no_stack() {
+        let n = 50_000;
         let mut g: BTreeMap<TaskName, Deps> = BTreeMap::new();
         for i in 0..n {
             let mut d = Deps::default();
