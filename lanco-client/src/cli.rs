@@ -19,11 +19,13 @@ Exit status:
   2  bad usage or input (names, options); nothing was changed
   3  refused by the task's state: already running (run), not running (stop,
      kill), a name another member owns or defined (run, define, apply), a
-     definition whose task runs (undefine without --stop)
+     definition whose task runs (undefine without --stop), tasks that need
+     it run (stop, restart without --force)
   4  permission denied (not a member of the namespace, not an administrator;
      start, restart, undefine of another member's definition)
   5  the namespace, or the definition named, does not exist
-  6  the command could not be started, or was never ready (run, start)
+  6  the command could not be started, or was never ready (run, start), or
+     a task it needs failed to start (start)
   7  lancod unreachable, or it failed
   8  system error (cgroupfs, files)
   run -f and wait exit with the task's own status (128+N if killed by
