@@ -160,7 +160,7 @@ impl Monitor {
         }
     }
 
-    fn reap(&mut self) {
+    pub(super) fn reap(&mut self) {
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.main_pid => {

@@ -234,6 +234,7 @@ impl Monitor {
                     self.sup.stopping_said = true;
                 }
                 Said::MainPid(pid) => self.main_pid_is(pid),
+                Said::Closed if !self.sup.ready && self.exits_soon() => {}
                 Said::Closed if !self.sup.ready => {
                     self.note(&"the task closed its readiness fd before it was ready; stopping it");
                     self.sup.not_ready =
@@ -246,6 +247,23 @@ impl Monitor {
         }
         if changed {
             self.write_state_soon();
+        }
+    }
+
+    /// The readiness fd closed before ready: a task that exits closes it
+    /// too, and its exit status says more than the close. Has the main
+    /// process ended, or does it within 100 ms?
+    fn exits_soon(&mut self) -> bool {
+        let until = Instant::now() + Duration::from_millis(100);
+        loop {
+            self.reap();
+            if self.main_exit.is_some() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
