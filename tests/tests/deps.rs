@@ -96,17 +96,36 @@ fn defs_json(inst: &Install) -> serde_json::Value {
     serde_json::from_str(&o.stdout()).unwrap_or_else(|e| panic!("defs json: {e}: {o}"))
 }
 
-/// `ls --json` (as alice), by task name.
-fn ls_json(inst: &Install) -> BTreeMap<String, serde_json::Value> {
+/// `ls --json`, by task name; a task it does not list is `null`.
+#[derive(Debug)]
+struct Ls(BTreeMap<String, serde_json::Value>);
+
+impl std::ops::Deref for Ls {
+    type Target = BTreeMap<String, serde_json::Value>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::Index<&str> for Ls {
+    type Output = serde_json::Value;
+    fn index(&self, task: &str) -> &serde_json::Value {
+        static NULL: serde_json::Value = serde_json::Value::Null;
+        self.0.get(task).unwrap_or(&NULL)
+    }
+}
+
+/// `ls --json` (as alice).
+fn ls_json(inst: &Install) -> Ls {
     let o = alice(inst, &["ls", "--json"]);
     o.ok();
     let v: serde_json::Value =
         serde_json::from_str(&o.stdout()).unwrap_or_else(|e| panic!("ls json: {e}: {o}"));
-    v.as_array()
+    Ls(v.as_array()
         .unwrap_or_else(|| panic!("ls --json is not an array: {v}"))
         .iter()
         .map(|t| (t["task"].as_str().expect("task name").to_owned(), t.clone()))
-        .collect()
+        .collect())
 }
 
 /// The lines of `ls` that name tasks (not the ` → PID CMD` lines).
