@@ -400,39 +400,41 @@ fn a_failed_need_fails_the_start_and_undoes_it() {
         &inst,
         A,
         "defs.toml",
-        &format!(
-            "{}{}{}{}",
-            // Fails late, so that what is started alongside is up by then.
+        &[
+            // Fail late, so that what is started alongside is up by then:
+            // one ready by a readiness fd, one by sd_notify.
             sh_task("db", "sleep 0.5; exit 1", "ready = \"fd:3\""),
+            sh_task("ndb", "sleep 0.5; exit 1", "ready = \"notify\""),
             sleep_task("metrics", &smet, ""),
             sleep_task("web", &sweb, "needs = [\"db\"]\nwants = [\"metrics\"]"),
             sleep_task(
                 "report",
                 &sweb,
-                "milestone = [\"db\"]\nwants = [\"metrics\"]"
-            )
-        ),
+                "milestone = [\"db\"]\nwants = [\"metrics\"]",
+            ),
+            sleep_task("api", &sweb, "needs = [\"ndb\"]\nwants = [\"metrics\"]"),
+        ]
+        .concat(),
     );
-    for task in ["web", "report"] {
+    // The reason is checked last: what the failure does comes first.
+    let mut reasons = Vec::new();
+    for (task, dep) in [("web", "db"), ("report", "db"), ("api", "ndb")] {
         let o = alice(&inst, &["start", task]);
-        expect(
-            &o,
-            6,
-            &[
-                &format!("{task}: dependency db failed: "),
-                "exited with status 1 before it was ready",
-            ],
-        );
+        expect(&o, 6, &[&format!("{task}: dependency {dep} failed: ")]);
         assert!(
             !o.stderr().contains(&format!("task {task} is ready")),
             "{o}"
         );
-        for t in ["web", "report", "db", "metrics"] {
+        for t in ["web", "report", "api", "db", "ndb", "metrics"] {
             assert!(!runs(&inst, t), "{t} runs after the failed start of {task}");
         }
         assert!(live(&sweb).is_empty(), "{task} was started");
         assert!(live(&smet).is_empty(), "metrics left running");
         assert!(ls_json(&inst).is_empty());
+        reasons.push(o);
+    }
+    for o in &reasons {
+        expect(o, 6, &["exited with status 1 before it was ready"]);
     }
 }
 
@@ -637,16 +639,17 @@ fn stop_is_refused_while_dependents_run_unless_forced() {
         ),
     );
     alice(&inst, &["start", "web"]).ok();
-    assert!(wait_for(Duration::from_secs(5), || live(&sdb).len() == 1
-        && live(&sweb).len() == 1));
+    // Two processes each carry the marker: the shell and its sleep.
+    assert!(wait_for(Duration::from_secs(5), || live(&sdb).len() == 2
+        && live(&sweb).len() == 2));
     let o = alice(&inst, &["stop", "db"]);
     expect(&o, 3, &["web", "--force"]);
     assert!(
         runs(&inst, "db") && runs(&inst, "web"),
         "refused, yet stopped"
     );
-    assert_eq!(live(&sdb).len(), 1);
-    assert_eq!(live(&sweb).len(), 1);
+    assert_eq!(live(&sdb).len(), 2);
+    assert_eq!(live(&sweb).len(), 2);
 
     let o = alice(&inst, &["stop", "--force", "db"]);
     o.ok();
@@ -1259,6 +1262,9 @@ fn random_concurrent_starts_and_stops_match_the_model() {
 
     let mut model = Model::default();
     let mut history: Vec<String> = Vec::new();
+    // Exit statuses seen, by command kind: what the run exercised.
+    let mut tally: BTreeMap<(&str, i32), usize> = BTreeMap::new();
+    let mut most_running = 0;
     let pick = |rng: &mut Lcg, m: usize| {
         if rng.pct(60) {
             Cmd::Start(Graph::idx(m, rng.below(PER_MEMBER)))
@@ -1357,7 +1363,18 @@ fn random_concurrent_starts_and_stops_match_the_model() {
                 context()
             );
         }
+        for (c, code) in [(ca, codes.0), (cb, codes.1)] {
+            let kind = match c {
+                Cmd::Start(_) => "start",
+                Cmd::Stop(_) => "stop",
+            };
+            *tally.entry((kind, code)).or_default() += 1;
+        }
+        most_running = most_running.max(next.running.len());
         model = next;
     }
-    eprintln!("deps random: 100 rounds done; last {}", model.show(&g));
+    eprintln!(
+        "deps random: 100 rounds done; exit statuses {tally:?}; at most {most_running} tasks ran at once; last {}",
+        model.show(&g)
+    );
 }
