@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lanco_proto::{NamespaceName, TaskName};
 
+use crate::graph::Deps;
 use crate::signal::Signal;
 use crate::supervision::{parse_duration, Ready, Restart, RestartLimit};
 
@@ -136,6 +137,10 @@ pub enum Command {
         /// Return once the command has been exec'd, without waiting for readiness
         #[arg(long)]
         no_wait: bool,
+        /// Also when tasks that need TASK run: they stop while it restarts,
+        /// and start again once it is ready
+        #[arg(long)]
+        force: bool,
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
@@ -151,6 +156,25 @@ pub enum Command {
         /// Seconds to wait before cgroup.kill [default: the task's --stop-timeout]
         #[arg(long, value_name = "SECS", value_parser = seconds)]
         timeout: Option<Duration>,
+        /// Also when tasks that need TASK run: stop them first
+        #[arg(long)]
+        force: bool,
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// Drop TASK's mark of started on purpose: it stops unless a running
+    /// task holds it (then it stops with the last one)
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Release {
+        #[arg(value_name = "TASK")]
+        task: TaskName,
+    },
+    /// Show TASK's dependency tree, and the state of each task in it
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Deps {
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
@@ -293,6 +317,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub supervision: SupervisionArgs,
     #[command(flatten)]
+    pub deps: DepsArgs,
+    #[command(flatten)]
     pub what: TaskCommand,
 }
 
@@ -307,7 +333,45 @@ pub struct DefineArgs {
     #[command(flatten)]
     pub supervision: SupervisionArgs,
     #[command(flatten)]
+    pub deps: DepsArgs,
+    #[command(flatten)]
     pub what: TaskCommand,
+}
+
+/// Dependencies: the options `run` and `define` share.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Dependency options")]
+pub struct DepsArgs {
+    /// Start TASK first and wait until it is ready; stop while it is down,
+    /// and start again when it is back (repeatable)
+    #[arg(long, value_name = "TASK")]
+    pub needs: Vec<TaskName>,
+    /// Start TASK first and wait until it is ready; it may end afterwards
+    #[arg(long, value_name = "TASK")]
+    pub milestone: Vec<TaskName>,
+    /// Start TASK first and wait until it is ready or has failed
+    #[arg(long, value_name = "TASK")]
+    pub waits_for: Vec<TaskName>,
+    /// Start TASK alongside; whatever becomes of it
+    #[arg(long, value_name = "TASK")]
+    pub wants: Vec<TaskName>,
+    /// If TASK is starting, wait for it first; never start it
+    #[arg(long, value_name = "TASK")]
+    pub after: Vec<TaskName>,
+}
+
+impl DepsArgs {
+    pub fn to_deps(&self) -> Deps {
+        let mut d = Deps {
+            needs: self.needs.clone(),
+            milestone: self.milestone.clone(),
+            waits_for: self.waits_for.clone(),
+            wants: self.wants.clone(),
+            after: self.after.clone(),
+        };
+        d.normalise();
+        d
+    }
 }
 
 impl SupervisionArgs {
@@ -352,6 +416,8 @@ impl Command {
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",
             Command::Kill { .. } => "kill",
+            Command::Release { .. } => "release",
+            Command::Deps { .. } => "deps",
             Command::Wait { .. } => "wait",
             Command::Ls { .. } => "ls",
             Command::Status { .. } => "status",

@@ -32,6 +32,9 @@ pub enum ControlRequest {
     /// Answer once the run (and its on-exit command) is over, with its
     /// record. Not understood by 0.1 monitors.
     Wait,
+    /// Set (started on purpose) or drop (`release`) the task's explicit
+    /// mark in its state file.
+    Mark { explicit: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,16 +24,16 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use crate::error::{Error, Result};
+use crate::graph::{self, Deps, Kind};
 use crate::namespace::Namespace;
 use crate::spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
 use crate::supervision::{parse_duration, Dur, RestartLimit, Supervision};
 
 /// The largest definitions file read.
 const MAX_BYTES: u64 = 1 << 20;
-/// Keys of the dependency graph, which comes later.
-const NOT_YET: [&str; 5] = ["needs", "wants", "waits_for", "milestone", "after"];
 const KEYS: &str = "cmd, cwd, env, log, on_exit, stop_timeout, restart, restart_delay, \
-                    restart_delay_max, restart_limit, ready, start_timeout, enable";
+                    restart_delay_max, restart_limit, ready, start_timeout, needs, milestone, \
+                    waits_for, wants, after, enable";
 
 /// One task's definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub(crate) struct Definition {
     pub on_exit: Option<String>,
     pub stop_timeout: Duration,
     pub supervision: Supervision,
+    /// What it depends on (sorted, each once).
+    pub deps: Deps,
     /// Started at boot, as the definer (`lancod restore` runs `lanco NS
     /// start --enabled` for each member), or by that command.
     pub enable: bool,
@@ -67,6 +69,7 @@ impl Definition {
             on_exit: None,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             supervision: Supervision::default(),
+            deps: Deps::default(),
             enable: false,
         }
     }
@@ -175,6 +178,12 @@ impl Definition {
         );
         put("ready", quote(&s.ready.to_string()));
         put("start_timeout", dur(s.start_timeout));
+        for (kind, tasks) in Kind::ALL.map(|k| (k, self.deps.of(k))) {
+            if !tasks.is_empty() {
+                let list: Vec<String> = tasks.iter().map(|t| quote(t.as_str())).collect();
+                put(kind.key(), format!("[{}]", list.join(", ")));
+            }
+        }
         if with_enable {
             put("enable", self.enable.to_string());
         }
@@ -219,6 +228,7 @@ impl Definition {
         spec.stop_timeout = self.stop_timeout;
         spec.supervision = self.supervision;
         spec.definition = Some(self.digest());
+        spec.deps = self.deps.clone();
         Ok(spec)
     }
 }
@@ -399,8 +409,22 @@ fn read_one(src: &Source, path: &str, t: &DeTable, at: Range<usize>) -> Result<D
                     .as_bool()
                     .ok_or_else(|| bad(type_error(v, "true or false")))?
             }
-            k if NOT_YET.contains(&k) => {
-                return Err(bad(format!("{k} is not supported yet")));
+            k if Kind::ALL.iter().any(|x| x.key() == k) => {
+                let kind = *Kind::ALL.iter().find(|x| x.key() == k).expect("found");
+                let DeValue::Array(a) = v else {
+                    return Err(bad(type_error(v, "an array of task names")));
+                };
+                let list = d.deps.of_mut(kind);
+                for x in a {
+                    let name = x
+                        .get_ref()
+                        .as_str()
+                        .ok_or_else(|| bad("must be an array of task names".into()))?;
+                    list.push(
+                        name.parse()
+                            .map_err(|e: lanco_proto::NameError| bad(e.to_string()))?,
+                    );
+                }
             }
             _ => return Err(bad(format!("unknown key (the keys are {KEYS})"))),
         }
@@ -408,6 +432,7 @@ fn read_one(src: &Source, path: &str, t: &DeTable, at: Range<usize>) -> Result<D
     if !has_cmd {
         return Err(src.error(at, path, "cmd is missing"));
     }
+    d.deps.normalise();
     Ok(d)
 }
 
@@ -597,11 +622,46 @@ pub(crate) fn update(
             });
         }
     }
+    check_graph(&others, me, &mine, &defined)?;
     for task in &defined {
         claim(ns, task, me)?;
     }
     dir.replace(layout::DEFINITIONS, to_toml(&mine).as_bytes(), 0o640)?;
     Ok(())
+}
+
+/// The namespace's definitions with the caller's as `mine`: each task
+/// in `defined` depends only on defined tasks, and no cycle runs through
+/// the ordering kinds.
+fn check_graph(
+    others: &BTreeMap<u32, Defs>,
+    me: u32,
+    mine: &Defs,
+    defined: &[TaskName],
+) -> Result<()> {
+    let mut g: BTreeMap<TaskName, Deps> = BTreeMap::new();
+    for (uid, defs) in others {
+        if *uid != me {
+            g.extend(defs.iter().map(|(t, d)| (t.clone(), d.deps.clone())));
+        }
+    }
+    g.extend(mine.iter().map(|(t, d)| (t.clone(), d.deps.clone())));
+    for task in defined {
+        let mut deps = g.get(task).into_iter().flat_map(Deps::edges);
+        if let Some((kind, dep)) = deps.find(|(_, dep)| !g.contains_key(*dep)) {
+            return Err(Error::InvalidInput(format!(
+                "{task}: {} {dep}, which is not defined",
+                kind.key()
+            )));
+        }
+    }
+    match graph::find_cycle(&g) {
+        Some(c) => Err(Error::InvalidInput(format!(
+            "cycle: {}",
+            graph::show_cycle(&c)
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Makes the caller the owner of `task`'s name, as a first run does; a
@@ -648,6 +708,9 @@ enable = true
 cmd = ["sh", "-c", "echo 'é' \\ \t"]
 ready = "fd:3"
 stop_timeout = "1500ms"
+needs = ["db"]
+wants = ["metrics", "cache", "metrics"]
+after = ["log"]
 "#;
 
     fn err(text: &str) -> String {
@@ -670,6 +733,9 @@ stop_timeout = "1500ms"
         assert_eq!(web.supervision.ready, Ready::Fd(3));
         assert_eq!(web.stop_timeout, Duration::from_millis(1500));
         assert!(!web.enable && web.cwd.is_none());
+        assert_eq!(web.deps.needs, ["db".parse::<TaskName>().unwrap()]);
+        assert_eq!(web.deps.wants.len(), 2, "sorted, each once");
+        assert!(db.deps.is_empty());
         let shown = to_toml(&defs);
         assert_eq!(parse("x", &shown).unwrap(), defs, "{shown}");
         assert_eq!(to_toml(&parse("x", &shown).unwrap()), shown);
@@ -696,9 +762,10 @@ stop_timeout = "1500ms"
                 "defs.toml:3: task.db.restart_delay: invalid duration \"10x\"",
             ),
             ("colour = 1\n", "defs.toml:3: task.db.colour: unknown key"),
+            ("needs = [\"-a\"]\n", "defs.toml:3: task.db.needs: "),
             (
-                "needs = [\"a\"]\n",
-                "defs.toml:3: task.db.needs: needs is not supported yet",
+                "wants = \"a\"\n",
+                "defs.toml:3: task.db.wants: must be an array of task names, not string",
             ),
             (
                 "cwd = \"rel\"\n",

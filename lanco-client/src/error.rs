@@ -117,6 +117,17 @@ pub enum Error {
         /// Why, in words: "exited with status 1 before it was ready", ….
         reason: String,
     },
+    /// `lanco NS start`: a task this one needs (or has as a milestone)
+    /// failed to start, so it was not started.
+    #[error("{task}: dependency {dependency} failed: {reason}")]
+    DependencyFailed {
+        /// The task not started.
+        task: TaskName,
+        /// The dependency that failed (the first one, if several).
+        dependency: TaskName,
+        /// Why, in words.
+        reason: String,
+    },
     /// lancod could not be reached: its socket is missing or nobody listens
     /// (under systemd, is `lanco.socket` active?), or the connection failed.
     #[error("cannot reach lancod at {}", socket.display())]
@@ -259,7 +270,9 @@ impl Error {
             Error::NotMember(_) | Error::PermissionDenied(_) => exit::DENIED,
             Error::NoNamespace(_) => exit::NO_NAMESPACE,
             Error::InvalidInput(_) | Error::Config(_) | Error::Name(_) => exit::USAGE,
-            Error::StartFailed { .. } | Error::NotReady { .. } => exit::START_FAILED,
+            Error::StartFailed { .. } | Error::NotReady { .. } | Error::DependencyFailed { .. } => {
+                exit::START_FAILED
+            }
             Error::HelperRefused { code, .. } => match code {
                 ErrorCode::PermissionDenied => exit::DENIED,
                 ErrorCode::InvalidRequest => exit::USAGE,

@@ -14,6 +14,7 @@ use lanco_proto::{Config, NamespaceName, TaskName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, StartStep};
+use crate::graph::Deps;
 use crate::record::Exit;
 use crate::supervision::Supervision;
 
@@ -49,6 +50,8 @@ pub struct Spec {
     pub stop_timeout_ms: u64,
     pub supervision: Supervision,
     pub definition: Option<String>,
+    pub deps: Deps,
+    pub explicit: bool,
 }
 
 /// What the monitor tells `lanco run` on its stdout pipe.
@@ -205,12 +208,14 @@ impl From<&Error> for Failure {
                 Failure::PermissionDenied(e.one_line())
             }
             // Definitions' errors: the monitor never meets them.
-            Error::Cgroup(_) | Error::File(_) | Error::Conflict(_) | Error::NotDefined(_) => {
-                Failure::System {
-                    context: e.one_line(),
-                    reason: None,
-                }
-            }
+            Error::Cgroup(_)
+            | Error::File(_)
+            | Error::Conflict(_)
+            | Error::NotDefined(_)
+            | Error::DependencyFailed { .. } => Failure::System {
+                context: e.one_line(),
+                reason: None,
+            },
         }
     }
 }

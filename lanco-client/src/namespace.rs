@@ -48,6 +48,10 @@ pub struct TaskInfo {
     /// starts it again, Unix time in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restarting_at_ms: Option<i64>,
+    /// A task stopped because a task it needs went down: the one its
+    /// monitor waits for (no process of it runs meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<TaskName>,
 }
 
 /// Whether a task runs, and what lanco knows of its run
@@ -67,8 +71,10 @@ pub enum Status {
         /// How many processes the task has.
         processes: usize,
     },
-    /// A supervised task between two runs: no process of it lives, its
-    /// monitor starts it again at `info.supervised.next_restart_ms`.
+    /// A task between two runs: no process of it lives; its monitor
+    /// starts it again at `info.supervised.next_restart_ms` (a supervised
+    /// task's restart delay) or once `info.waiting_for` is ready (a task
+    /// it needs went down).
     Restarting {
         /// The state file (its `supervised` part says when, and why).
         info: TaskState,
@@ -150,7 +156,7 @@ impl Namespace {
         &self.config
     }
 
-    fn ns_dir(&self) -> Result<Dir> {
+    pub(crate) fn ns_dir(&self) -> Result<Dir> {
         Dir::open(&self.layout.ns_state_dir(&self.ns)).map_err(|e| match e.io_kind() {
             Some(ErrorKind::PermissionDenied | ErrorKind::NotFound) => {
                 Error::NotMember(self.ns.clone())
@@ -312,25 +318,27 @@ impl Namespace {
             quiet.retain(|t| out.binary_search_by(|i| i.task.cmp(t)).is_err());
             for task in quiet {
                 // Unreadable: not listed, as any task that is not running.
-                if let Some(at) = self.restarting_at(task).ok().flatten() {
-                    let i = out.partition_point(|i| i.task < *task);
-                    out.insert(
-                        i,
-                        TaskInfo {
-                            task: task.clone(),
-                            processes: Vec::new(),
-                            restarting_at_ms: Some(at),
-                        },
-                    );
-                }
+                let Some(state) = self.between_runs(task).ok().flatten() else {
+                    continue;
+                };
+                let i = out.partition_point(|i| i.task < *task);
+                out.insert(
+                    i,
+                    TaskInfo {
+                        task: task.clone(),
+                        processes: Vec::new(),
+                        restarting_at_ms: state.next_restart_ms(),
+                        waiting_for: state.waiting_for,
+                    },
+                );
             }
         }
         Ok(out)
     }
 
-    /// When a supervised task between two runs starts again (its state
-    /// file says so), if it is one.
-    fn restarting_at(&self, task: &TaskName) -> Result<Option<i64>> {
+    /// The state of a task between two runs (a supervised task's restart
+    /// delay, or waiting for a need), if it is one.
+    fn between_runs(&self, task: &TaskName) -> Result<Option<TaskState>> {
         let Some(found) = self.find(task)? else {
             return Ok(None);
         };
@@ -339,7 +347,7 @@ impl Namespace {
             &layout::state_name(task),
             found.owner,
         )?;
-        Ok(state.and_then(|s| s.next_restart_ms()))
+        Ok(state.filter(|s| s.next_restart_ms().is_some() || s.waiting_for.is_some()))
     }
 
     /// Whether `task` runs, with its run's state file or, once it has
@@ -368,7 +376,8 @@ impl Namespace {
         let state: Option<TaskState> =
             record::read_json(&dir, &layout::state_name(task), found.owner)?;
         if let Some(info) = state {
-            if info.next_restart_ms().is_some() && self.connect_monitor(task, &found)?.is_some() {
+            let between = info.next_restart_ms().is_some() || info.waiting_for.is_some();
+            if between && self.connect_monitor(task, &found)?.is_some() {
                 let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
                 return Ok(Status::Restarting {
                     info,
@@ -525,6 +534,7 @@ fn read_tasks(
             task: task.clone(),
             processes,
             restarting_at_ms: None,
+            waiting_for: None,
         });
     }
     Ok(out)

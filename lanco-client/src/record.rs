@@ -14,6 +14,7 @@ use lanco_proto::{NamespaceName, TaskName};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::graph::Deps;
 
 /// A running task's state file, written by its monitor once the payload has
 /// exec'd ([`Status::Running`](crate::Status::Running)).
@@ -50,6 +51,22 @@ pub struct TaskState {
     /// a readiness other than exec); `None` for a plain run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervised: Option<Supervised>,
+    /// Started on purpose (`start`, `run`), not pulled in by a task that
+    /// depends on it: it stays until stopped or released. (`true` in the
+    /// states of lanco before dependencies.)
+    #[serde(default = "yes")]
+    pub explicit: bool,
+    /// Its dependencies, as this run was started with them.
+    #[serde(default, skip_serializing_if = "Deps::is_empty")]
+    pub deps: Deps,
+    /// Stopped because this task it needs went down: it starts again, by
+    /// itself, once that one is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<TaskName>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl TaskState {

@@ -125,7 +125,7 @@ impl Namespace {
         }
     }
 
-    fn ask_monitor(
+    pub(crate) fn ask_monitor(
         &self,
         task: &TaskName,
         found: &Found,

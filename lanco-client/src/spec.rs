@@ -9,6 +9,7 @@ use std::time::Duration;
 use lanco_proto::TaskName;
 
 use crate::error::{Error, Result};
+use crate::graph::Deps;
 use crate::handoff::Spec;
 use crate::namespace::Namespace;
 use crate::supervision::Supervision;
@@ -59,6 +60,13 @@ pub struct TaskSpec {
     /// `lanco NS start` sets it): kept in the task's state, so `status` can
     /// tell a run that predates a redefinition. `None` for ad-hoc runs.
     pub definition: Option<String>,
+    /// What it depends on. [`Namespace::run`] records them (and the task's
+    /// monitor stops it while a `needs` is down, and starts it again when
+    /// that is ready) but starts none of them: `lanco NS start` does.
+    pub deps: Deps,
+    /// Pulled in by a task that depends on it, rather than started on
+    /// purpose: it stops once nothing that runs holds it.
+    pub(crate) pulled_in: bool,
     env: Env,
 }
 
@@ -103,6 +111,8 @@ impl TaskSpec {
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             supervision: Supervision::default(),
             definition: None,
+            deps: Deps::default(),
+            pulled_in: false,
             env: Env::default(),
         })
     }
@@ -214,6 +224,8 @@ impl TaskSpec {
             stop_timeout_ms: self.stop_timeout.as_millis() as u64,
             supervision: self.supervision,
             definition: self.definition.clone(),
+            deps: self.deps.clone(),
+            explicit: !self.pulled_in,
         })
     }
 }

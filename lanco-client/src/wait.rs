@@ -21,12 +21,12 @@ use crate::record::{self, Exit, ExitRecord, TaskState};
 /// Where a wait starts (see [`Namespace::waiting`]).
 pub(crate) enum Waiting {
     /// No run is current: the last one's record.
-    Over(ExitRecord),
+    Over(Box<ExitRecord>),
     /// A run is current, or has just ended: where it is, and its state file.
     Current {
         found: Found,
         dir: Dir,
-        state: Option<TaskState>,
+        state: Option<Box<TaskState>>,
     },
 }
 
@@ -39,7 +39,7 @@ impl Namespace {
     pub fn wait(&self, task: &TaskName, timeout: Option<Duration>) -> Result<Option<ExitRecord>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let (found, dir, state) = match self.waiting(task)? {
-            Waiting::Over(rec) => return Ok(Some(rec)),
+            Waiting::Over(rec) => return Ok(Some(*rec)),
             Waiting::Current { found, dir, state } => (found, dir, state),
         };
         if !found.legacy {
@@ -70,7 +70,7 @@ impl Namespace {
         {
             return Ok(None);
         }
-        self.record_of(task, &found, &dir, state.as_ref())
+        self.record_of(task, &found, &dir, state.as_deref())
     }
 
     /// Where a wait starts: the task's last record if no run is current,
@@ -84,10 +84,14 @@ impl Namespace {
             record::read_json(&dir, &layout::state_name(task), found.owner)?;
         if state.is_none() && !found.cgroup.populated()? {
             return record::read_json(&dir, &layout::exit_name(task), found.owner)?
-                .map(Waiting::Over)
+                .map(|r| Waiting::Over(Box::new(r)))
                 .ok_or_else(|| Error::NotRunning(task.clone()));
         }
-        Ok(Waiting::Current { found, dir, state })
+        Ok(Waiting::Current {
+            found,
+            dir,
+            state: state.map(Box::new),
+        })
     }
 
     /// The record of the run `state` describes, once it is over: its exit

@@ -152,6 +152,14 @@ pub fn task_of_cgroup_entry(entry: &str) -> Option<TaskName> {
         .and_then(|t| TaskName::try_from(t).ok())
 }
 
+/// The task a state file entry (`task-NAME.state.json`) is of, if it is one.
+pub fn task_of_state_entry(entry: &str) -> Option<TaskName> {
+    entry
+        .strip_prefix(TASK_PREFIX)
+        .and_then(|t| t.strip_suffix(".state.json"))
+        .and_then(|t| TaskName::try_from(t).ok())
+}
+
 /// The namespace a registry file (`NS.toml`) stands for, if it is one.
 pub fn ns_of_registry_entry(entry: &str) -> Option<NamespaceName> {
     entry

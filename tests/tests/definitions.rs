@@ -197,8 +197,8 @@ fn a_broken_file_changes_nothing_and_is_named_by_line_and_key() {
         ),
         (
             "needs.toml",
-            "needs = [\"a\"]",
-            ":3: task.b.needs: needs is not supported yet",
+            "needs = \"a\"",
+            ":3: task.b.needs: must be an array of task names, not string",
         ),
         (
             "cwd.toml",

@@ -91,7 +91,7 @@ impl Namespace {
     /// closes the connection and leaves nothing running.
     pub async fn wait_async(&self, task: &TaskName) -> Result<ExitRecord> {
         let (found, dir, state) = match self.waiting(task)? {
-            Waiting::Over(rec) => return Ok(rec),
+            Waiting::Over(rec) => return Ok(*rec),
             Waiting::Current { found, dir, state } => (found, dir, state),
         };
         // 0.1's monitors do not understand `Wait`.
@@ -115,7 +115,7 @@ impl Namespace {
         wait_events(&found.cgroup, None, |e| !e.populated).await?;
         // On the blocking pool: recording a lost run ends with an fsync.
         let (ns, t) = (self.clone(), task.clone());
-        blocking(move || ns.record_of(&t, &found, &dir, state.as_ref()))
+        blocking(move || ns.record_of(&t, &found, &dir, state.as_deref()))
             .await?
             .ok_or_else(|| Error::NotRunning(task.clone()))
     }

@@ -31,6 +31,7 @@ pub fn run(ns: &Namespace, o: DefineArgs) -> Result<u8> {
     }
     o.supervision.apply_to(&mut d.supervision);
     d.enable = o.enable;
+    d.deps = o.deps.to_deps();
     d.checked()?;
     let task = o.what.task;
     defs::update(ns, |mine| {

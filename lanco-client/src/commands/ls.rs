@@ -1,30 +1,89 @@
 use std::io::Write;
 
+use lanco_proto::TaskName;
+use serde::Serialize;
+
 use crate::error::{Error, Result};
-use crate::namespace::Namespace;
+use crate::graph;
+use crate::namespace::{Namespace, TaskInfo};
+use crate::transition;
+
+/// A task as `ls` shows it: what the library lists, and its place among
+/// dependencies.
+#[derive(Serialize)]
+struct Row<'a> {
+    #[serde(flatten)]
+    info: &'a TaskInfo,
+    /// Started on purpose, not pulled in.
+    explicit: bool,
+    /// The running tasks that hold it (for a task pulled in).
+    pulled_in_by: Vec<TaskName>,
+    /// `starting`, `ready`, `stopping`, `waiting for db`, `restarting`.
+    state: String,
+}
 
 /// Width command lines are cut to without `-l`.
 const WIDTH: usize = 80;
 
 pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
     let tasks = ns.list()?;
+    // Unreadable state files only cost the task its annotations.
+    let nodes = ns.nodes().unwrap_or_default();
+    let holders = graph::holders(&transition::graph(&nodes));
+    let rows: Vec<Row> = tasks
+        .iter()
+        .map(|info| {
+            let node = nodes.get(&info.task);
+            let mut by: Vec<TaskName> = holders
+                .get(&info.task)
+                .into_iter()
+                .flatten()
+                .map(|(_, t)| t.clone())
+                .collect();
+            by.dedup();
+            Row {
+                info,
+                explicit: node.is_none_or(|n| n.state.explicit),
+                pulled_in_by: if node.is_some_and(|n| !n.state.explicit) {
+                    by
+                } else {
+                    Vec::new()
+                },
+                state: node.map_or_else(|| "ready".into(), transition::Node::state_words),
+            }
+        })
+        .collect();
     // Buffered: stdout alone writes each line with its own write(2).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let fail = |e: std::io::Error| Error::system("stdout", e);
     if json {
-        serde_json::to_writer_pretty(&mut out, &tasks).map_err(|e| Error::system("stdout", e))?;
+        serde_json::to_writer_pretty(&mut out, &rows).map_err(|e| Error::system("stdout", e))?;
         writeln!(out).map_err(fail)?;
         out.flush().map_err(fail)?;
         return Ok(0);
     }
     // The original lanco's tree: the task, then one "→ PID cmdline" per process.
-    for t in &tasks {
-        match t.restarting_at_ms {
-            Some(at) => {
-                let left = crate::time::secs_until(at);
-                writeln!(out, "{} (restarting in {left:.1} s)", t.task).map_err(fail)?;
-            }
-            None => writeln!(out, "{}", t.task).map_err(fail)?,
+    for row in &rows {
+        let t = row.info;
+        let mut notes = Vec::new();
+        if let Some(at) = t.restarting_at_ms {
+            let left = crate::time::secs_until(at);
+            notes.push(format!("restarting in {left:.1} s"));
+        } else if row.state != "ready" {
+            notes.push(row.state.clone());
+        }
+        if !row.explicit {
+            let by: Vec<&str> = row.pulled_in_by.iter().map(TaskName::as_str).collect();
+            notes.push(if by.is_empty() {
+                "pulled in".into()
+            } else {
+                format!("pulled in by {}", by.join(", "))
+            });
+        }
+        if notes.is_empty() {
+            writeln!(out, "{}", t.task).map_err(fail)?;
+        } else {
+            writeln!(out, "{} ({})", t.task, notes.join("; ")).map_err(fail)?;
         }
         for p in &t.processes {
             let line = format!(" → {} {}", p.pid, p.cmdline);

@@ -3,6 +3,7 @@
 mod apply;
 mod check;
 mod define;
+mod deps;
 mod destroy;
 mod enable;
 mod init;
@@ -56,9 +57,19 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             ..
         } => start::run_enabled(&open()?, no_wait),
         Command::Start { no_wait, tasks, .. } => start::run(&open()?, &tasks, no_wait),
-        Command::Restart { no_wait, task } => restart::run(&open()?, &task, no_wait),
+        Command::Restart {
+            no_wait,
+            force,
+            task,
+        } => restart::run(&open()?, &task, no_wait, force),
         Command::Check { task } => check::run(&open()?, &task),
-        Command::Stop { timeout, task } => stop::run(&open()?, &task, timeout),
+        Command::Stop {
+            timeout,
+            force,
+            task,
+        } => stop::run(&open()?, &task, timeout, force),
+        Command::Release { task } => stop::release(&open()?, &task),
+        Command::Deps { json, task } => deps::run(&open()?, &task, json),
         Command::Kill { signal, task } => kill::run(&open()?, &task, signal),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
         Command::Ls { long, json } => ls::run(&open()?, long, json),

@@ -3,6 +3,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::cli::RunArgs;
+use crate::commands::start::start_one;
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::spec::TaskSpec;
@@ -30,7 +31,18 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         spec.stop_timeout = t;
     }
     o.supervision.apply_to(&mut spec.supervision);
-    let mut started = ns.run(&spec)?;
+    spec.deps = o.deps.to_deps();
+    let mut started = if spec.deps.is_empty() {
+        ns.run(&spec)?
+    } else {
+        // Its dependencies first, as `start` does, in one transition.
+        let lock = ns.transition_lock()?;
+        if ns.check(&spec.name)? {
+            return Err(Error::AlreadyRunning(spec.name.clone()));
+        }
+        let task = spec.name.clone();
+        start_one(ns, &lock, &task, spec, true)?.ok_or(Error::AlreadyRunning(task))?
+    };
     if !o.foreground {
         if !o.no_wait {
             started.wait_ready()?;

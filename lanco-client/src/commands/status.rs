@@ -56,8 +56,15 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
             lines.push(format!("  processes:   {processes}"));
         }
         Status::Restarting { info, last } => {
-            let when = info.next_restart_ms().map_or(0.0, crate::time::secs_until);
-            lines.push(format!("task {task} is restarting (in {when:.1} s)"));
+            match &info.waiting_for {
+                Some(need) => lines.push(format!(
+                    "task {task} is waiting for {need}: it starts again once {need} is ready"
+                )),
+                None => {
+                    let when = info.next_restart_ms().map_or(0.0, crate::time::secs_until);
+                    lines.push(format!("task {task} is restarting (in {when:.1} s)"));
+                }
+            }
             lines.push(format!("  command:     {}", info.command.join(" ")));
             if let Some(r) = last {
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));

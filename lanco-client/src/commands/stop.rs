@@ -1,17 +1,96 @@
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use lanco_proto::TaskName;
 
-use crate::error::Result;
+use crate::commands::restart::names;
+use crate::error::{Error, Result};
+use crate::graph;
+use crate::msg;
 use crate::namespace::Namespace;
+use crate::transition::{self, in_parallel};
 
-pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>) -> Result<u8> {
+/// `lanco NS stop [--force] TASK`, as one transition: refused while tasks
+/// that need TASK run, unless `force`, which stops them first (dependents
+/// before their dependencies); then TASK; then what nothing that runs
+/// holds any more.
+pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bool) -> Result<u8> {
+    let _lock = ns.transition_lock()?;
+    let nodes = ns.nodes()?;
+    let g = transition::graph(&nodes);
+    let needing = graph::needing(&g, task);
+    if !needing.is_empty() {
+        if !force {
+            return Err(Error::Conflict(format!(
+                "task {task} is needed by {}: stop them first, or use --force",
+                names(&needing)
+            )));
+        }
+        let set: BTreeSet<TaskName> = needing.into_iter().collect();
+        for wave in graph::stop_waves(&g, &set) {
+            let failed = in_parallel(&wave, |t| {
+                msg::log(
+                    "INFO",
+                    "stop",
+                    &format_args!("stopping {t}: it needs {task}"),
+                );
+                match ns.stop(t, timeout) {
+                    Ok(_) | Err(Error::NotRunning(_)) => None,
+                    Err(e) => Some(e),
+                }
+            });
+            if let Some(e) = failed.into_iter().flatten().next() {
+                return Err(e);
+            }
+        }
+    }
     if ns.stop(task, timeout)? {
-        crate::msg::log(
+        msg::log(
             "INFO",
             "stop",
             &format_args!("task {task} outlived its stop timeout and was killed"),
         );
     }
+    ns.settle(&settled("stop"))?;
     Ok(0)
+}
+
+/// `lanco NS release TASK`: drops its mark of started on purpose; it
+/// stops unless a running task holds it.
+pub fn release(ns: &Namespace, task: &TaskName) -> Result<u8> {
+    let _lock = ns.transition_lock()?;
+    let nodes = ns.nodes()?;
+    if !nodes.contains_key(task) {
+        return Err(Error::NotRunning(task.clone()));
+    }
+    ns.mark(task, false)?;
+    ns.settle(&settled("release"))?;
+    let nodes = ns.nodes()?;
+    if nodes.contains_key(task) {
+        let holders = graph::holders(&transition::graph(&nodes));
+        let by: Vec<TaskName> = holders
+            .get(task)
+            .into_iter()
+            .flatten()
+            .map(|(_, t)| t.clone())
+            .collect();
+        msg::log(
+            "INFO",
+            "release",
+            &format_args!("task {task} stays: held by {}", names(&by)),
+        );
+    }
+    Ok(0)
+}
+
+/// Tells of each task a settling stopped.
+pub fn settled(cmd: &'static str) -> impl Fn(&TaskName, Result<()>) + Sync {
+    move |t, r| match r {
+        Ok(()) => msg::log(
+            "INFO",
+            cmd,
+            &format_args!("task {t} stopped: nothing that runs needs it"),
+        ),
+        Err(e) => msg::error(cmd, &format_args!("cannot stop {t}: {}", e.one_line())),
+    }
 }

@@ -23,7 +23,14 @@ impl Monitor {
             .ok()
             .map(|u| u.max_rss() as u64 * 1024);
         let exit = self.main_exit.unwrap_or(Exit::Lost);
-        let verdict = self.sup.decide(exit);
+        let down = self.needs.as_mut().and_then(|n| n.down.take());
+        let verdict = match down {
+            Some(need) if !self.sup.inhibited => {
+                self.sup.paused(exit);
+                Verdict::WaitFor(need)
+            }
+            _ => self.sup.decide(exit),
+        };
         let mut rec = ExitRecord::ended(
             &self.state,
             &self.claim.cgroup,
@@ -42,6 +49,10 @@ impl Monitor {
                 self.note(&format_args!("restarting in {}", Dur(*d)));
                 self.sup.next_start = Some(std::time::Instant::now() + *d);
             }
+            Verdict::WaitFor(need) => {
+                self.note(&format_args!("waiting for {need}"));
+                self.state.waiting_for = Some(need.clone());
+            }
             Verdict::End => {}
         }
         rec.notes = self.notes.borrow().lines();
@@ -55,7 +66,7 @@ impl Monitor {
         // next is due.
         let recorded = record::write_json(&self.dir, &layout::exit_name(task), &rec).err();
         let state_gone = match verdict {
-            Verdict::Restart(_) => None,
+            Verdict::Restart(_) | Verdict::WaitFor(_) => None,
             _ => self
                 .dir
                 .remove(&layout::state_name(task))
@@ -68,7 +79,7 @@ impl Monitor {
         }
         self.accounting = accounting;
         self.record = Some(rec);
-        if matches!(verdict, Verdict::Restart(_)) {
+        if matches!(verdict, Verdict::Restart(_) | Verdict::WaitFor(_)) {
             self.write_state();
         }
         self.sup.verdict = Some(verdict);
@@ -128,7 +139,7 @@ impl Monitor {
         let _ = self
             .dir
             .remove_socket(&layout::socket_name(&self.spec.task));
-        if self.sup.next_start.take().is_some() {
+        if self.sup.next_start.take().is_some() || self.state.waiting_for.is_some() {
             // Stopped during (or just before) a restart delay: the state
             // file kept for the next run goes.
             let _ = self.dir.remove(&layout::state_name(&self.spec.task));
@@ -147,6 +158,7 @@ impl Monitor {
                 .borrow()
                 .journal(&format!("cannot sync the accounting journal: {e}"));
         }
+        self.settle_at_end();
         std::process::exit(0)
     }
 

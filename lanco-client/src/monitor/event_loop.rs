@@ -54,6 +54,9 @@ impl Monitor {
                     self.restart();
                     continue;
                 }
+                if self.resume_if_needs_ready(now) {
+                    continue;
+                }
             }
             if self.sup.ready_deadline.is_some_and(|t| now >= t) {
                 self.start_timed_out();
@@ -97,6 +100,7 @@ impl Monitor {
             sooner(self.sup.next_start);
             sooner(self.sup.ready_deadline);
             sooner(self.sup.state_due);
+            sooner(self.needs.as_ref().and_then(|n| n.next_check));
             let timeout = match wake {
                 Some(w) => PollTimeout::from(
                     w.saturating_duration_since(Instant::now())
@@ -111,8 +115,12 @@ impl Monitor {
                     PollFd::new(self.events.as_fd(), EventsFile::POLL),
                     PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 ];
+                let heard_at = fds.len();
                 if let Some(fd) = self.sup.channel.fd() {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+                if let Some(n) = &self.needs {
+                    fds.extend(n.fds().map(|fd| PollFd::new(fd, EventsFile::POLL)));
                 }
                 let _ = nix::poll::poll(&mut fds, timeout);
                 let ready = |i: usize| {
@@ -120,7 +128,7 @@ impl Monitor {
                         .and_then(PollFd::revents)
                         .is_some_and(|r| !r.is_empty())
                 };
-                (ready(2), ready(3))
+                (ready(2), self.sup.channel.fd().is_some() && ready(heard_at))
             };
             let mut term = false;
             while let Ok(Some(si)) = self.sigfd.read_signal() {
@@ -135,6 +143,7 @@ impl Monitor {
             if heard {
                 self.hear();
             }
+            self.check_needs();
         }
     }
 
@@ -177,6 +186,18 @@ impl Monitor {
                     self.answer_waiters();
                 }
                 Ok(ControlRequest::Wait) => self.add_waiter(conn),
+                Ok(ControlRequest::Mark { explicit }) => {
+                    self.state.explicit = explicit;
+                    self.write_state();
+                    let mut conn = conn;
+                    let _ = control::send(
+                        &mut conn,
+                        &ControlReply::Done {
+                            killed_after_timeout: false,
+                            record: None,
+                        },
+                    );
+                }
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {
                         Ok(sig) => match self.kill(sig) {

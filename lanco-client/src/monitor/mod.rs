@@ -12,6 +12,7 @@ mod claim;
 mod ending;
 mod event_loop;
 mod logs;
+mod needs;
 mod notes;
 mod peer;
 mod ready;
@@ -183,6 +184,8 @@ struct Monitor {
     /// The environment each run gets: the spec's, with NOTIFY_SOCKET for
     /// a notify-ready task.
     run_env: Vec<Vec<u8>>,
+    /// What it needs, watched; `None` for a task without dependencies.
+    needs: Option<needs::Needs>,
     /// The channel to whoever started the task (`Started`), once the start
     /// is reported: readiness and the end go there.
     report: Option<File>,

@@ -11,6 +11,7 @@ use lanco_proto::layout::{self, Layout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use super::needs;
 use super::{claim, start_process, Log, Monitor, Notes, Phase, Supervisor};
 use crate::control;
 use crate::error::{Error, Result};
@@ -113,6 +114,9 @@ impl Monitor {
             log: log.path().display().to_string(),
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
             definition: spec.definition.clone(),
+            explicit: spec.explicit,
+            deps: spec.deps.clone(),
+            waiting_for: None,
             supervised: None,
         };
         let mut m = Monitor {
@@ -137,6 +141,7 @@ impl Monitor {
             spec,
             sup,
             run_env,
+            needs: None,
             report: None,
         };
         if let Err(e) = installed {
@@ -145,6 +150,7 @@ impl Monitor {
                 e.one_line()
             ));
         }
+        m.needs = needs::Needs::new(&m.spec);
         m.write_state();
         let _ = send(
             report,

@@ -24,6 +24,8 @@ pub(super) enum Verdict {
     End,
     /// Over for good, and the task is failed: why.
     Failed(String),
+    /// Stopped because this need went down: start again once it is ready.
+    WaitFor(lanco_proto::TaskName),
 }
 
 /// Shortest time between two writes of the state file for the task's
@@ -102,6 +104,13 @@ impl Supervisor {
         );
         self.not_ready = Some(why.clone());
         why
+    }
+
+    /// The run ended with `exit` because a need went down: no failure, and
+    /// no restart counted against the limit.
+    pub fn paused(&mut self, exit: Exit) {
+        self.last_exit = Some(exit);
+        self.ready_deadline = None;
     }
 
     /// The run ended with `exit`: restart, or not, under the policy.
@@ -211,8 +220,9 @@ impl Monitor {
                 Said::Ready if !self.sup.ready && matches!(self.phase, Phase::Task) => {
                     self.sup.ready = true;
                     self.sup.ready_deadline = None;
+                    // At once: dependents wait for this.
+                    self.write_state();
                     self.tell_caller(Report::Ready);
-                    changed = true;
                 }
                 Said::Ready => {}
                 Said::Status(text) => {
@@ -273,7 +283,7 @@ impl Monitor {
                 self.tell_caller(Report::NotReady("was stopped before it was ready".into()));
                 false
             }
-            Verdict::Restart(_) => {
+            Verdict::Restart(_) | Verdict::WaitFor(_) => {
                 // Waiters of `lanco wait` wanted this run's end.
                 self.answer_waiters();
                 self.phase = Phase::Waiting;
@@ -296,6 +306,10 @@ impl Monitor {
     /// The restart delay is over: start the command again.
     pub(super) fn restart(&mut self) {
         self.sup.next_start = None;
+        self.state.waiting_for = None;
+        if let Some(n) = &mut self.needs {
+            n.watch();
+        }
         self.sup.restarts += 1;
         self.phase = Phase::Task;
         self.record = None;
