@@ -108,15 +108,24 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + S
 
 impl Namespace {
     /// Takes the namespace's transition lock: an flock of its state
-    /// directory, which every member may open. Waits for the holder.
-    pub(crate) fn transition_lock(&self) -> Result<Lock> {
+    /// directory, which every member may open. Waits for the holder,
+    /// calling `waiting` first if it must.
+    pub(crate) fn transition_lock(&self, waiting: impl FnOnce()) -> Result<Lock> {
+        use nix::fcntl::{Flock, FlockArg};
         let dir = self.ns_dir()?;
         let fd = dir
             .as_fd()
             .try_clone_to_owned()
             .map_err(|e| Error::system("cannot lock the namespace's transitions", e))?;
-        let held = nix::fcntl::Flock::lock(fd, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::system("cannot lock the namespace's transitions", e))?;
+        let held = match Flock::lock(fd, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => held,
+            Err((fd, nix::errno::Errno::EWOULDBLOCK)) => {
+                waiting();
+                Flock::lock(fd, FlockArg::LockExclusive)
+                    .map_err(|(_, e)| Error::system("cannot lock the namespace's transitions", e))?
+            }
+            Err((_, e)) => return Err(Error::system("cannot lock the namespace's transitions", e)),
+        };
         Ok(Lock { _held: held })
     }
 

@@ -1378,3 +1378,150 @@ fn random_concurrent_starts_and_stops_match_the_model() {
         model.show(&g)
     );
 }
+
+/// A chain `c0 ← c1 ← … ← c{n-1}` (each needs the one before), each taking
+/// 150 ms to get ready, all sharing `marker` in their command lines.
+fn slow_chain(n: usize, marker: &str) -> String {
+    (0..n)
+        .map(|i| {
+            let needs = if i == 0 {
+                String::new()
+            } else {
+                format!("needs = [\"c{}\"]", i - 1)
+            };
+            sh_task(
+                &format!("c{i}"),
+                &format!("sleep 0.15; echo >&3; exec sleep {marker}"),
+                &format!("ready = \"fd:3\"\n{needs}"),
+            )
+        })
+        .collect()
+}
+
+/// How many tasks of the chain run.
+fn chain_running(inst: &Install) -> usize {
+    ls_json(inst).keys().filter(|t| t.starts_with('c')).count()
+}
+
+/// `start c{last}` as alice, killed with SIGKILL once at least `some`
+/// links run (and before the chain is complete).
+fn start_and_kill(inst: &Install, last: usize, some: usize) {
+    let target = format!("c{last}");
+    let mut client = inst
+        .cmd(A, &["ns", "start", &target])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn start");
+    assert!(
+        wait_for(Duration::from_secs(20), || chain_running(inst) >= some),
+        "the chain did not get going"
+    );
+    client.kill().expect("kill the client");
+    client.wait().expect("reap the client");
+    let n = chain_running(inst);
+    assert!(n > 0 && n <= last, "killed mid-way, yet {n} links run");
+}
+
+/// Robustness: a client killed in the middle of a chain's start leaves a
+/// state that the next `stop` and the next `start` complete correctly, and
+/// the death of a need's monitor or of lancod changes nothing of the rules.
+#[test]
+fn a_transition_survives_the_death_of_its_client() {
+    let Some(inst) = setup("deps_client_killed") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let n = 20;
+    let marker = unique_sleep();
+    apply(&inst, A, "chain.toml", &slow_chain(n, &marker));
+
+    // Killed mid-way, then a stop of the chain's root: nothing is left,
+    // not even the links that only the dead client's start wanted.
+    start_and_kill(&inst, n - 1, 3);
+    alice(&inst, &["stop", "--force", "c0"]).ok();
+    assert!(
+        wait_for(Duration::from_secs(10), || chain_running(&inst) == 0
+            && live(&marker).is_empty()),
+        "after the stop: {:?}, {} processes",
+        ls_lines(&inst),
+        live(&marker).len()
+    );
+
+    // Killed mid-way, then the same start again: it completes, using what
+    // runs, and everything but the target is pulled in.
+    start_and_kill(&inst, n - 1, 3);
+    alice(&inst, &["start", &format!("c{}", n - 1)]).ok();
+    let ls = ls_json(&inst);
+    assert_eq!(chain_running(&inst), n, "{ls:?}");
+    for i in 0..n - 1 {
+        let t = format!("c{i}");
+        assert_eq!(ls[t.as_str()]["explicit"], false, "{t}: {ls:?}");
+        assert_eq!(ls[t.as_str()]["state"], "ready", "{t}: {ls:?}");
+    }
+    assert_eq!(live(&marker).len(), n);
+
+    // A pulled-in link whose monitor was killed still runs and is still
+    // held; the stop of the root takes it down with the rest, and nothing
+    // is left behind.
+    let st = inst.status("ns", "c5");
+    let monitor = st["info"]["monitor_pid"].as_i64().expect("monitor pid") as i32;
+    kill9(monitor);
+    assert!(wait_for(Duration::from_secs(5), || !alive(monitor)));
+    assert!(runs(&inst, "c5"));
+    alice(&inst, &["stop", "--force", "c0"]).ok();
+    assert!(
+        wait_for(Duration::from_secs(10), || chain_running(&inst) == 0
+            && live(&marker).is_empty()),
+        "after the stop: {:?}, {} processes",
+        ls_lines(&inst),
+        live(&marker).len()
+    );
+}
+
+/// With lancod gone, a need restarted by its own policy still takes its
+/// dependent down and back up: the link is the dependent's monitor's.
+#[test]
+fn dependencies_work_on_with_lancod_down() {
+    let Some(mut inst) = setup("deps_no_lancod") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let (sdb, sweb) = (unique_sleep(), unique_sleep());
+    apply(
+        &inst,
+        A,
+        "defs.toml",
+        &format!(
+            "{}{}",
+            sleep_task(
+                "db",
+                &sdb,
+                "restart = \"always\"\nrestart_delay = \"100ms\""
+            ),
+            sleep_task("web", &sweb, "needs = [\"db\"]")
+        ),
+    );
+    alice(&inst, &["start", "web"]).ok();
+    inst.kill_lancod(nix::sys::signal::Signal::SIGKILL);
+    let (db, web) = (pid(&inst, "db").unwrap(), pid(&inst, "web").unwrap());
+    kill9(db);
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            matches!(pid(&inst, "db"), Some(p) if p != db)
+                && matches!(pid(&inst, "web"), Some(p) if p != web)
+                && ls_json(&inst)["web"]["state"] == "ready"
+        }),
+        "with lancod down: db {:?}, web {:?}, ls {:?}",
+        pid(&inst, "db"),
+        pid(&inst, "web"),
+        ls_lines(&inst)
+    );
+    assert_eq!((live(&sdb).len(), live(&sweb).len()), (1, 1));
+    // Stopping needs no lancod either: web first (refused without
+    // --force), db after it.
+    assert_eq!(alice(&inst, &["stop", "db"]).code(), 3);
+    alice(&inst, &["stop", "--force", "db"]).ok();
+    assert!(wait_for(Duration::from_secs(5), || live(&sdb).is_empty()
+        && live(&sweb).is_empty()));
+}

@@ -16,7 +16,7 @@ use crate::transition;
 pub fn run(ns: &Namespace, task: &TaskName, no_wait: bool, force: bool) -> Result<u8> {
     let d = defs::owned(&defs::all(ns)?, task, "restart it")?;
     let mut spec = d.to_spec(task)?;
-    let lock = ns.transition_lock()?;
+    let lock = ns.transition_lock(super::stop::waiting)?;
     let nodes = ns.nodes()?;
     let needing = graph::needing(&transition::graph(&nodes), task);
     if !needing.is_empty() && !force {

@@ -36,7 +36,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         ns.run(&spec)?
     } else {
         // Its dependencies first, as `start` does, in one transition.
-        let lock = ns.transition_lock()?;
+        let lock = ns.transition_lock(super::stop::waiting)?;
         if ns.check(&spec.name)? {
             return Err(Error::AlreadyRunning(spec.name.clone()));
         }

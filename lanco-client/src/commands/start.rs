@@ -110,7 +110,7 @@ pub(crate) fn start_graph(
     no_wait: bool,
     all: Option<BTreeMap<u32, Defs>>,
 ) -> Result<Vec<(TaskName, Result<Option<Started>>)>> {
-    let lock = ns.transition_lock()?;
+    let lock = ns.transition_lock(super::stop::waiting)?;
     start_locked(ns, &lock, targets, no_wait, all)
 }
 
@@ -375,7 +375,15 @@ fn launch_item(ns: &Namespace, item: &Item, wait: bool) -> Result<Option<Started
             }
             Ok(Some(started))
         }
-        Err(Error::AlreadyRunning(_)) => Ok(None),
+        // Started meanwhile by a plain `run` or another program: ready
+        // once it says so, as any running dependency.
+        Err(Error::AlreadyRunning(t)) => match wait_running(ns, &t) {
+            Ok(()) => Ok(None),
+            Err(why) => Err(Error::NotReady {
+                task: t,
+                reason: why,
+            }),
+        },
         Err(e) => Err(e),
     }
 }

@@ -15,7 +15,7 @@ use crate::transition::{self, in_parallel};
 /// before their dependencies); then TASK; then what nothing that runs
 /// holds any more.
 pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bool) -> Result<u8> {
-    let _lock = ns.transition_lock()?;
+    let _lock = ns.transition_lock(waiting)?;
     let nodes = ns.nodes()?;
     let g = transition::graph(&nodes);
     let needing = graph::needing(&g, task);
@@ -58,7 +58,7 @@ pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bo
 /// `lanco NS release TASK`: drops its mark of started on purpose; it
 /// stops unless a running task holds it.
 pub fn release(ns: &Namespace, task: &TaskName) -> Result<u8> {
-    let _lock = ns.transition_lock()?;
+    let _lock = ns.transition_lock(waiting)?;
     let nodes = ns.nodes()?;
     if !nodes.contains_key(task) {
         return Err(Error::NotRunning(task.clone()));
@@ -81,6 +81,15 @@ pub fn release(ns: &Namespace, task: &TaskName) -> Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// Says why a command waits: another transition holds the lock.
+pub fn waiting() {
+    msg::log(
+        "INFO",
+        "lanco",
+        &"waiting for another start or stop in this namespace to finish",
+    );
 }
 
 /// Tells of each task a settling stopped.

@@ -149,7 +149,7 @@ impl Monitor {
             if !self.spec.deps.held().any(|t| ns.check(t).unwrap_or(true)) {
                 return;
             }
-            if let Ok(_lock) = ns.transition_lock() {
+            if let Ok(_lock) = ns.transition_lock(|| {}) {
                 let _ = ns.settle(&|_, _| {});
             }
         }
