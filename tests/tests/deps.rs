@@ -1525,3 +1525,81 @@ fn dependencies_work_on_with_lancod_down() {
     assert!(wait_for(Duration::from_secs(5), || live(&sdb).is_empty()
         && live(&sweb).is_empty()));
 }
+
+/// `run` takes the dependency options as `define` does: its needs are
+/// pulled in and released with it. `after` orders without starting: a
+/// task after one that is not running starts at once and starts nothing;
+/// started in the same `start`, it waits for that one's readiness.
+#[test]
+fn run_pulls_in_and_after_only_orders() {
+    let Some(inst) = setup("deps_run_after") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let m = marks(&inst);
+    let (sdb, slog, sweb, sadhoc) = (
+        unique_sleep(),
+        unique_sleep(),
+        unique_sleep(),
+        unique_sleep(),
+    );
+    let ready = m.join("logger-ready");
+    let web_at = m.join("web-started");
+    apply(
+        &inst,
+        A,
+        "defs.toml",
+        &format!(
+            "{}{}{}",
+            sleep_task("db", &sdb, ""),
+            sh_task(
+                "logger",
+                &format!(
+                    "sleep 0.5; touch {}; echo >&3; exec sleep {slog}",
+                    ready.display()
+                ),
+                "ready = \"fd:3\""
+            ),
+            sh_task(
+                "web",
+                &format!(
+                    "test -e {} && touch {}; exec sleep {sweb}",
+                    ready.display(),
+                    web_at.display()
+                ),
+                "after = [\"logger\"]"
+            ),
+        ),
+    );
+    // After a task that does not run: web starts at once, logger never.
+    alice(&inst, &["start", "web"]).ok();
+    assert!(runs(&inst, "web") && !runs(&inst, "logger"));
+    assert!(!web_at.exists(), "web ran after a logger that never ran");
+    alice(&inst, &["stop", "web"]).ok();
+    // Both in one start: web's command runs only once logger is ready.
+    alice(&inst, &["start", "web", "logger"]).ok();
+    assert!(web_at.exists(), "web started before logger was ready");
+    alice(&inst, &["stop", "web"]).ok();
+    alice(&inst, &["stop", "logger"]).ok();
+
+    // run --needs: db is pulled in by the ad-hoc task, and goes with it.
+    alice(&inst, &["run", "--needs", "db", "adhoc", "sleep", &sadhoc]).ok();
+    let ls = ls_json(&inst);
+    assert_eq!(ls["db"]["explicit"], false, "{ls:?}");
+    assert_eq!(names(&ls["db"]["pulled_in_by"]), ["adhoc"], "{ls:?}");
+    assert_eq!(ls["adhoc"]["explicit"], true, "{ls:?}");
+    assert_eq!(alice(&inst, &["stop", "db"]).code(), 3);
+    alice(&inst, &["stop", "adhoc"]).ok();
+    assert!(!runs(&inst, "db"));
+    assert!(live(&sdb).is_empty() && live(&sadhoc).is_empty());
+    // A need that cannot be started: the run is refused, nothing runs.
+    expect(
+        &alice(
+            &inst,
+            &["run", "--needs", "nosuch", "adhoc", "sleep", &sadhoc],
+        ),
+        2,
+        &["nosuch"],
+    );
+    assert!(!runs(&inst, "adhoc") && live(&sadhoc).is_empty());
+}

@@ -145,6 +145,13 @@ pub(crate) fn start_locked(
                 continue;
             }
         };
+        if let Some(&i) = index.get(&task) {
+            // Pulled in by an earlier target: started on purpose instead.
+            items[i].pulled_by = None;
+            items[i].spec.pulled_in = false;
+            target_items.push((task, i));
+            continue;
+        }
         if let Some(node) = nodes.get(&task) {
             // Running already: now on purpose.
             let r = if node.state.explicit {
@@ -159,6 +166,27 @@ pub(crate) fn start_locked(
             Ok(i) => target_items.push((task, i)),
             Err(e) => out.push((task, Err(e))),
         }
+    }
+    // `after` a task that a later target brought into the plan.
+    for i in 0..items.len() {
+        let deps = items[i].spec.deps.clone();
+        for dep in &deps.after {
+            if let Some(&j) = index.get(dep) {
+                if !items[i].after.contains(&(j, Kind::After)) {
+                    items[i].after.push((j, Kind::After));
+                }
+            }
+        }
+    }
+    let g: BTreeMap<TaskName, graph::Deps> = items
+        .iter()
+        .map(|it| (it.task.clone(), it.spec.deps.clone()))
+        .collect();
+    if let Some(c) = graph::find_cycle(&g) {
+        return Err(Error::InvalidInput(format!(
+            "cycle: {}",
+            graph::show_cycle(&c)
+        )));
     }
     let mut results = execute(ns, &items, no_wait);
     for (i, item) in items.iter().enumerate() {
@@ -340,7 +368,11 @@ fn execute(ns: &Namespace, items: &[Item], no_wait: bool) -> Vec<Result<Option<S
             }
         }
     });
-    results.into_iter().map(|r| r.unwrap_or(Ok(None))).collect()
+    // Every item is reached: the plan has no cycle.
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(Error::failed("not started (a cycle?)"))))
+        .collect()
 }
 
 /// The words of a dependency's failure, without its name.
