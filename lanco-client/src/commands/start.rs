@@ -168,12 +168,11 @@ pub(crate) fn start_locked(
         }
     }
     // `after` a task that a later target brought into the plan.
-    for i in 0..items.len() {
-        let deps = items[i].spec.deps.clone();
-        for dep in &deps.after {
+    for item in &mut items {
+        for dep in &item.spec.deps.after {
             if let Some(&j) = index.get(dep) {
-                if !items[i].after.contains(&(j, Kind::After)) {
-                    items[i].after.push((j, Kind::After));
+                if !item.after.contains(&(j, Kind::After)) {
+                    item.after.push((j, Kind::After));
                 }
             }
         }
