@@ -146,11 +146,16 @@ impl Monitor {
             let ns = needs.namespace();
             // Nothing it held runs: nothing to release (and no lock taken,
             // so the end of a long chain costs each monitor O(1)).
-            if !self.spec.deps.held().any(|t| ns.check(t).unwrap_or(true)) {
+            let holds = || self.spec.deps.held().any(|t| ns.check(t).unwrap_or(true));
+            if !holds() {
                 return;
             }
+            // Looked at again under the lock: the transition that stopped
+            // this task has usually stopped what it held as well.
             if let Ok(_lock) = ns.transition_lock(|| {}) {
-                let _ = ns.settle(&|_, _| {});
+                if holds() {
+                    let _ = ns.settle(&|_, _| {});
+                }
             }
         }
     }
