@@ -655,13 +655,7 @@ fn check_graph(
             )));
         }
     }
-    match graph::find_cycle(&g) {
-        Some(c) => Err(Error::InvalidInput(format!(
-            "cycle: {}",
-            graph::show_cycle(&c)
-        ))),
-        None => Ok(()),
-    }
+    graph::acyclic(&g).map_err(Error::InvalidInput)
 }
 
 /// Makes the caller the owner of `task`'s name, as a first run does; a

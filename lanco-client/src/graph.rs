@@ -197,11 +197,17 @@ pub fn find_cycle(graph: &BTreeMap<TaskName, Deps>) -> Option<Vec<TaskName>> {
     None
 }
 
-/// `a → b → a`.
+/// `Ok` if `graph` has no cycle; else the refusal's words, `cycle: a → b
+/// → a`.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-pub fn show_cycle(cycle: &[TaskName]) -> String {
-    let names: Vec<&str> = cycle.iter().map(TaskName::as_str).collect();
-    names.join(" → ")
+pub fn acyclic(graph: &BTreeMap<TaskName, Deps>) -> Result<(), String> {
+    match find_cycle(graph) {
+        None => Ok(()),
+        Some(c) => {
+            let names: Vec<&str> = c.iter().map(TaskName::as_str).collect();
+            Err(format!("cycle: {}", names.join(" → ")))
+        }
+    }
 }
 
 /// The tasks `roots` hold, themselves included, through the holding kinds
@@ -342,12 +348,12 @@ mod tests {
             ("db", Kind::After, "web"),
             ("x", Kind::Needs, "web"),
         ]);
-        assert_eq!(show_cycle(&find_cycle(&g).unwrap()), "db → web → db");
+        assert_eq!(acyclic(&g), Err("cycle: db → web → db".into()));
         // wants orders nothing: no cycle.
         let g = graph(&[("a", Kind::Needs, "b"), ("b", Kind::Wants, "a")]);
         assert_eq!(find_cycle(&g), None);
         let g = graph(&[("a", Kind::Needs, "a")]);
-        assert_eq!(show_cycle(&find_cycle(&g).unwrap()), "a → a");
+        assert_eq!(acyclic(&g), Err("cycle: a → a".into()));
     }
 
     #[test]

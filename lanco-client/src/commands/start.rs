@@ -177,16 +177,7 @@ pub(crate) fn start_locked(
             }
         }
     }
-    let g: BTreeMap<TaskName, graph::Deps> = items
-        .iter()
-        .map(|it| (it.task.clone(), it.spec.deps.clone()))
-        .collect();
-    if let Some(c) = graph::find_cycle(&g) {
-        return Err(Error::InvalidInput(format!(
-            "cycle: {}",
-            graph::show_cycle(&c)
-        )));
-    }
+    acyclic(&items)?;
     let mut results = execute(ns, &items, no_wait);
     for (i, item) in items.iter().enumerate() {
         if let (Some(by), Some(Ok(Some(_)))) = (&item.pulled_by, results.get(i)) {
@@ -262,16 +253,7 @@ fn plan(
                 todo.push_back(j);
             }
         }
-        let g: BTreeMap<TaskName, graph::Deps> = items[first_new..]
-            .iter()
-            .map(|it| (it.task.clone(), it.spec.deps.clone()))
-            .collect();
-        if let Some(c) = graph::find_cycle(&g) {
-            return Err(Error::InvalidInput(format!(
-                "cycle: {}",
-                graph::show_cycle(&c)
-            )));
-        }
+        acyclic(&items[first_new..])?;
         Ok(root)
     })();
     if added.is_err() {
@@ -280,6 +262,16 @@ fn plan(
         }
     }
     added
+}
+
+/// Refuses a plan with a cycle (one member's definitions have none, but
+/// two members' together can).
+fn acyclic(items: &[Item]) -> Result<()> {
+    let g: BTreeMap<TaskName, graph::Deps> = items
+        .iter()
+        .map(|it| (it.task.clone(), it.spec.deps.clone()))
+        .collect();
+    graph::acyclic(&g).map_err(Error::InvalidInput)
 }
 
 fn push(
