@@ -132,16 +132,17 @@ pub(crate) fn start_locked(
         None => BTreeMap::new(),
     };
     let me = nix::unistd::geteuid().as_raw();
-    let mut out: Vec<(TaskName, Result<Option<Started>>)> = Vec::new();
+    // Each target's outcome, by its place among the targets.
+    let mut out: Vec<(usize, TaskName, Result<Option<Started>>)> = Vec::new();
     let mut items: Vec<Item> = Vec::new();
     let mut index: BTreeMap<TaskName, usize> = BTreeMap::new();
     // Where each target's outcome goes: an item, or already known.
-    let mut target_items: Vec<(TaskName, usize)> = Vec::new();
-    for (task, spec) in targets {
+    let mut target_items: Vec<(usize, TaskName, usize)> = Vec::new();
+    for (at, (task, spec)) in targets.into_iter().enumerate() {
         let spec = match spec {
             Ok(s) => s,
             Err(e) => {
-                out.push((task, Err(e)));
+                out.push((at, task, Err(e)));
                 continue;
             }
         };
@@ -149,7 +150,7 @@ pub(crate) fn start_locked(
             // Pulled in by an earlier target: started on purpose instead.
             items[i].pulled_by = None;
             items[i].spec.pulled_in = false;
-            target_items.push((task, i));
+            target_items.push((at, task, i));
             continue;
         }
         if let Some(node) = nodes.get(&task) {
@@ -159,12 +160,12 @@ pub(crate) fn start_locked(
             } else {
                 ns.mark(&task, true).map(|()| None)
             };
-            out.push((task, r));
+            out.push((at, task, r));
             continue;
         }
         match plan(&nodes, &all, me, &task, spec, &mut items, &mut index) {
-            Ok(i) => target_items.push((task, i)),
-            Err(e) => out.push((task, Err(e))),
+            Ok(i) => target_items.push((at, task, i)),
+            Err(e) => out.push((at, task, Err(e))),
         }
     }
     // `after` a task that a later target brought into the plan.
@@ -188,14 +189,19 @@ pub(crate) fn start_locked(
             );
         }
     }
-    for (task, i) in target_items {
+    let failed = results.iter().any(Result::is_err);
+    for (at, task, i) in target_items {
         let r = std::mem::replace(&mut results[i], Ok(None));
-        out.push((task, r));
+        out.push((at, task, r));
     }
     // Pulled in for a start that failed, or by a client killed earlier:
-    // stopped again unless something wanted holds it.
-    ns.settle(&crate::commands::stop::settled("start"))?;
-    Ok(out)
+    // stopped again unless something wanted holds it. (A start that pulled
+    // in nothing and failed in nothing has nothing to undo.)
+    if failed || items.iter().any(|it| it.pulled_by.is_some()) {
+        ns.settle(&crate::commands::stop::settled("start"))?;
+    }
+    out.sort_by_key(|(at, _, _)| *at);
+    Ok(out.into_iter().map(|(_, t, r)| (t, r)).collect())
 }
 
 /// Adds `task` and what it pulls in to the plan; its index. Refuses
