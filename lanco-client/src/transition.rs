@@ -11,7 +11,7 @@ use std::io::ErrorKind;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use lanco_proto::cgroupfs::Cgroup;
+use lanco_proto::cgroupfs::{Cgroup, CgroupDir};
 use lanco_proto::files::Dir;
 use lanco_proto::layout;
 use lanco_proto::TaskName;
@@ -145,6 +145,7 @@ impl Namespace {
             let Ok(dir) = Dir::open(&self.layout().user_state_dir(self.name(), uid)) else {
                 continue;
             };
+            let cgroups = CgroupDir::open(&self.layout().user_cgroup(self.name(), uid)).ok();
             let Ok(entries) = dir.list() else { continue };
             for task in entries
                 .iter()
@@ -164,7 +165,10 @@ impl Namespace {
                 else {
                     continue;
                 };
-                let found = Found {
+                let running = cgroups
+                    .as_ref()
+                    .and_then(|c| c.populated_of(&layout::task_file(&task, "")).ok().flatten());
+                let found = || Found {
                     owner: uid,
                     legacy: false,
                     cgroup: Cgroup::new(self.layout().task_cgroup(self.name(), uid, &task)),
@@ -172,8 +176,8 @@ impl Namespace {
                 // Between two runs, or a run that has just ended, whose
                 // monitor decides what comes next: still there while its
                 // monitor listens.
-                let alive = found.cgroup.populated().unwrap_or(false)
-                    || self.connect_monitor(&task, &found).ok().flatten().is_some();
+                let alive = running == Some(true)
+                    || self.connect_monitor(&task, &found()).ok().flatten().is_some();
                 if alive {
                     nodes.insert(task, Node { state });
                 }

@@ -596,6 +596,24 @@ impl CgroupDir {
         Ok(Self { fd, path })
     }
 
+    /// Whether child cgroup `name` has a process (in it or below); `None`
+    /// if there is no such child.
+    pub fn populated_of(&self, name: &str) -> Result<Option<bool>, CgroupError> {
+        use nix::fcntl::{openat, OFlag};
+        let rel = format!("{name}/{CGROUP_EVENTS}");
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, rel.as_str(), flags, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(io("open", &self.path.join(&rel))(e.into())),
+        };
+        let mut buf = Vec::new();
+        // A short read is the end: cgroup.events is one seq_file page.
+        let n = read_into(&fs::File::from(fd), &mut buf, 4096, true)
+            .map_err(io("read", &self.path.join(&rel)))?;
+        Ok(Some(parse_events(&String::from_utf8_lossy(&buf[..n])).populated))
+    }
+
     /// The names of the child cgroups, sorted.
     pub fn children(&self) -> Result<Vec<String>, CgroupError> {
         use nix::fcntl::OFlag;

@@ -274,6 +274,16 @@ impl Dir {
     /// Opens `name` for reading if it is a regular file of `owner`; `None`
     /// if there is no such entry.
     pub fn open_read(&self, name: &str, owner: u32) -> Result<Option<File>> {
+        let Some(fd) = self.open_checked(name, owner)? else {
+            return Ok(None);
+        };
+        clear_nonblock(&fd, &self.join(name))?;
+        Ok(Some(File::from(fd)))
+    }
+
+    /// Opened (non-blocking, which a regular file ignores) and checked to be
+    /// a regular file of `owner`.
+    fn open_checked(&self, name: &str, owner: u32) -> Result<Option<OwnedFd>> {
         check_name(&self.path, name)?;
         let fd = match self.open_raw(name, OFlag::O_RDONLY, 0) {
             Ok(fd) => fd,
@@ -281,13 +291,14 @@ impl Dir {
             Err(e) => return Err(self.explain(name, owner, "open", e)),
         };
         self.check_opened(name, &fd, owner, true)?;
-        clear_nonblock(&fd, &self.join(name))?;
-        Ok(Some(File::from(fd)))
+        Ok(Some(fd))
     }
 
-    /// Reads a whole file of `owner`, at most `max` bytes.
+    /// Reads a whole file of `owner`, at most `max` bytes. (Read to its
+    /// end at once, the file needs no blocking mode: `lanco ls` reads a
+    /// thousand state files.)
     pub fn read(&self, name: &str, owner: u32, max: u64) -> Result<Option<Vec<u8>>> {
-        let Some(f) = self.open_read(name, owner)? else {
+        let Some(f) = self.open_checked(name, owner)?.map(File::from) else {
             return Ok(None);
         };
         let mut buf = Vec::new();
