@@ -1,6 +1,7 @@
 //! `lanco NS deps TASK`: the dependency tree, from the state of running
 //! tasks (the dependencies their runs were started with) and the
-//! definitions of the rest, each node with its state. Walked with an
+//! definitions of the rest, each node with its state (`failed` from the
+//! last run's record of a task that is not running). Walked with an
 //! explicit stack; a task met again is shown once more without its
 //! subtree.
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 use crate::defs;
 use crate::error::{Error, Result};
 use crate::graph::{Deps, Kind};
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, Status};
 
 #[derive(Serialize)]
 struct Tree {
@@ -38,10 +39,13 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     if !graph.contains_key(task) {
         return Err(Error::NotDefined(task.clone()));
     }
-    let state = |t: &TaskName| {
-        nodes
-            .get(t)
-            .map_or_else(|| "not running".to_string(), |n| n.state_words())
+    let state = |t: &TaskName| match nodes.get(t) {
+        Some(n) => n.state_words(),
+        // Its last run's record says whether it failed.
+        None => match ns.status(t) {
+            Ok(Status::NotRunning { last: Some(rec) }) if rec.failed.is_some() => "failed".into(),
+            _ => "not running".into(),
+        },
     };
     // Build the tree top-down: each frame is a node and the index path to
     // it in `root`.
