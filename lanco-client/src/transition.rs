@@ -129,10 +129,13 @@ impl Namespace {
         Ok(Lock { _held: held })
     }
 
-    /// Every task that runs or waits to run again, from the members' state
-    /// files. A state file counts only in the directory of the member who
-    /// owns the task's name, and only while its cgroup has a process or
-    /// its monitor listens; unreadable ones are left out.
+    /// Every marked task (`layout::mark_name`: one with dependencies,
+    /// pulled in, or with a readiness of its own) that runs or waits to run
+    /// again, from the members' state files; an unmarked task is started on
+    /// purpose, holds nothing and is ready once it runs. A state file
+    /// counts only in the directory of the member who owns the task's name,
+    /// and only while its cgroup has a process or its monitor listens;
+    /// unreadable ones are left out.
     pub(crate) fn nodes(&self) -> Result<Nodes> {
         let mut nodes = Nodes::new();
         let names = self.names_dir()?;
@@ -147,10 +150,7 @@ impl Namespace {
             };
             let cgroups = CgroupDir::open(&self.layout().user_cgroup(self.name(), uid)).ok();
             let Ok(entries) = dir.list() else { continue };
-            for task in entries
-                .iter()
-                .filter_map(|e| layout::task_of_state_entry(e))
-            {
+            for task in entries.iter().filter_map(|e| layout::task_of_mark_entry(e)) {
                 let owner = names
                     .entry(&layout::lock_name(&task))
                     .ok()
@@ -177,7 +177,11 @@ impl Namespace {
                 // monitor decides what comes next: still there while its
                 // monitor listens.
                 let alive = running == Some(true)
-                    || self.connect_monitor(&task, &found()).ok().flatten().is_some();
+                    || self
+                        .connect_monitor(&task, &found())
+                        .ok()
+                        .flatten()
+                        .is_some();
                 if alive {
                     nodes.insert(task, Node { state });
                 }

@@ -611,7 +611,9 @@ impl CgroupDir {
         // A short read is the end: cgroup.events is one seq_file page.
         let n = read_into(&fs::File::from(fd), &mut buf, 4096, true)
             .map_err(io("read", &self.path.join(&rel)))?;
-        Ok(Some(parse_events(&String::from_utf8_lossy(&buf[..n])).populated))
+        Ok(Some(
+            parse_events(&String::from_utf8_lossy(&buf[..n])).populated,
+        ))
     }
 
     /// The names of the child cgroups, sorted.

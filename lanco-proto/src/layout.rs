@@ -129,6 +129,13 @@ pub fn lock_name(task: &TaskName) -> String {
 pub fn state_name(task: &TaskName) -> String {
     task_file(task, ".state.json")
 }
+/// Beside the state file of a run whose state says more than "it runs":
+/// it takes part in dependencies (it has some, or was pulled in) or says
+/// when it is ready. Transitions and `ls` read only these runs' state
+/// files, so a namespace of plain tasks costs them a directory listing.
+pub fn mark_name(task: &TaskName) -> String {
+    task_file(task, ".mark")
+}
 /// The last run's exit record.
 pub fn exit_name(task: &TaskName) -> String {
     task_file(task, ".exit.json")
@@ -152,11 +159,11 @@ pub fn task_of_cgroup_entry(entry: &str) -> Option<TaskName> {
         .and_then(|t| TaskName::try_from(t).ok())
 }
 
-/// The task a state file entry (`task-NAME.state.json`) is of, if it is one.
-pub fn task_of_state_entry(entry: &str) -> Option<TaskName> {
+/// The task a mark entry (`task-NAME.mark`) is of, if it is one.
+pub fn task_of_mark_entry(entry: &str) -> Option<TaskName> {
     entry
         .strip_prefix(TASK_PREFIX)
-        .and_then(|t| t.strip_suffix(".state.json"))
+        .and_then(|t| t.strip_suffix(".mark"))
         .and_then(|t| TaskName::try_from(t).ok())
 }
 

@@ -913,7 +913,8 @@ fn ls_deps_and_show_describe_the_relations() {
         "web: ready",
         "  needs db: ready",
         "    needs disk: ready",
-        "  wants metrics: not running",
+        // It exited before it was ready: its record says failed.
+        "  wants metrics: failed",
         "  after logger: not running",
     ];
     assert_eq!(
@@ -943,7 +944,7 @@ fn ls_deps_and_show_describe_the_relations() {
     );
     for (t, kind, state) in [
         ("db", "needs", "ready"),
-        ("metrics", "wants", "not running"),
+        ("metrics", "wants", "failed"),
         ("logger", "after", "not running"),
     ] {
         assert_eq!(kids[t]["kind"], kind, "{v}");

@@ -15,6 +15,7 @@ use crate::defs;
 use crate::error::{Error, Result};
 use crate::graph::{Deps, Kind};
 use crate::namespace::{Namespace, Status};
+use crate::transition::Readiness;
 
 #[derive(Serialize)]
 struct Tree {
@@ -41,10 +42,18 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     }
     let state = |t: &TaskName| match nodes.get(t) {
         Some(n) => n.state_words(),
-        // Its last run's record says whether it failed.
-        None => match ns.status(t) {
-            Ok(Status::NotRunning { last: Some(rec) }) if rec.failed.is_some() => "failed".into(),
-            _ => "not running".into(),
+        // A plain task (no mark): ready once it runs; between two runs of
+        // its restart policy; or its last run's record says whether it
+        // failed.
+        None => match ns.readiness(t) {
+            Ok(Readiness::Ready) => "ready".into(),
+            Ok(Readiness::Starting) => "restarting".into(),
+            _ => match ns.status(t) {
+                Ok(Status::NotRunning { last: Some(rec) }) if rec.failed.is_some() => {
+                    "failed".into()
+                }
+                _ => "not running".into(),
+            },
         },
     };
     // Build the tree top-down: each frame is a node and the index path to

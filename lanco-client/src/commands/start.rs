@@ -131,7 +131,6 @@ pub(crate) fn start_locked(
         None if needs_defs => defs::all(ns)?,
         None => BTreeMap::new(),
     };
-    let me = nix::unistd::geteuid().as_raw();
     // Each target's outcome, by its place among the targets.
     let mut out: Vec<(usize, TaskName, Result<Option<Started>>)> = Vec::new();
     let mut items: Vec<Item> = Vec::new();
@@ -163,7 +162,7 @@ pub(crate) fn start_locked(
             out.push((at, task, r));
             continue;
         }
-        match plan(&nodes, &all, me, &task, spec, &mut items, &mut index) {
+        match plan(ns, &nodes, &all, &task, spec, &mut items, &mut index) {
             Ok(i) => target_items.push((at, task, i)),
             Err(e) => out.push((at, task, Err(e))),
         }
@@ -208,15 +207,16 @@ pub(crate) fn start_locked(
 /// (adding nothing) a dependency that is not defined, or is another
 /// member's and not running, or a cycle.
 fn plan(
+    ns: &Namespace,
     nodes: &Nodes,
     all: &BTreeMap<u32, Defs>,
-    me: u32,
     task: &TaskName,
     spec: TaskSpec,
     items: &mut Vec<Item>,
     index: &mut BTreeMap<TaskName, usize>,
 ) -> Result<usize> {
     let first_new = items.len();
+    let me = nix::unistd::geteuid().as_raw();
     let added = (|| {
         let root = push(items, index, task.clone(), spec, None);
         let mut todo = VecDeque::from([root]);
@@ -230,7 +230,9 @@ fn plan(
                     }
                     continue;
                 }
-                if nodes.contains_key(dep) {
+                // Running: a marked task, or a plain one (which holds
+                // nothing, and is ready once it runs).
+                if nodes.contains_key(dep) || ns.check(dep).unwrap_or(false) {
                     if kind.orders() {
                         items[i].running_deps.push((dep.clone(), kind));
                     }

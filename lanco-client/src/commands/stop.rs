@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::graph;
 use crate::msg;
 use crate::namespace::Namespace;
-use crate::transition::{self, in_parallel};
+use crate::transition::{self, in_parallel, Readiness};
 
 /// `lanco NS stop [--force] TASK`, as one transition: refused while tasks
 /// that need TASK run, unless `force`, which stops them first (dependents
@@ -59,8 +59,7 @@ pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bo
 /// stops unless a running task holds it.
 pub fn release(ns: &Namespace, task: &TaskName) -> Result<u8> {
     let _lock = ns.transition_lock(waiting)?;
-    let nodes = ns.nodes()?;
-    if !nodes.contains_key(task) {
+    if ns.readiness(task)? == Readiness::Down {
         return Err(Error::NotRunning(task.clone()));
     }
     ns.mark(task, false)?;

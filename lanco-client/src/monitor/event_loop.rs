@@ -188,6 +188,7 @@ impl Monitor {
                 Ok(ControlRequest::Wait) => self.add_waiter(conn),
                 Ok(ControlRequest::Mark { explicit }) => {
                     self.state.explicit = explicit;
+                    self.set_mark(true);
                     self.write_state();
                     let mut conn = conn;
                     let _ = control::send(

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use lanco_proto::cgroupfs::EventsFile;
-use lanco_proto::TaskName;
+use lanco_proto::{layout, TaskName};
 
 use super::{Monitor, Phase};
 use crate::handoff::Spec;
@@ -90,6 +90,20 @@ impl Needs {
 }
 
 impl Monitor {
+    /// Puts (or, for a run whose state says only that it runs, removes
+    /// any stale) `task-NAME.mark` beside the state file.
+    pub(super) fn set_mark(&self, on: bool) {
+        let name = layout::mark_name(&self.spec.task);
+        let r = if on {
+            self.dir.replace(&name, b"", 0o640)
+        } else {
+            self.dir.remove(&name)
+        };
+        if let Err(e) = r {
+            self.note(&e);
+        }
+    }
+
     /// During a run: if a need went down, stop the run (not on purpose:
     /// it starts again when the need is back).
     pub(super) fn check_needs(&mut self) {

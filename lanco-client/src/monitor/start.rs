@@ -151,6 +151,10 @@ impl Monitor {
             ));
         }
         m.needs = needs::Needs::new(&m.spec);
+        let marked = !m.spec.deps.is_empty()
+            || !m.spec.explicit
+            || m.spec.supervision.ready != crate::supervision::Ready::Exec;
+        m.set_mark(marked);
         m.write_state();
         let _ = send(
             report,
