@@ -106,6 +106,9 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("run as root (bench/run.sh)")
     plan = Plan(args.iterations, args.scale)
+    phases, reports = PHASES, REPORT
+    if args.only:
+        phases, reports = only(args.only)
     R = Report(machine())
     mnt, mnt_opts, super_opts = cgroup2_mount_info()
     R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
@@ -122,6 +125,8 @@ def main():
     env.no_nspawn, env.nspawn_build = args.no_nspawn, args.nspawn_build
     if args.lib_probe == "none":
         env.lib_probe_why = "--lib-probe none"
+    elif args.only and "library" not in args.only.split(","):
+        env.lib_probe_why = "--only"  # no phase of this run uses it: not built
     elif args.lib_probe:
         args.lib_probe_path = args.lib_probe
     else:
@@ -130,9 +135,9 @@ def main():
     try:
         environment.setup(env, args)
         log("installation in %s, cgroup root %s" % (env.dir, env.cg_root))
-        for phase in PHASES:
+        for phase in phases:
             phase(env, plan, res)
-        for report in REPORT:
+        for report in reports:
             report(R, plan, res)
     finally:
         environment.cleanup(env)
@@ -147,6 +152,21 @@ def main():
     shutil.rmtree(env.dir, ignore_errors=True)
 
 
+def only(names):
+    """The phases and report functions of the modules named (`--only`), after
+    base.start (the background tasks every phase assumes). For developing a
+    phase: a module whose figures need another module's results (spawner's
+    migration row, memory's tasks from throughput) gets only what it has."""
+    mods = set(names.split(","))
+    known = {f.__module__.split(".")[-1] for f in PHASES + REPORT}
+    if mods - known:
+        raise SystemExit("--only: no phase module %s (there are: %s)"
+                         % (", ".join(sorted(mods - known)), ", ".join(sorted(known))))
+    pick = [f for f in PHASES if f.__module__.split(".")[-1] in mods]
+    return ([base.start] + [f for f in pick if f is not base.start],
+            [f for f in REPORT if f.__module__.split(".")[-1] in mods])
+
+
 def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="directory with lanco, lancod, lanco-monitor")
@@ -157,6 +177,9 @@ def parse_args():
     ap.add_argument("--iterations", type=int, default=100, help="iterations of the latency loops")
     ap.add_argument("--out", default=None, help="markdown report to write")
     ap.add_argument("--quick", action="store_true", help="few iterations, small scale (development)")
+    ap.add_argument("--only", metavar="MODULE[,MODULE…]", default=None,
+                    help="run only the phases of these modules of bench/phases (after base.start) "
+                    "and print their rows; writes no report (development)")
     ap.add_argument("--lib-probe", default=None,
                     help="a built lanco-bench-lib to use (default: build it with cargo; "
                     "`none`: no library figure)")
@@ -170,6 +193,8 @@ def parse_args():
         args.iterations, args.scale = 15, 300
     if args.nspawn_build is None:
         args.nspawn_build = not args.quick
+    if args.only:
+        args.out = None  # a partial table is no docs/BENCHMARKS.md
     args.lib_probe_path = None
     return args
 
