@@ -34,8 +34,8 @@ from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
-from phases import (activation, base, fill, forkbomb, library, ls, memory, migration, scale,
-                    spawner, supervision, systemd_run, throughput)
+from phases import (activation, base, deps, fill, forkbomb, library, ls, memory, migration,
+                    scale, spawner, supervision, systemd_run, throughput)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,11 +44,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Plan:
     """How much to measure."""
 
-    def __init__(self, iterations, scale):
+    def __init__(self, iterations, scale, quick=False):
         self.n = iterations  # iterations of each latency loop, after warm-up
         self.scale = scale  # tasks running for the scaling figures
         self.base = 10  # tasks running in the background: the "10" of the scaling figures
         self.pace = 0.2  # the paced fork bomb: each process forks every PACE s
+        self.chain = 100 if quick else 1000  # tasks of the dependency chain (issue 11)
+        self.fan = 50 if quick else 500  # tasks needing one hub (issue 11)
 
 
 # In order: each phase starts from the tasks the ones before left running.
@@ -62,6 +64,7 @@ PHASES = [
     library.measure,  # Namespace::run from a long-lived process
     supervision.crash_loop,  # restart latency and monitor memory over 1300 runs (issue 10)
     supervision.start_vs_run,  # `start` of a definition vs `run`
+    deps.measure,  # a chain and a fan-in of `needs` (issue 11); leaves nothing running
     systemd_run.in_container,  # boots tests/nspawn's rootfs, powers it off
     forkbomb.paced,
     forkbomb.paced_floor,
@@ -88,6 +91,7 @@ REPORT = [
     activation.report,
     scale.report_check_stop,
     supervision.report,
+    deps.report,
     forkbomb.report,
     ls.report,
     memory.report_at_100,
@@ -105,7 +109,7 @@ def main():
     args = parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (bench/run.sh)")
-    plan = Plan(args.iterations, args.scale)
+    plan = Plan(args.iterations, args.scale, args.quick)
     phases, reports = PHASES, REPORT
     if args.only:
         phases, reports = only(args.only)
