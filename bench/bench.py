@@ -34,8 +34,8 @@ from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
-from phases import (activation, base, fill, forkbomb, library, ls, memory, migration, scale,
-                    spawner, supervision, systemd_run, throughput)
+from phases import (activation, base, deps, fill, forkbomb, library, ls, memory, migration,
+                    scale, spawner, supervision, systemd_run, throughput)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,11 +44,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Plan:
     """How much to measure."""
 
-    def __init__(self, iterations, scale):
+    def __init__(self, iterations, scale, quick=False):
         self.n = iterations  # iterations of each latency loop, after warm-up
         self.scale = scale  # tasks running for the scaling figures
         self.base = 10  # tasks running in the background: the "10" of the scaling figures
         self.pace = 0.2  # the paced fork bomb: each process forks every PACE s
+        self.chain = 100 if quick else 1000  # tasks of the dependency chain (issue 11)
+        self.fan = 50 if quick else 500  # tasks needing one hub (issue 11)
 
 
 # In order: each phase starts from the tasks the ones before left running.
@@ -62,6 +64,7 @@ PHASES = [
     library.measure,  # Namespace::run from a long-lived process
     supervision.crash_loop,  # restart latency and monitor memory over 1300 runs (issue 10)
     supervision.start_vs_run,  # `start` of a definition vs `run`
+    deps.measure,  # a chain and a fan-in of `needs` (issue 11); leaves nothing running
     systemd_run.in_container,  # boots tests/nspawn's rootfs, powers it off
     forkbomb.paced,
     forkbomb.paced_floor,
@@ -88,6 +91,7 @@ REPORT = [
     activation.report,
     scale.report_check_stop,
     supervision.report,
+    deps.report,
     forkbomb.report,
     ls.report,
     memory.report_at_100,
@@ -105,7 +109,10 @@ def main():
     args = parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (bench/run.sh)")
-    plan = Plan(args.iterations, args.scale)
+    plan = Plan(args.iterations, args.scale, args.quick)
+    phases, reports = PHASES, REPORT
+    if args.only:
+        phases, reports = only(args.only)
     R = Report(machine())
     mnt, mnt_opts, super_opts = cgroup2_mount_info()
     R.machine["cgroup2"] = dict(mount=mnt, mount_opts=mnt_opts, super_opts=super_opts,
@@ -122,6 +129,8 @@ def main():
     env.no_nspawn, env.nspawn_build = args.no_nspawn, args.nspawn_build
     if args.lib_probe == "none":
         env.lib_probe_why = "--lib-probe none"
+    elif args.only and "library" not in args.only.split(","):
+        env.lib_probe_why = "--only"  # no phase of this run uses it: not built
     elif args.lib_probe:
         args.lib_probe_path = args.lib_probe
     else:
@@ -130,9 +139,9 @@ def main():
     try:
         environment.setup(env, args)
         log("installation in %s, cgroup root %s" % (env.dir, env.cg_root))
-        for phase in PHASES:
+        for phase in phases:
             phase(env, plan, res)
-        for report in REPORT:
+        for report in reports:
             report(R, plan, res)
     finally:
         environment.cleanup(env)
@@ -147,6 +156,21 @@ def main():
     shutil.rmtree(env.dir, ignore_errors=True)
 
 
+def only(names):
+    """The phases and report functions of the modules named (`--only`), after
+    base.start (the background tasks every phase assumes). For developing a
+    phase: a module whose figures need another module's results (spawner's
+    migration row, memory's tasks from throughput) gets only what it has."""
+    mods = set(names.split(","))
+    known = {f.__module__.split(".")[-1] for f in PHASES + REPORT}
+    if mods - known:
+        raise SystemExit("--only: no phase module %s (there are: %s)"
+                         % (", ".join(sorted(mods - known)), ", ".join(sorted(known))))
+    pick = [f for f in PHASES if f.__module__.split(".")[-1] in mods]
+    return ([base.start] + [f for f in pick if f is not base.start],
+            [f for f in REPORT if f.__module__.split(".")[-1] in mods])
+
+
 def parse_args():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True, help="directory with lanco, lancod, lanco-monitor")
@@ -157,6 +181,9 @@ def parse_args():
     ap.add_argument("--iterations", type=int, default=100, help="iterations of the latency loops")
     ap.add_argument("--out", default=None, help="markdown report to write")
     ap.add_argument("--quick", action="store_true", help="few iterations, small scale (development)")
+    ap.add_argument("--only", metavar="MODULE[,MODULE…]", default=None,
+                    help="run only the phases of these modules of bench/phases (after base.start) "
+                    "and print their rows; writes no report (development)")
     ap.add_argument("--lib-probe", default=None,
                     help="a built lanco-bench-lib to use (default: build it with cargo; "
                     "`none`: no library figure)")
@@ -170,6 +197,8 @@ def parse_args():
         args.iterations, args.scale = 15, 300
     if args.nspawn_build is None:
         args.nspawn_build = not args.quick
+    if args.only:
+        args.out = None  # a partial table is no docs/BENCHMARKS.md
     args.lib_probe_path = None
     return args
 

@@ -13,7 +13,8 @@
 # instead of building with `cargo build --release`.
 #
 # Other options are passed to bench/bench.py (--iterations N, --scale N,
-# --out FILE, --lib-probe PATH|none, --no-nspawn, --[no-]nspawn-build); see
+# --out FILE, --lib-probe PATH|none, --no-nspawn, --[no-]nspawn-build,
+# --only MODULE[,MODULE…] to run one phase module while developing it); see
 # `bench/bench.py --help`. bench.py builds tests/daemon's lanco-bench-lib
 # itself (the library figure), and the systemd-run figure boots the rootfs of
 # tests/nspawn/run.sh (building it with that script's --prepare in full runs).
