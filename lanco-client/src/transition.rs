@@ -28,15 +28,10 @@ pub(crate) struct Lock {
     _held: nix::fcntl::Flock<OwnedFd>,
 }
 
-/// A task that runs, or whose monitor waits to start it again: its state
-/// file, and the member whose it is.
-#[derive(Debug, Clone)]
-pub(crate) struct Node {
-    pub state: TaskState,
-}
-
-/// Every node of the namespace, by task.
-pub(crate) type Nodes = BTreeMap<TaskName, Node>;
+/// Every node of the namespace (a marked task that runs, or whose monitor
+/// waits to start it again: see [`Namespace::nodes`]), by task, with its
+/// state file.
+pub(crate) type Nodes = BTreeMap<TaskName, TaskState>;
 
 /// How far a task is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,22 +42,20 @@ pub(crate) enum Readiness {
     Down,
 }
 
-impl Node {
-    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
-    /// `starting`, `ready`, `stopping`, `waiting for db`, `restarting`.
-    pub fn state_words(&self) -> String {
-        let s = &self.state;
-        if let Some(t) = &s.waiting_for {
-            return format!("waiting for {t}");
-        }
-        if s.next_restart_ms().is_some() {
-            return "restarting".into();
-        }
-        match s.supervised.as_ref().map(|v| v.phase.as_str()) {
-            Some("starting") => "starting".into(),
-            Some("stopping") => "stopping".into(),
-            _ => "ready".into(),
-        }
+/// A node's state: `starting`, `ready`, `stopping`, `waiting for db`,
+/// `restarting`.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+pub(crate) fn state_words(s: &TaskState) -> String {
+    if let Some(t) = &s.waiting_for {
+        return format!("waiting for {t}");
+    }
+    if s.next_restart_ms().is_some() {
+        return "restarting".into();
+    }
+    match s.supervised.as_ref().map(|v| v.phase.as_str()) {
+        Some("starting") => "starting".into(),
+        Some("stopping") => "stopping".into(),
+        _ => "ready".into(),
     }
 }
 
@@ -70,7 +63,7 @@ impl Node {
 pub(crate) fn graph(nodes: &Nodes) -> BTreeMap<TaskName, Deps> {
     nodes
         .iter()
-        .map(|(t, n)| (t.clone(), n.state.deps.clone()))
+        .map(|(t, n)| (t.clone(), n.deps.clone()))
         .collect()
 }
 
@@ -78,13 +71,7 @@ pub(crate) fn graph(nodes: &Nodes) -> BTreeMap<TaskName, Deps> {
 /// hold, through running tasks.
 pub(crate) fn wanted(nodes: &Nodes) -> BTreeSet<TaskName> {
     let g = graph(nodes);
-    graph::closure(
-        &g,
-        nodes
-            .iter()
-            .filter(|(_, n)| n.state.explicit)
-            .map(|(t, _)| t),
-    )
+    graph::closure(&g, nodes.iter().filter(|(_, n)| n.explicit).map(|(t, _)| t))
 }
 
 /// Runs `f` on each item, at most 16 at a time.
@@ -183,7 +170,7 @@ impl Namespace {
                         .flatten()
                         .is_some();
                 if alive {
-                    nodes.insert(task, Node { state });
+                    nodes.insert(task, state);
                 }
             }
         }

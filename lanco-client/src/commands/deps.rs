@@ -15,7 +15,7 @@ use crate::defs;
 use crate::error::{Error, Result};
 use crate::graph::{Deps, Kind};
 use crate::namespace::{Namespace, Status};
-use crate::transition::Readiness;
+use crate::transition::{self, Readiness};
 
 #[derive(Serialize)]
 struct Tree {
@@ -36,12 +36,12 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
         .values()
         .flat_map(|d| d.iter().map(|(t, d)| (t.clone(), d.deps.clone())))
         .collect();
-    graph.extend(nodes.iter().map(|(t, n)| (t.clone(), n.state.deps.clone())));
+    graph.extend(nodes.iter().map(|(t, n)| (t.clone(), n.deps.clone())));
     if !graph.contains_key(task) {
         return Err(Error::NotDefined(task.clone()));
     }
     let state = |t: &TaskName| match nodes.get(t) {
-        Some(n) => n.state_words(),
+        Some(n) => transition::state_words(n),
         // A plain task (no mark): ready once it runs; between two runs of
         // its restart policy; or its last run's record says whether it
         // failed.

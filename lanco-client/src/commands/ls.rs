@@ -49,13 +49,13 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
             by.dedup();
             Row {
                 info,
-                explicit: node.is_none_or(|n| n.state.explicit),
-                pulled_in_by: if node.is_some_and(|n| !n.state.explicit) {
+                explicit: node.is_none_or(|n| n.explicit),
+                pulled_in_by: if node.is_some_and(|n| !n.explicit) {
                     by
                 } else {
                     Vec::new()
                 },
-                state: node.map_or_else(|| "ready".into(), transition::Node::state_words),
+                state: node.map_or_else(|| "ready".into(), transition::state_words),
             }
         })
         .collect();

@@ -25,7 +25,7 @@ pub fn run(ns: &Namespace, task: &TaskName, no_wait: bool, force: bool) -> Resul
             names(&needing)
         )));
     }
-    spec.pulled_in = nodes.get(task).is_some_and(|n| !n.state.explicit);
+    spec.pulled_in = nodes.get(task).is_some_and(|n| !n.explicit);
     match ns.stop(task, None) {
         Ok(_) | Err(Error::NotRunning(_)) => {}
         Err(e) => return Err(e),

@@ -154,7 +154,7 @@ pub(crate) fn start_locked(
         }
         if let Some(node) = nodes.get(&task) {
             // Running already: now on purpose.
-            let r = if node.state.explicit {
+            let r = if node.explicit {
                 Ok(None)
             } else {
                 ns.mark(&task, true).map(|()| None)
