@@ -1604,3 +1604,50 @@ fn run_pulls_in_and_after_only_orders() {
     );
     assert!(!runs(&inst, "adhoc") && live(&sadhoc).is_empty());
 }
+
+/// A need that failed for good (its restart limit reached) leaves its
+/// dependent waiting; `ls` lists the need as failed, held by the waiting
+/// dependent, so the cause shows; `stop` of the dependent clears both.
+#[test]
+fn ls_shows_the_failed_need_a_dependent_waits_for() {
+    let Some(inst) = setup("deps_failed_need") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let (sdb, sweb) = (unique_sleep(), unique_sleep());
+    let flag = marks(&inst).join("db-fails");
+    apply(
+        &inst,
+        A,
+        "defs.toml",
+        &format!(
+            "{}{}",
+            sh_task(
+                "db",
+                &format!(
+                    "while ! test -e {}; do sleep 0.05; done; sleep 0.3; exit 1 # {sdb}",
+                    flag.display()
+                ),
+                "restart = \"on-failure\"\nrestart_delay = \"100ms\"\nrestart_limit = { count = 1, interval = \"10s\" }",
+            ),
+            sleep_task("web", &sweb, "needs = [\"db\"]"),
+        ),
+    );
+    alice(&inst, &["start", "web"]).ok();
+    fs::write(&flag, "").unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let ls = ls_json(&inst);
+            ls["db"]["state"] == "failed" && ls["web"]["state"] == "waiting for db"
+        }),
+        "ls: {:?}",
+        ls_lines(&inst)
+    );
+    let ls = ls_json(&inst);
+    assert_eq!(names(&ls["db"]["pulled_in_by"]), ["web"], "{ls:?}");
+    assert_eq!(ls["db"]["processes"], serde_json::json!([]), "{ls:?}");
+    assert!(ls_lines(&inst).contains(&"db (failed; pulled in by web)".to_owned()));
+    assert!(live(&sweb).is_empty() && live(&sdb).is_empty());
+    alice(&inst, &["stop", "web"]).ok();
+    assert!(ls_json(&inst).is_empty(), "{:?}", ls_lines(&inst));
+}

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use lanco_proto::TaskName;
@@ -5,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::graph;
-use crate::namespace::{Namespace, TaskInfo};
+use crate::namespace::{Namespace, Status, TaskInfo};
 use crate::transition;
 
 /// A task as `ls` shows it: what the library lists, and its place among
@@ -18,7 +19,9 @@ struct Row<'a> {
     explicit: bool,
     /// The running tasks that hold it (for a task pulled in).
     pulled_in_by: Vec<TaskName>,
-    /// `starting`, `ready`, `stopping`, `waiting for db`, `restarting`.
+    /// `starting`, `ready`, `stopping`, `waiting for db`, `restarting`;
+    /// for a task that does not run but that a waiting task waits for,
+    /// `failed` or `not running`.
     state: String,
 }
 
@@ -26,15 +29,40 @@ struct Row<'a> {
 const WIDTH: usize = 80;
 
 pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
-    // The tasks and their processes, and (in a second thread: on 1000
-    // tasks each is some 5000 system calls) their state files; unreadable
-    // state files only cost a task its annotations.
+    // The tasks and their processes, and (in a second thread) the state
+    // files of marked ones; unreadable state files only cost a task its
+    // annotations.
     let (tasks, nodes) = std::thread::scope(|s| {
         let nodes = s.spawn(|| ns.nodes().unwrap_or_default());
         let tasks = ns.list();
         (tasks, nodes.join().unwrap_or_default())
     });
-    let tasks = tasks?;
+    let mut tasks = tasks?;
+    // What waiting tasks wait for is listed too when it does not run, with
+    // why (`failed`: its last run gave up), so a stuck dependent's cause
+    // shows.
+    let mut down: BTreeMap<TaskName, String> = BTreeMap::new();
+    for need in nodes.values().filter_map(|n| n.waiting_for.as_ref()) {
+        if let Err(at) = tasks.binary_search_by(|i| i.task.cmp(need)) {
+            let failed = matches!(
+                ns.status(need),
+                Ok(Status::NotRunning { last: Some(r) }) if r.failed.is_some()
+            );
+            down.insert(
+                need.clone(),
+                if failed { "failed" } else { "not running" }.into(),
+            );
+            tasks.insert(
+                at,
+                TaskInfo {
+                    task: need.clone(),
+                    processes: Vec::new(),
+                    restarting_at_ms: None,
+                    waiting_for: None,
+                },
+            );
+        }
+    }
     let holders = graph::holders(&transition::graph(&nodes));
     let rows: Vec<Row> = tasks
         .iter()
@@ -47,6 +75,15 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
                 .map(|(_, t)| t.clone())
                 .collect();
             by.dedup();
+            if let Some(state) = down.get(&info.task) {
+                // Not running: held by the tasks that wait for it.
+                return Row {
+                    info,
+                    explicit: false,
+                    pulled_in_by: by,
+                    state: state.clone(),
+                };
+            }
             Row {
                 info,
                 explicit: node.is_none_or(|n| n.explicit),
