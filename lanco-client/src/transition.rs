@@ -135,8 +135,11 @@ impl Namespace {
             let Ok(dir) = Dir::open(&self.layout().user_state_dir(self.name(), uid)) else {
                 continue;
             };
+            // No marks (no such directory): nothing of this member's counts.
+            let Ok(entries) = dir.sub(layout::MARKS).and_then(|m| m.list()) else {
+                continue;
+            };
             let cgroups = CgroupDir::open(&self.layout().user_cgroup(self.name(), uid)).ok();
-            let Ok(entries) = dir.list() else { continue };
             for task in entries.iter().filter_map(|e| layout::task_of_mark_entry(e)) {
                 let owner = names
                     .entry(&layout::lock_name(&task))

@@ -30,6 +30,8 @@ pub const SPAWNER_SOCKET: &str = "spawner.sock";
 pub const SPAWNER_LOCK: &str = "spawner.lock";
 /// A member's task definitions (0640), in its state directory.
 pub const DEFINITIONS: &str = "defs.toml";
+/// In a member's state directory: its monitors' marks ([`mark_name`]).
+pub const MARKS: &str = "marks";
 const NS_PREFIX: &str = "ns-";
 const USER_PREFIX: &str = "user-";
 const TASK_PREFIX: &str = "task-";
@@ -129,12 +131,13 @@ pub fn lock_name(task: &TaskName) -> String {
 pub fn state_name(task: &TaskName) -> String {
     task_file(task, ".state.json")
 }
-/// Beside the state file of a run whose state says more than "it runs":
-/// it takes part in dependencies (it has some, or was pulled in) or says
-/// when it is ready. Transitions and `ls` read only these runs' state
-/// files, so a namespace of plain tasks costs them a directory listing.
+/// In `MARKS/` of a member's state directory, while a run's state says
+/// more than "it runs": it takes part in dependencies (it has some, or was
+/// pulled in) or says when it is ready. Transitions and `ls` read only
+/// these runs' state files, so a namespace of plain tasks costs them the
+/// listing of an empty or absent directory per member.
 pub fn mark_name(task: &TaskName) -> String {
-    task_file(task, ".mark")
+    task_file(task, "")
 }
 /// The last run's exit record.
 pub fn exit_name(task: &TaskName) -> String {
@@ -159,12 +162,9 @@ pub fn task_of_cgroup_entry(entry: &str) -> Option<TaskName> {
         .and_then(|t| TaskName::try_from(t).ok())
 }
 
-/// The task a mark entry (`task-NAME.mark`) is of, if it is one.
+/// The task a mark (`MARKS/task-NAME`) is of, if it is one.
 pub fn task_of_mark_entry(entry: &str) -> Option<TaskName> {
-    entry
-        .strip_prefix(TASK_PREFIX)
-        .and_then(|t| t.strip_suffix(".mark"))
-        .and_then(|t| TaskName::try_from(t).ok())
+    task_of_cgroup_entry(entry)
 }
 
 /// The namespace a registry file (`NS.toml`) stands for, if it is one.

@@ -139,7 +139,7 @@ impl Monitor {
         let _ = self
             .dir
             .remove_socket(&layout::socket_name(&self.spec.task));
-        let _ = self.dir.remove(&layout::mark_name(&self.spec.task));
+        self.set_mark(false);
         if self.sup.next_start.take().is_some() || self.state.waiting_for.is_some() {
             // Stopped during (or just before) a restart delay: the state
             // file kept for the next run goes.

@@ -91,13 +91,21 @@ impl Needs {
 
 impl Monitor {
     /// Puts (or, for a run whose state says only that it runs, removes
-    /// any stale) `task-NAME.mark` beside the state file.
+    /// any stale) the task's mark in `marks/`.
     pub(super) fn set_mark(&self, on: bool) {
         let name = layout::mark_name(&self.spec.task);
+        let marks = || self.dir.sub(layout::MARKS);
         let r = if on {
-            self.dir.replace(&name, b"", 0o640)
+            self.dir
+                .mkdir(layout::MARKS, 0o750)
+                .and_then(|_| marks())
+                .and_then(|d| d.replace(&name, b"", 0o640))
         } else {
-            self.dir.remove(&name)
+            match marks() {
+                Ok(d) => d.remove(&name),
+                Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
         };
         if let Err(e) = r {
             self.note(&e);
