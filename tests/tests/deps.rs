@@ -84,6 +84,24 @@ fn sleep_task(name: &str, secs: &str, extra: &str) -> String {
     format!("[task.{name}]\ncmd = [\"sleep\", \"{secs}\"]\ncwd = \"/\"\n{extra}\n")
 }
 
+/// Alice's `db` (a sleep, with `db_extra` lines) and `web` (a sleep that
+/// needs db), started with `start web`; their sleeps' markers.
+fn db_and_web(inst: &Install, db_extra: &str) -> (String, String) {
+    let (sdb, sweb) = (unique_sleep(), unique_sleep());
+    apply(
+        inst,
+        A,
+        "defs.toml",
+        &format!(
+            "{}{}",
+            sleep_task("db", &sdb, db_extra),
+            sleep_task("web", &sweb, "needs = [\"db\"]")
+        ),
+    );
+    alice(inst, &["start", "web"]).ok();
+    (sdb, sweb)
+}
+
 /// Applies `text` as `user`, asserted to succeed.
 fn apply(inst: &Install, user: Option<&str>, name: &str, text: &str) {
     let f = file(inst, name, text);
@@ -677,18 +695,7 @@ fn a_need_going_down_stops_its_dependent_until_it_is_back() {
         return;
     };
     inst.init("ns", ALICE, OPS);
-    let (sdb, sweb) = (unique_sleep(), unique_sleep());
-    apply(
-        &inst,
-        A,
-        "defs.toml",
-        &format!(
-            "{}{}",
-            sleep_task("db", &sdb, ""),
-            sleep_task("web", &sweb, "needs = [\"db\"]")
-        ),
-    );
-    alice(&inst, &["start", "web"]).ok();
+    let (sdb, sweb) = db_and_web(&inst, "");
     let db = pid(&inst, "db").expect("db runs");
     assert!(runs(&inst, "web"));
     kill9(db);
@@ -726,22 +733,7 @@ fn a_restarting_need_restarts_its_dependents() {
         return;
     };
     inst.init("ns", ALICE, OPS);
-    let (sdb, sweb) = (unique_sleep(), unique_sleep());
-    apply(
-        &inst,
-        A,
-        "defs.toml",
-        &format!(
-            "{}{}",
-            sleep_task(
-                "db",
-                &sdb,
-                "restart = \"on-failure\"\nrestart_delay = \"200ms\""
-            ),
-            sleep_task("web", &sweb, "needs = [\"db\"]")
-        ),
-    );
-    alice(&inst, &["start", "web"]).ok();
+    let (sdb, sweb) = db_and_web(&inst, "restart = \"on-failure\"\nrestart_delay = \"200ms\"");
     let (db1, web1) = (pid(&inst, "db").unwrap(), pid(&inst, "web").unwrap());
     kill9(db1);
     let both_new = |db_old: i32, web_old: i32| {
@@ -1488,22 +1480,7 @@ fn dependencies_work_on_with_lancod_down() {
         return;
     };
     inst.init("ns", ALICE, OPS);
-    let (sdb, sweb) = (unique_sleep(), unique_sleep());
-    apply(
-        &inst,
-        A,
-        "defs.toml",
-        &format!(
-            "{}{}",
-            sleep_task(
-                "db",
-                &sdb,
-                "restart = \"always\"\nrestart_delay = \"100ms\""
-            ),
-            sleep_task("web", &sweb, "needs = [\"db\"]")
-        ),
-    );
-    alice(&inst, &["start", "web"]).ok();
+    let (sdb, sweb) = db_and_web(&inst, "restart = \"always\"\nrestart_delay = \"100ms\"");
     inst.kill_lancod(nix::sys::signal::Signal::SIGKILL);
     let (db, web) = (pid(&inst, "db").unwrap(), pid(&inst, "web").unwrap());
     kill9(db);
