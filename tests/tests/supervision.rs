@@ -463,7 +463,11 @@ fn restarts_go_on_while_lancod_is_gone_and_the_monitor_does_not_grow() {
     .ok();
     inst.kill_lancod(nix::sys::signal::Signal::SIGKILL);
     assert!(!inst.socket.exists());
-    let monitor = inst.monitors("ns")[0];
+    // From the task's state, not `monitors()[0]`: the spawner the monitor
+    // forks is a `lanco-monitor` too until it execs, and may come first.
+    let monitor = inst.status("ns", "loop")["info"]["monitor_pid"]
+        .as_i64()
+        .expect("the loop's monitor pid") as i32;
     // RssAnon (resident anonymous memory, shared or not: Private_Dirty
     // swings with what a run's clone shares until its exec), the median
     // of 15 readings 20 ms apart.
