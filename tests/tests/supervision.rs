@@ -465,9 +465,14 @@ fn restarts_go_on_while_lancod_is_gone_and_the_monitor_does_not_grow() {
     assert!(!inst.socket.exists());
     // From the task's state, not `monitors()[0]`: the spawner the monitor
     // forks is a `lanco-monitor` too until it execs, and may come first.
-    let monitor = inst.status("ns", "loop")["info"]["monitor_pid"]
-        .as_i64()
-        .expect("the loop's monitor pid") as i32;
+    // (A status between two runs may catch the record being written and
+    // say "not running": asked again.)
+    let mut monitor = 0;
+    assert!(wait_for(Duration::from_secs(5), || {
+        let st = inst.status("ns", "loop");
+        monitor = st["info"]["monitor_pid"].as_i64().unwrap_or(0) as i32;
+        monitor > 0
+    }));
     // RssAnon (resident anonymous memory, shared or not: Private_Dirty
     // swings with what a run's clone shares until its exec), the median
     // of 15 readings 20 ms apart.
