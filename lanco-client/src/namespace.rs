@@ -360,24 +360,28 @@ impl Namespace {
         };
         let dir = self.state_dir_of(&found)?;
         let cg = &found.cgroup;
-        if cg.populated()? {
+        let running = || -> Result<Status> {
             let info: Option<TaskState> =
                 record::read_json(&dir, &layout::state_name(task), found.owner)?;
-            return Ok(Status::Running {
+            Ok(Status::Running {
                 info,
                 monitor_alive: self.connect_monitor(task, &found)?.is_some(),
                 processes: cg.procs_recursive().map(|p| p.len()).unwrap_or(0),
-            });
+            })
+        };
+        if cg.populated()? {
+            return running();
         }
-        // Not running. A state file left means the run has just ended (its
-        // monitor is writing the record, or waits to restart it) or its
-        // monitor died: `wait` gives that run's record, never the previous
-        // run's.
-        let state: Option<TaskState> =
-            record::read_json(&dir, &layout::state_name(task), found.owner)?;
-        if let Some(info) = state {
-            let between = info.next_restart_ms().is_some() || info.waiting_for.is_some();
-            if between && self.connect_monitor(task, &found)?.is_some() {
+        // Not running. A state file left means the task is between two runs
+        // (its monitor waits to restart it), or the run has just ended (its
+        // monitor is writing the record and deciding what comes next), or
+        // its monitor died. `wait` gives that run's record, never the
+        // previous run's.
+        let state = || record::read_json::<TaskState>(&dir, &layout::state_name(task), found.owner);
+        let listening = || Ok::<_, Error>(self.connect_monitor(task, &found)?.is_some());
+        let between = |s: &TaskState| s.next_restart_ms().is_some() || s.waiting_for.is_some();
+        if let Some(info) = state()? {
+            if between(&info) && listening()? {
                 let last = record::read_json(&dir, &layout::exit_name(task), found.owner)?;
                 return Ok(Status::Restarting {
                     info,
@@ -385,6 +389,26 @@ impl Namespace {
                 });
             }
             if let Some(rec) = self.wait(task, Some(ENDING))? {
+                // The monitor writes what comes next right after the
+                // record: the state file gone (the end), a restart delay or
+                // a need to wait for, or a next run (a fast loop may be past
+                // it already). Looked at for up to 100 ms.
+                for _ in 0..50 {
+                    let Some(info) = state()? else { break };
+                    if cg.populated()? {
+                        return running();
+                    }
+                    if !listening()? {
+                        break;
+                    }
+                    if info.run_id != rec.run_id || between(&info) {
+                        return Ok(Status::Restarting {
+                            info,
+                            last: Some(Box::new(rec)),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
                 return Ok(Status::NotRunning { last: Some(rec) });
             }
         }

@@ -586,3 +586,40 @@ fn stop_all_is_not_restarted() {
     assert_eq!(recs[0]["stopped"], true);
     assert_eq!(state(&inst, "svc"), "not_running");
 }
+
+/// `status` of a task in a restart loop never says "not running": right
+/// after a run's end (its record being written) it waits for the monitor's
+/// decision and says restarting.
+#[test]
+fn status_of_a_crash_loop_says_running_or_restarting() {
+    let Some(inst) = setup("sup_status_loop") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(
+        A,
+        &[
+            "ns",
+            "run",
+            "--restart",
+            "always",
+            "--restart-delay",
+            "0",
+            "--restart-limit",
+            "1000/500ms",
+            "cl",
+            "/bin/false",
+        ],
+    )
+    .ok();
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        let st = inst.status("ns", "cl");
+        *seen
+            .entry(st["state"].as_str().unwrap_or("?").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert!(!seen.contains_key("not_running"), "{seen:?}");
+    assert!(seen.contains_key("restarting"), "{seen:?}");
+    inst.lanco(A, &["ns", "stop", "cl"]).ok();
+}
