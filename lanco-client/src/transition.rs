@@ -67,13 +67,6 @@ pub(crate) fn graph(nodes: &Nodes) -> BTreeMap<TaskName, Deps> {
         .collect()
 }
 
-/// The nodes that should run: those started on purpose and what they
-/// hold, through running tasks.
-pub(crate) fn wanted(nodes: &Nodes) -> BTreeSet<TaskName> {
-    let g = graph(nodes);
-    graph::closure(&g, nodes.iter().filter(|(_, n)| n.explicit).map(|(t, _)| t))
-}
-
 /// Runs `f` on each item, at most 16 at a time.
 pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     if items.len() < 2 {
@@ -234,13 +227,17 @@ impl Namespace {
     /// each, and whether its stop went well. Under the transition lock.
     pub(crate) fn settle(&self, stopped: &(dyn Fn(&TaskName, Result<()>) + Sync)) -> Result<()> {
         let nodes = self.nodes()?;
-        let keep = wanted(&nodes);
+        let g = graph(&nodes);
+        // Wanted: those started on purpose and what they hold, through
+        // running tasks.
+        let explicit = nodes.iter().filter(|(_, n)| n.explicit).map(|(t, _)| t);
+        let keep = graph::closure(&g, explicit);
         let unwanted: BTreeSet<TaskName> = nodes
             .keys()
             .filter(|t| !keep.contains(*t))
             .cloned()
             .collect();
-        for wave in graph::stop_waves(&graph(&nodes), &unwanted) {
+        for wave in graph::stop_waves(&g, &unwanted) {
             in_parallel(&wave, |t| match self.stop(t, None) {
                 Err(Error::NotRunning(_)) => {}
                 r => stopped(t, r.map(|_| ())),

@@ -614,10 +614,7 @@ fn status_of_a_crash_loop_says_running_or_restarting() {
     .ok();
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..100 {
-        let st = inst.status("ns", "cl");
-        *seen
-            .entry(st["state"].as_str().unwrap_or("?").to_owned())
-            .or_insert(0) += 1;
+        *seen.entry(state(&inst, "cl")).or_insert(0) += 1;
     }
     assert!(!seen.contains_key("not_running"), "{seen:?}");
     assert!(seen.contains_key("restarting"), "{seen:?}");

@@ -37,6 +37,8 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     } else {
         // Its dependencies first, as `start` does, in one transition.
         let lock = ns.transition_lock(super::stop::waiting)?;
+        // Refused before the plan: a `start` of a running task marks it
+        // started on purpose, which a refused `run` must not.
         if ns.check(&spec.name)? {
             return Err(Error::AlreadyRunning(spec.name.clone()));
         }
