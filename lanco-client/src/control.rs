@@ -6,7 +6,7 @@
 //! task. Clients open it with `files::Dir::open_socket`, checked to be the
 //! owner's socket, never a planted one.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -75,9 +75,14 @@ pub fn send<T: Serialize>(s: &mut UnixStream, msg: &T) -> std::io::Result<()> {
     wire::write_frame_max(s, msg, MAX_FRAME).map_err(std::io::Error::other)
 }
 
-/// Reads one request or reply, waiting at most `timeout` (None: forever).
+/// Reads one request or reply, waiting at most `timeout` (None: forever) for
+/// it to begin, and — a peer that stalls mid-frame — as long again for the rest.
 pub fn recv<T: DeserializeOwned>(s: &UnixStream, timeout: Option<Duration>) -> std::io::Result<T> {
-    s.set_read_timeout(timeout)?;
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    if !crate::sys::readable_by(s.as_fd(), deadline)? {
+        return Err(std::io::ErrorKind::TimedOut.into());
+    }
+    s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
     wire::read_frame_max(&mut &*s, MAX_FRAME).map_err(|e| match e {
         FrameError::Io(e) => e,
         FrameError::Closed => std::io::ErrorKind::UnexpectedEof.into(),
@@ -147,5 +152,23 @@ mod tests {
         a.write_all(b"LNC\x01\xff\xff\xff\xff\xff\xff\xff\x7f")
             .unwrap();
         assert!(recv::<ControlRequest>(&b, Some(Duration::from_secs(1))).is_err());
+    }
+
+    /// A wait for a reply that never comes gives up at its time, never
+    /// before (the daemon probe once saw SO_RCVTIMEO give up 0.2 ms early).
+    #[test]
+    fn a_timeout_is_never_early() {
+        let (_a, b) = UnixStream::pair().unwrap();
+        for ms in [1, 3, 7, 13] {
+            let t = Duration::from_millis(ms);
+            let t0 = std::time::Instant::now();
+            let e = recv::<ControlReply>(&b, Some(t)).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+            assert!(
+                t0.elapsed() >= t,
+                "{ms} ms timeout after {:?}",
+                t0.elapsed()
+            );
+        }
     }
 }

@@ -109,21 +109,11 @@ impl Started {
     /// called again.
     pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Exit>> {
         use std::os::fd::AsFd;
-        let mut fds = [nix::poll::PollFd::new(
-            self.report.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ms = match timeout {
-            None => nix::poll::PollTimeout::NONE,
-            Some(t) => nix::poll::PollTimeout::try_from(t).unwrap_or(nix::poll::PollTimeout::MAX),
-        };
-        loop {
-            match nix::poll::poll(&mut fds, ms) {
-                Ok(0) => return Ok(None),
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::system("cannot wait for the monitor's report", e)),
-            }
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        match crate::sys::readable_by(self.report.as_fd(), deadline) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) => return Err(Error::system("cannot wait for the monitor's report", e)),
         }
         self.read_report().map(Some)
     }

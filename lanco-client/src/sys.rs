@@ -437,3 +437,32 @@ pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
         Err(e) => Err(e),
     }
 }
+
+/// Waits until `fd` is readable (or hung up): `Ok(false)` once `deadline`
+/// has passed, never before (None: no deadline). ppoll's nanosecond timeout
+/// runs on the same monotonic clock as [`std::time::Instant`], and a wake-up
+/// by a signal polls again for what is left; SO_RCVTIMEO and poll's whole
+/// milliseconds could give up a fraction of a millisecond early.
+pub fn readable_by(
+    fd: BorrowedFd<'_>,
+    deadline: Option<std::time::Instant>,
+) -> Result<bool, Errno> {
+    use nix::poll::{PollFd, PollFlags};
+    loop {
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
+                Some(left) if !left.is_zero() => {
+                    Some(nix::sys::time::TimeSpec::from_duration(left))
+                }
+                _ => return Ok(false),
+            },
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match nix::poll::ppoll(&mut fds, left, None) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e),
+        }
+    }
+}
