@@ -203,6 +203,21 @@ pub struct ExitRecord {
     /// Restarts under this monitor before this run (0: its first run).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub restarts: u32,
+    /// Processes of the task the kernel's OOM killer killed
+    /// (`memory.events` `oom_kill`, this cgroup and below): a memory limit —
+    /// the task's own, its namespace's — or the host ran out. 0, and absent
+    /// from the JSON, where the memory controller is not enabled.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub oom_kills: u64,
+    /// The task's `memory.max` when it ended, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
+    /// Forks the task's pids limit refused (`pids.events` `max`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub forks_refused: u64,
+    /// Time its cpu limit held it back (`cpu.stat` `throttled_usec`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub throttled_usec: u64,
     /// Set when this end made the task failed: its restart limit was
     /// reached, or it never got ready ("restarted 3 times within 10s;
     /// last exit status 1", "not ready after 60s; stopped").
@@ -211,6 +226,10 @@ pub struct ExitRecord {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -239,6 +258,7 @@ impl ExitRecord {
             _ => (max_rss, max_rss.map(|_| "max_rss")),
         };
         let end = crate::time::now_secs();
+        let keyed = |file, key| cg.keyed_u64(file, key).ok().flatten().unwrap_or(0);
         ExitRecord {
             namespace: s.namespace.clone(),
             task: s.task.clone(),
@@ -261,6 +281,10 @@ impl ExitRecord {
             log: s.log.clone(),
             notes: Vec::new(),
             restarts: s.supervised.as_ref().map_or(0, |v| v.restarts),
+            oom_kills: keyed(cgroupfs::MEMORY_EVENTS, "oom_kill"),
+            memory_limit: cg.limit_u64(cgroupfs::MEMORY_MAX).ok().flatten(),
+            forks_refused: keyed(cgroupfs::PIDS_EVENTS, "max"),
+            throttled_usec: keyed(cgroupfs::CPU_STAT, "throttled_usec"),
             failed: None,
         }
     }

@@ -23,6 +23,9 @@ pub const CGROUP_CONTROLLERS: &str = "cgroup.controllers";
 pub const CPU_STAT: &str = "cpu.stat";
 pub const MEMORY_PEAK: &str = "memory.peak";
 pub const MEMORY_CURRENT: &str = "memory.current";
+pub const MEMORY_MAX: &str = "memory.max";
+pub const MEMORY_EVENTS: &str = "memory.events";
+pub const PIDS_EVENTS: &str = "pids.events";
 
 /// How many processes a SIGTERM sweep ([`Cgroup::signal_frozen`]) pins,
 /// checks and signals at a time.
@@ -501,6 +504,35 @@ impl Cgroup {
     /// A u64 interface file that exists only with its controller enabled.
     pub fn optional_u64(&self, name: &str) -> Result<Option<u64>, CgroupError> {
         match self.read(name) {
+            Ok(s) => s.trim().parse().map(Some).map_err(|_| CgroupError::Parse {
+                path: self.file(name),
+                what: s,
+            }),
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One key of a flat-keyed interface file (`cpu.stat`, `memory.events`,
+    /// `pids.events`): `None` if the file (its controller) or the key is
+    /// absent.
+    pub fn keyed_u64(&self, name: &str, key: &str) -> Result<Option<u64>, CgroupError> {
+        let text = match self.read(name) {
+            Ok(t) => t,
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(text.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        }))
+    }
+
+    /// A limit file (`memory.max`, `pids.max`, …): `None` if it is absent
+    /// or says `max`.
+    pub fn limit_u64(&self, name: &str) -> Result<Option<u64>, CgroupError> {
+        match self.read(name) {
+            Ok(s) if s.trim() == "max" => Ok(None),
             Ok(s) => s.trim().parse().map(Some).map_err(|_| CgroupError::Parse {
                 path: self.file(name),
                 what: s,
