@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use lanco_proto::{NamespaceName, TaskName};
+use lanco_proto::limits;
+use lanco_proto::{Limits, NamespaceName, TaskName};
 
 use crate::graph::Deps;
 use crate::signal::Signal;
@@ -54,7 +55,10 @@ pub struct Cli {
 pub enum Command {
     /// Create a namespace owned by USER:GROUP (root or the admin group; via lancod)
     #[command(after_help = EXIT_STATUS_HELP)]
+    #[command(after_help = LIMITS_HELP)]
     Init {
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Owner [default: the caller, or $SUDO_USER under sudo]
         #[arg(short = 'u', long = "user", value_name = "USER")]
         user: Option<String>,
@@ -123,6 +127,8 @@ pub enum Command {
     /// A task that already runs is left alone (exit 0)
     #[command(after_help = EXIT_STATUS_HELP)]
     Start {
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Return once each command has been exec'd, without waiting for readiness
         #[arg(long)]
         no_wait: bool,
@@ -132,6 +138,20 @@ pub enum Command {
         enabled: bool,
         #[arg(value_name = "TASK", required_unless_present = "enabled")]
         tasks: Vec<TaskName>,
+    },
+    /// Show the namespace's ceilings, or change them (root or the admin
+    /// group; via lancod); members cannot raise them
+    #[command(after_help = LIMITS_HELP)]
+    Limit {
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Remove this ceiling (repeatable): memory, memory-high, pids, cpu,
+        /// cpu-weight, io-weight
+        #[arg(long, value_name = "KEY")]
+        clear: Vec<lanco_proto::limits::Key>,
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
     },
     /// Stop TASK if it runs, then start it from your definition
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -257,6 +277,53 @@ pub struct TaskOptions {
     /// Seconds between SIGTERM and cgroup.kill when the task is stopped [default: 10]
     #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub stop_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+pub const LIMITS_HELP: &str = "\
+Limits need their cgroup v2 controller (memory, pids, cpu, io). On a host
+whose cgroup v2 hierarchy lacks it (a hybrid layout, where it is a v1
+controller) the command fails with exit status 2 and changes nothing.";
+
+/// Resource limits: the options `init`, `limit`, `run`, `define` and
+/// `start` share. On a task, written in its cgroup before its command
+/// starts; on a namespace (init, limit), ceilings over all its tasks.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Limit options")]
+pub struct LimitArgs {
+    /// Memory limit; the OOM killer ends the task, as a whole, past it
+    /// (memory.max; SIZE: bytes, or with K, M, G, T: 64M, 1.5G)
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size)]
+    pub memory: Option<u64>,
+    /// Memory above which it is slowed and reclaimed hard (memory.high)
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size)]
+    pub memory_high: Option<u64>,
+    /// Most processes and threads at once; more forks fail (pids.max)
+    #[arg(long, value_name = "N", value_parser = limits::parse_pids)]
+    pub pids: Option<u64>,
+    /// CPU time, in CPUs (cpu.max; 0.5: half of one CPU)
+    #[arg(long, value_name = "CPUS", value_parser = limits::parse_cpus)]
+    pub cpu: Option<u64>,
+    /// Share of CPU under contention, 1-10000 (cpu.weight; default 100)
+    #[arg(long, value_name = "W", value_parser = limits::parse_weight)]
+    pub cpu_weight: Option<u16>,
+    /// Share of disk time under contention, 1-10000 (io.weight; default 100)
+    #[arg(long, value_name = "W", value_parser = limits::parse_weight)]
+    pub io_weight: Option<u16>,
+}
+
+impl LimitArgs {
+    pub fn to_limits(&self) -> Limits {
+        Limits {
+            memory: self.memory,
+            memory_high: self.memory_high,
+            pids: self.pids,
+            cpu_quota_usec: self.cpu,
+            cpu_weight: self.cpu_weight,
+            io_weight: self.io_weight,
+        }
+    }
 }
 
 /// Restarts and readiness: the options `run` and `define` share.
@@ -414,6 +481,7 @@ impl Command {
             Command::Enable { .. } => "enable",
             Command::Disable { .. } => "disable",
             Command::Start { .. } => "start",
+            Command::Limit { .. } => "limit",
             Command::Restart { .. } => "restart",
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",

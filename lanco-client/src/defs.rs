@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lanco_proto::files::{self, Dir};
-use lanco_proto::{layout, TaskName};
+use lanco_proto::limits::Key as LimitKey;
+use lanco_proto::{layout, Limits, TaskName};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -33,7 +34,8 @@ use crate::supervision::{parse_duration, Dur, RestartLimit, Supervision};
 const MAX_BYTES: u64 = 1 << 20;
 const KEYS: &str = "cmd, cwd, env, log, on_exit, stop_timeout, restart, restart_delay, \
                     restart_delay_max, restart_limit, ready, start_timeout, needs, milestone, \
-                    waits_for, wants, after, enable";
+                    waits_for, wants, after, memory, memory_high, pids, cpu, cpu_weight, \
+                    io_weight, enable";
 
 /// One task's definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,8 @@ pub(crate) struct Definition {
     pub supervision: Supervision,
     /// What it depends on (sorted, each once).
     pub deps: Deps,
+    /// Its own resource limits.
+    pub limits: Limits,
     /// Started at boot, as the definer (`lancod restore` runs `lanco NS
     /// start --enabled` for each member), or by that command.
     pub enable: bool,
@@ -70,6 +74,7 @@ impl Definition {
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             supervision: Supervision::default(),
             deps: Deps::default(),
+            limits: Limits::default(),
             enable: false,
         }
     }
@@ -184,6 +189,11 @@ impl Definition {
                 put(kind.key(), format!("[{}]", list.join(", ")));
             }
         }
+        for k in LimitKey::ALL {
+            if let Some(v) = k.shown(&self.limits) {
+                put(limit_key(k), quote(&v));
+            }
+        }
         if with_enable {
             put("enable", self.enable.to_string());
         }
@@ -229,6 +239,7 @@ impl Definition {
         spec.supervision = self.supervision;
         spec.definition = Some(self.digest());
         spec.deps = self.deps.clone();
+        spec.limits = self.limits.clone();
         Ok(spec)
     }
 }
@@ -242,6 +253,16 @@ fn definer() -> Result<nix::unistd::User> {
             "uid {} is not in the user database: its definitions have no HOME",
             me.as_raw()
         ))),
+    }
+}
+
+/// A limit's key in a definition: its option's name, with `_`.
+fn limit_key(k: LimitKey) -> &'static str {
+    match k {
+        LimitKey::MemoryHigh => "memory_high",
+        LimitKey::CpuWeight => "cpu_weight",
+        LimitKey::IoWeight => "io_weight",
+        k => k.name(),
     }
 }
 
@@ -425,6 +446,19 @@ fn read_one(src: &Source, path: &str, t: &DeTable, at: Range<usize>) -> Result<D
                             .map_err(|e: lanco_proto::NameError| bad(e.to_string()))?,
                     );
                 }
+            }
+            k if LimitKey::ALL.iter().any(|x| limit_key(*x) == k) => {
+                let lk = *LimitKey::ALL
+                    .iter()
+                    .find(|x| limit_key(**x) == k)
+                    .expect("found");
+                let text = match v {
+                    DeValue::String(t) => t.to_string(),
+                    DeValue::Integer(i) => i.to_string(),
+                    DeValue::Float(f) => f.to_string(),
+                    _ => return Err(bad(type_error(v, "a string or a number"))),
+                };
+                lk.parse_into(&mut d.limits, &text).map_err(bad)?;
             }
             _ => return Err(bad(format!("unknown key (the keys are {KEYS})"))),
         }

@@ -275,7 +275,8 @@ impl Error {
             }
             Error::HelperRefused { code, .. } => match code {
                 ErrorCode::PermissionDenied => exit::DENIED,
-                ErrorCode::InvalidRequest => exit::USAGE,
+                // A limit whose controller this host lacks.
+                ErrorCode::InvalidRequest | ErrorCode::Unsupported => exit::USAGE,
                 ErrorCode::NotFound => exit::NO_NAMESPACE,
                 ErrorCode::AlreadyExists => exit::CONFLICT,
                 _ => exit::HELPER,
@@ -283,6 +284,7 @@ impl Error {
             Error::HelperUnreachable { .. }
             | Error::HelperBusy { .. }
             | Error::HelperNoAnswer(_) => exit::HELPER,
+            Error::Cgroup(CgroupError::NoController { .. }) => exit::USAGE,
             Error::Cgroup(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::File(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::Cgroup(_) | Error::File(_) | Error::System { .. } => exit::SYSTEM,

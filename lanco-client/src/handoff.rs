@@ -52,6 +52,7 @@ pub struct Spec {
     pub definition: Option<String>,
     pub deps: Deps,
     pub explicit: bool,
+    pub limits: lanco_proto::Limits,
 }
 
 /// What the monitor tells `lanco run` on its stdout pipe.

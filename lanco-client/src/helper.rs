@@ -34,6 +34,23 @@ pub fn admit(socket: &Path, ns: &NamespaceName) -> Result<()> {
     }
 }
 
+/// Asks lancod to make `controllers` available to the caller's subtree of
+/// namespace `ns`, for its tasks' own limits.
+pub fn enable(
+    socket: &Path,
+    ns: &NamespaceName,
+    controllers: &std::collections::BTreeSet<&str>,
+) -> Result<()> {
+    let req = Request::Enable {
+        ns: ns.clone(),
+        controllers: controllers.iter().map(|c| c.to_string()).collect(),
+    };
+    match request(socket, &req)? {
+        Response::Enabled => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Asks lancod to make the caller's state directory (and cgroup subtree)
 /// in namespace `ns`, as at its first admission, moving no process.
 #[cfg(feature = "cli")]
@@ -52,14 +69,54 @@ pub fn init(
     ns: &NamespaceName,
     owner: Option<String>,
     group: Option<String>,
+    limits: lanco_proto::Limits,
 ) -> Result<(bool, u32, u32)> {
-    let req = Request::Init {
-        ns: ns.clone(),
-        owner,
-        group,
+    // Plain Init without ceilings: what lancod of every version reads.
+    let req = if limits.is_empty() {
+        Request::Init {
+            ns: ns.clone(),
+            owner,
+            group,
+        }
+    } else {
+        Request::InitLimited {
+            ns: ns.clone(),
+            owner,
+            group,
+            limits,
+        }
     };
     match request(socket, &req)? {
         Response::Initialized { created, uid, gid } => Ok((created, uid, gid)),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Asks lancod to change namespace `ns`'s ceilings; returns them as they
+/// now are.
+#[cfg(feature = "cli")]
+pub fn limit(
+    socket: &Path,
+    ns: &NamespaceName,
+    set: lanco_proto::Limits,
+    clear: Vec<lanco_proto::limits::Key>,
+) -> Result<lanco_proto::Limits> {
+    let req = Request::Limit {
+        ns: ns.clone(),
+        set,
+        clear,
+    };
+    match request(socket, &req)? {
+        Response::Limited { limits } => Ok(limits),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// The namespaces the caller may use (all, for root and the admin group).
+#[cfg(feature = "cli")]
+pub fn namespaces(socket: &Path) -> Result<Vec<wire::NamespaceInfo>> {
+    match request(socket, &Request::Namespaces)? {
+        Response::Namespaces { list } => Ok(list),
         other => Err(unexpected(other)),
     }
 }
@@ -120,7 +177,7 @@ fn exchange(socket: &Path, req: &Request) -> Result<Response> {
     // lancod answers Busy at accept, before reading, and closes: the write can
     // then fail (EPIPE) while the answer waits to be read.
     let sent = wire::write_frame(&mut NoSigpipe(&s), req);
-    match (wire::read_frame(&mut s), sent) {
+    match (wire::read_frame_max(&mut s, wire::MAX_REPLY), sent) {
         (Ok(r), _) => Ok(r),
         (Err(_), Err(wire::FrameError::Io(e))) => Err(unreachable(e)),
         // Its words only: a FrameError also gives its inner error as its

@@ -247,6 +247,18 @@ impl Namespace {
         !found.legacy && found.owner == nix::unistd::geteuid().as_raw()
     }
 
+    /// The namespace's ceilings, as its cgroup says (members may read them;
+    /// only root or the admin group, through lancod, may change them).
+    pub fn ceilings(&self) -> Result<lanco_proto::Limits> {
+        Ok(Cgroup::new(self.layout().ns_cgroup(&self.ns)).limits()?)
+    }
+
+    /// The cgroup of `task`'s run, if it has one now.
+    #[cfg(feature = "cli")]
+    pub(crate) fn task_cgroup(&self, task: &TaskName) -> Result<Option<Cgroup>> {
+        Ok(self.find(task)?.map(|f| f.cgroup).filter(Cgroup::exists))
+    }
+
     /// Is any process of the task alive? `false` for a name never used.
     pub fn check(&self, task: &TaskName) -> Result<bool> {
         match self.find(task)? {

@@ -209,7 +209,8 @@ pub struct ExitRecord {
     /// from the JSON, where the memory controller is not enabled.
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub oom_kills: u64,
-    /// The task's `memory.max` when it ended, if it had one.
+    /// The memory limit that bound the task when it ended: the least
+    /// `memory.max` of its cgroup and of its namespace's, if either had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<u64>,
     /// Forks the task's pids limit refused (`pids.events` `max`).
@@ -240,14 +241,39 @@ pub const MAX_NOTES: usize = 20;
 /// Told in `ExitRecord::notes`' documentation.
 pub const MAX_NOTE_BYTES: usize = 512;
 
+/// A task cgroup's cumulative counters. A supervised task's runs share one
+/// cgroup, so each run's record tells the counters' growth since its start
+/// (`memory.peak` cannot be told apart: it is the cgroup's).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    cpu_usec: u64,
+    oom_kills: u64,
+    forks_refused: u64,
+    throttled_usec: u64,
+}
+
+impl Counters {
+    pub(crate) fn read(cg: &Cgroup) -> Self {
+        let keyed = |file, key| cg.keyed_u64(file, key).ok().flatten().unwrap_or(0);
+        Counters {
+            cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
+            oom_kills: keyed(cgroupfs::MEMORY_EVENTS, "oom_kill"),
+            forks_refused: keyed(cgroupfs::PIDS_EVENTS, "max"),
+            throttled_usec: keyed(cgroupfs::CPU_STAT, "throttled_usec"),
+        }
+    }
+}
+
 impl ExitRecord {
     /// The record of a run that has just ended, from its state file and its
-    /// (now empty) cgroup. Peak memory comes from `memory.peak` where the
+    /// (now empty) cgroup, whose counters stood at `since` when the run
+    /// began. Peak memory comes from `memory.peak` where the
     /// memory controller offers it, else from `max_rss` if the caller has it.
     /// The log path is the state file's; the notes are the caller's to add.
     pub(crate) fn ended(
         s: &TaskState,
         cg: &Cgroup,
+        since: Counters,
         exit: Exit,
         stopped: bool,
         killed_after_timeout: bool,
@@ -258,7 +284,7 @@ impl ExitRecord {
             _ => (max_rss, max_rss.map(|_| "max_rss")),
         };
         let end = crate::time::now_secs();
-        let keyed = |file, key| cg.keyed_u64(file, key).ok().flatten().unwrap_or(0);
+        let now = Counters::read(cg);
         ExitRecord {
             namespace: s.namespace.clone(),
             task: s.task.clone(),
@@ -275,17 +301,53 @@ impl ExitRecord {
             exit,
             stopped,
             killed_after_timeout,
-            cpu_usec: cg.cpu_usage_usec().unwrap_or(0),
+            cpu_usec: now.cpu_usec.saturating_sub(since.cpu_usec),
             peak_memory_bytes,
             peak_memory_source: source.map(str::to_owned),
             log: s.log.clone(),
             notes: Vec::new(),
             restarts: s.supervised.as_ref().map_or(0, |v| v.restarts),
-            oom_kills: keyed(cgroupfs::MEMORY_EVENTS, "oom_kill"),
-            memory_limit: cg.limit_u64(cgroupfs::MEMORY_MAX).ok().flatten(),
-            forks_refused: keyed(cgroupfs::PIDS_EVENTS, "max"),
-            throttled_usec: keyed(cgroupfs::CPU_STAT, "throttled_usec"),
+            oom_kills: now.oom_kills.saturating_sub(since.oom_kills),
+            memory_limit: memory_limit(cg),
+            forks_refused: now.forks_refused.saturating_sub(since.forks_refused),
+            throttled_usec: now.throttled_usec.saturating_sub(since.throttled_usec),
             failed: None,
+        }
+    }
+}
+
+/// The least `memory.max` of the task's cgroup, its member's subtree and
+/// its namespace's cgroup (`R/ns-NS/user-UID/task-NAME`).
+fn memory_limit(cg: &Cgroup) -> Option<u64> {
+    cg.path()
+        .ancestors()
+        .take(3)
+        .filter_map(|p| {
+            Cgroup::new(p)
+                .limit_u64(cgroupfs::MEMORY_MAX)
+                .ok()
+                .flatten()
+        })
+        .min()
+}
+
+impl ExitRecord {
+    /// How the run ended, as `status` tells it: the OOM killer named where
+    /// it acted (`memory.events`), not a bare SIGKILL.
+    pub fn ending(&self) -> String {
+        if self.oom_kills == 0 {
+            return self.exit.to_string();
+        }
+        let limit = match self.memory_limit {
+            Some(b) => format!("memory limit {}", lanco_proto::limits::human_size(b)),
+            None => "no memory limit of its own: the host ran out".into(),
+        };
+        match self.exit {
+            Exit::Signal(9) => format!("killed by the OOM killer ({limit})"),
+            e => format!(
+                "{e}; the OOM killer killed {} of its processes ({limit})",
+                self.oom_kills
+            ),
         }
     }
 }
@@ -355,7 +417,15 @@ pub(crate) fn finalize(
     let Some(s) = read_json::<TaskState>(dir, &state, me)? else {
         return Ok(());
     };
-    let rec = ExitRecord::ended(&s, cg, Exit::Lost, stopped, killed, None);
+    let rec = ExitRecord::ended(
+        &s,
+        cg,
+        Counters::default(),
+        Exit::Lost,
+        stopped,
+        killed,
+        None,
+    );
     write_json(dir, &lanco_proto::layout::exit_name(task), &rec)?;
     append_accounting(dir, &rec)?
         .sync_data()

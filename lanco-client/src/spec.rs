@@ -6,7 +6,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lanco_proto::TaskName;
+use lanco_proto::{Limits, TaskName};
 
 use crate::error::{Error, Result};
 use crate::graph::Deps;
@@ -64,6 +64,10 @@ pub struct TaskSpec {
     /// monitor stops it while a `needs` is down, and starts it again when
     /// that is ready) but starts none of them: `lanco NS start` does.
     pub deps: Deps,
+    /// Its own resource limits, written in its cgroup before the command
+    /// is started there (none at [`TaskSpec::new`]). The namespace's
+    /// ceilings bind as well.
+    pub limits: Limits,
     /// Pulled in by a task that depends on it, rather than started on
     /// purpose: it stops once nothing that runs holds it.
     pub(crate) pulled_in: bool,
@@ -112,6 +116,7 @@ impl TaskSpec {
             supervision: Supervision::default(),
             definition: None,
             deps: Deps::default(),
+            limits: Limits::default(),
             pulled_in: false,
             env: Env::default(),
         })
@@ -196,6 +201,12 @@ impl TaskSpec {
         if let Some(log) = &self.log {
             absolute("log file", log)?;
         }
+        // Where the host lacks a controller, say so before anything starts.
+        if !self.limits.is_empty() {
+            lanco_proto::cgroupfs::Cgroup::new(&ns.layout().cgroup_root)
+                .check_controllers(self.limits.controllers())
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        }
         for (k, v) in &self.env.changes {
             if let Some(why) = env_problem(k.as_bytes(), v.as_ref().map(|v| v.as_bytes())) {
                 return Err(Error::InvalidInput(why));
@@ -226,6 +237,7 @@ impl TaskSpec {
             definition: self.definition.clone(),
             deps: self.deps.clone(),
             explicit: !self.pulled_in,
+            limits: self.limits.clone(),
         })
     }
 }

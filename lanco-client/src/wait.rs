@@ -127,6 +127,7 @@ impl Namespace {
         Ok(Some(ExitRecord::ended(
             state,
             &found.cgroup,
+            record::Counters::default(),
             Exit::Lost,
             false,
             false,

@@ -24,6 +24,7 @@ pub const CPU_STAT: &str = "cpu.stat";
 pub const MEMORY_PEAK: &str = "memory.peak";
 pub const MEMORY_CURRENT: &str = "memory.current";
 pub const MEMORY_MAX: &str = "memory.max";
+pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 pub const MEMORY_EVENTS: &str = "memory.events";
 pub const PIDS_EVENTS: &str = "pids.events";
 
@@ -48,6 +49,8 @@ pub enum CgroupError {
     NoCgroup2,
     #[error("{path} is not inside the cgroup2 mount {mount}")]
     OutsideMount { path: PathBuf, mount: PathBuf },
+    #[error("the {controller} controller is not available in cgroup v2 here: {why}")]
+    NoController { controller: String, why: String },
 }
 
 impl CgroupError {
@@ -64,6 +67,35 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
         op,
         path: path.to_owned(),
         error,
+    }
+}
+
+/// Why cgroup v2 does not offer `controller` at `path`: bound to a cgroup v1
+/// hierarchy (a hybrid host, `/proc/cgroups` gives it a hierarchy id), not
+/// in the kernel at all, or not handed down to `path` by its parents.
+pub fn why_missing(controller: &str, path: &Path) -> String {
+    // cgroup v1 calls the io controller blkio.
+    let v1_name = if controller == "io" {
+        "blkio"
+    } else {
+        controller
+    };
+    let v1 = read_small(Path::new("/proc/cgroups")).ok().and_then(|t| {
+        t.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(v1_name)).then(|| f.next().map(|h| h != "0"))?
+        })
+    });
+    match v1 {
+        Some(true) => format!(
+            "this host has a hybrid layout, with {controller} on a cgroup v1 hierarchy; \
+             limits need the unified layout (boot with systemd.unified_cgroup_hierarchy=1)"
+        ),
+        None => format!("the kernel has no {controller} controller"),
+        Some(false) => format!(
+            "it is not enabled in the parents of {} (their cgroup.subtree_control)",
+            path.display()
+        ),
     }
 }
 
@@ -540,6 +572,80 @@ impl Cgroup {
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Makes each of `wanted` available to this cgroup's children: it must
+    /// be in this cgroup's `cgroup.controllers` (else
+    /// [`CgroupError::NoController`], saying why the host lacks it), and is
+    /// enabled in its `cgroup.subtree_control` if it is not yet. The
+    /// cgroup must hold no process (cgroup v2's no-internal-process rule).
+    pub fn enable_controllers<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = &'a str> + Clone,
+    ) -> Result<(), CgroupError> {
+        self.check_controllers(wanted.clone())?;
+        let on = self.read(CGROUP_SUBTREE_CONTROL)?;
+        let on: Vec<&str> = on.split_whitespace().collect();
+        for c in wanted {
+            if !on.contains(&c) {
+                self.write(CGROUP_SUBTREE_CONTROL, &format!("+{c}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each of `wanted` is in this cgroup's `cgroup.controllers`; else
+    /// [`CgroupError::NoController`] for the first one that is not.
+    pub fn check_controllers<'a>(
+        &self,
+        wanted: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), CgroupError> {
+        let have = self.controllers()?;
+        match wanted.into_iter().find(|c| !have.iter().any(|h| h == c)) {
+            Some(c) => Err(CgroupError::NoController {
+                controller: c.to_owned(),
+                why: why_missing(c, &self.path),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The limits written on this cgroup, as [`crate::limits::Limits`]
+    /// (weights at their default of 100 count as unset).
+    pub fn limits(&self) -> Result<crate::limits::Limits, CgroupError> {
+        use crate::limits::CPU_PERIOD_USEC;
+        let weight = |name: &str, text: Option<String>| -> Option<u16> {
+            let t = text?;
+            let w = t
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("default ")
+                        .or(Some(l).filter(|_| name == "cpu.weight"))
+                })?
+                .trim()
+                .parse()
+                .ok()?;
+            (w != 100).then_some(w)
+        };
+        let opt = |name: &str| match self.read(name) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let cpu = opt("cpu.max")?.and_then(|t| {
+            let mut f = t.split_whitespace();
+            let quota: u64 = f.next()?.parse().ok()?;
+            let period: u64 = f.next()?.parse().ok()?;
+            (period > 0).then(|| quota.saturating_mul(CPU_PERIOD_USEC) / period)
+        });
+        Ok(crate::limits::Limits {
+            memory: self.limit_u64(MEMORY_MAX)?,
+            memory_high: self.limit_u64("memory.high")?,
+            pids: self.limit_u64("pids.max")?,
+            cpu_quota_usec: cpu,
+            cpu_weight: weight("cpu.weight", opt("cpu.weight")?),
+            io_weight: weight("io.weight", opt("io.weight")?),
+        })
     }
 
     pub fn controllers(&self) -> Result<Vec<String>, CgroupError> {

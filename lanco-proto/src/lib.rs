@@ -8,10 +8,12 @@ pub mod cgroupfs;
 pub mod config;
 pub mod files;
 pub mod layout;
+pub mod limits;
 pub mod name;
 pub mod sys;
 pub mod wire;
 
 pub use config::Config;
 pub use layout::Layout;
+pub use limits::Limits;
 pub use name::{NameError, NamespaceName, TaskName};

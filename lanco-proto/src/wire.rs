@@ -8,13 +8,17 @@ use std::io::{Read, Write};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::limits::{self, Limits};
 use crate::name::NamespaceName;
 
 pub const MAGIC: [u8; 3] = *b"LNC";
 pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 12;
-/// Largest body either side accepts. Requests are a few dozen bytes.
+/// Largest request lancod accepts. Requests are a few dozen bytes.
 pub const MAX_FRAME: u64 = 4096;
+/// Largest answer a client accepts: a list of namespaces is longer than any
+/// request.
+pub const MAX_REPLY: u64 = 1 << 20;
 /// Longest user or group name accepted in an init request (useradd's limit).
 pub const MAX_ACCOUNT_NAME: usize = 32;
 
@@ -37,6 +41,43 @@ pub enum Request {
     /// namespace, as admission does, without moving any process: for a
     /// member's first definition, before it ever ran a task there.
     Join { ns: NamespaceName },
+    /// Change a namespace's ceilings (on its own cgroup): set the limits
+    /// `set` gives, then clear those `clear` names. Root or admin_group.
+    Limit {
+        ns: NamespaceName,
+        set: Limits,
+        clear: Vec<limits::Key>,
+    },
+    /// [`Request::Init`] with ceilings, all or nothing.
+    InitLimited {
+        ns: NamespaceName,
+        owner: Option<String>,
+        group: Option<String>,
+        limits: Limits,
+    },
+    /// Make these controllers (`memory`, `pids`, `cpu`, `io`) available to
+    /// the caller's subtree of the namespace, for its tasks' own limits.
+    Enable {
+        ns: NamespaceName,
+        controllers: Vec<String>,
+    },
+    /// The namespaces the caller may use (every one, for root and
+    /// admin_group).
+    Namespaces,
+}
+
+/// One namespace as [`Request::Namespaces`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceInfo {
+    pub name: NamespaceName,
+    pub owner: String,
+    pub uid: u32,
+    pub group: String,
+    pub gid: u32,
+    /// Task cgroups that hold a process.
+    pub running: u32,
+    /// Its ceilings.
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +96,14 @@ pub enum Response {
     /// Last: variants are numbered by position on the wire, and an older
     /// client must still read `Error` as it was.
     Joined,
+    /// The namespace's ceilings after a [`Request::Limit`].
+    Limited {
+        limits: Limits,
+    },
+    Enabled,
+    Namespaces {
+        list: Vec<NamespaceInfo>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,6 +273,29 @@ mod tests {
         assert_eq!(
             encode(&Response::Joined).unwrap(),
             b"LNC\x01\x01\0\0\0\0\0\0\0\x04"
+        );
+        // Then the limits: Limit, InitLimited, Enable, Namespaces (4-7);
+        // Limited, Enabled, Namespaces (5-7). A Limits is its six options.
+        let limit = encode(&Request::Limit {
+            ns: ns("t"),
+            set: Limits {
+                pids: Some(64),
+                ..Limits::default()
+            },
+            clear: vec![limits::Key::Memory],
+        })
+        .unwrap();
+        assert_eq!(
+            limit,
+            b"LNC\x01\x0c\0\0\0\0\0\0\0\x04\x01t\0\0\x01\x40\0\0\0\x01\x00"
+        );
+        assert_eq!(
+            encode(&Request::Namespaces).unwrap(),
+            b"LNC\x01\x01\0\0\0\0\0\0\0\x07"
+        );
+        assert_eq!(
+            encode(&Response::Enabled).unwrap(),
+            b"LNC\x01\x01\0\0\0\0\0\0\0\x06"
         );
     }
 

@@ -81,6 +81,7 @@ mod tests {
             uid: 1001,
             group: "ops".into(),
             gid: 2000,
+            limits: Default::default(),
         };
         let alice = peer(1001, 1001, &[]);
         let bob_in_ops = peer(1002, 1002, &[2000]);
@@ -119,6 +120,7 @@ mod tests {
             uid: 1001,
             group: "ops".into(),
             gid: 2000,
+            limits: Default::default(),
         };
         let eve = peer(1003, 1003, &[]);
         assert_eq!(

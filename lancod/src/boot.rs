@@ -397,6 +397,7 @@ mod tests {
             uid: 1000,
             group: "ops".into(),
             gid: 2000,
+            limits: Default::default(),
         }
     }
 

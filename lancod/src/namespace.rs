@@ -16,6 +16,7 @@ use std::time::Duration;
 use lanco_proto::cgroupfs::{self, Cgroup, CgroupError};
 use lanco_proto::files::{Dir, Entry, FileError};
 use lanco_proto::layout::{self, Layout};
+use lanco_proto::limits::{self, Limits};
 use lanco_proto::NamespaceName;
 use nix::unistd::{Gid, Uid};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,10 @@ pub struct Record {
     pub uid: u32,
     pub group: String,
     pub gid: u32,
+    /// The namespace's ceilings, written on its cgroup at init, at each
+    /// change and at every restore (a reboot makes the cgroups anew).
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +173,7 @@ pub fn resolve_owner(
         uid: user.uid.as_raw(),
         group: grp.name,
         gid: grp.gid.as_raw(),
+        limits: Limits::default(),
     })
 }
 
@@ -257,12 +263,14 @@ pub fn apply(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, 
         let created = !layout.ns_cgroup(ns).exists();
         // root:group, and its cgroup.procs root's: with each member in a
         // subtree of its own, only root may move processes between them.
-        undo.cgroup(Cgroup::new(layout.ns_cgroup(ns)))?.delegate(
+        let nscg = undo.cgroup(Cgroup::new(layout.ns_cgroup(ns)))?;
+        nscg.delegate(
             Uid::from_raw(ROOT),
             Gid::from_raw(rec.gid),
             0o750,
             cgroupfs::DELEGATED_FILES,
         )?;
+        write_ceilings(&root, &nscg, &rec.limits, &[])?;
         let state = root_dir(&layout.state_dir, 0o755)?;
         let all = undo.dir(&state, "ns", (ROOT, ROOT, 0o711), by_root)?;
         let nsd = undo.dir(&all, ns.as_str(), (ROOT, rec.gid, 0o750), by_root)?;
@@ -284,8 +292,66 @@ pub fn apply(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, 
     .inspect(|_| tidy_legacy(layout, ns))
 }
 
+/// Writes `set` on the namespace cgroup `nscg` (its files stay root's:
+/// members cannot raise them), after enabling in the task root `root` the
+/// controllers they need; then puts each of `clear` back to unlimited where
+/// its file exists. Nothing is written if a controller is missing.
+fn write_ceilings(
+    root: &Cgroup,
+    nscg: &Cgroup,
+    set: &Limits,
+    clear: &[limits::Key],
+) -> Result<(), NsError> {
+    root.enable_controllers(set.controllers())?;
+    for (key, value) in set.set() {
+        nscg.write(key.file(), &value)?;
+    }
+    for key in clear {
+        if nscg.file(key.file()).exists() {
+            nscg.write(key.file(), key.unlimited())?;
+        }
+    }
+    Ok(())
+}
+
+/// `lanco NS limit`: sets `set`, then clears `clear`, on the namespace's
+/// cgroup and in its record; returns the ceilings now in force.
+pub fn limit(
+    layout: &Layout,
+    ns: &NamespaceName,
+    set: &Limits,
+    clear: &[limits::Key],
+) -> Result<Limits, NsError> {
+    let mut rec = load_record(layout, ns)?.ok_or_else(|| NsError::NotFound(ns.clone()))?;
+    let nscg = Cgroup::new(layout.ns_cgroup(ns));
+    if !nscg.exists() {
+        return Err(NsError::NotFound(ns.clone()));
+    }
+    write_ceilings(&Cgroup::new(&layout.cgroup_root), &nscg, set, clear)?;
+    rec.limits = rec.limits.overlaid(set);
+    for key in clear {
+        rec.limits.clear(*key);
+    }
+    save_record(layout, ns, &rec)?;
+    Ok(rec.limits)
+}
+
+/// Makes `controllers` available to the members' subtrees of `ns` (enabled
+/// in the task root's and the namespace's `cgroup.subtree_control`), for
+/// their tasks' own limits. A member enables them in its own subtree.
+pub fn enable(layout: &Layout, ns: &NamespaceName, controllers: &[&str]) -> Result<(), NsError> {
+    let nscg = Cgroup::new(layout.ns_cgroup(ns));
+    if !nscg.exists() {
+        return Err(NsError::NotFound(ns.clone()));
+    }
+    Cgroup::new(&layout.cgroup_root).enable_controllers(controllers.iter().copied())?;
+    Ok(nscg.enable_controllers(controllers.iter().copied())?)
+}
+
 /// init: refuses to hand an existing namespace to somebody else.
+/// Ceilings it already has stay, but for those `rec` sets.
 pub fn init(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, NsError> {
+    let mut rec = rec.clone();
     if let Some(old) = load_record(layout, ns)? {
         if old.uid != rec.uid || old.gid != rec.gid {
             return Err(NsError::OwnedByOther {
@@ -294,8 +360,9 @@ pub fn init(layout: &Layout, ns: &NamespaceName, rec: &Record) -> Result<bool, N
                 group: old.group,
             });
         }
+        rec.limits = old.limits.overlaid(&rec.limits);
     }
-    apply(layout, ns, rec)
+    apply(layout, ns, &rec)
 }
 
 /// Makes (or re-applies) member `uid`'s subtree of the namespace — its

@@ -5,7 +5,9 @@
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 
-use lanco_proto::wire::{self, ErrorCode, Request, Response};
+use lanco_proto::cgroupfs::CgroupError;
+use lanco_proto::limits::{self, Limits};
+use lanco_proto::wire::{self, ErrorCode, NamespaceInfo, Request, Response};
 use lanco_proto::{Config, Layout, NamespaceName};
 use tracing::{info, warn};
 
@@ -60,6 +62,7 @@ fn ns_error(e: NsError) -> Response {
             ErrorCode::AlreadyExists
         }
         NsError::NotFound(_) => ErrorCode::NotFound,
+        NsError::Cgroup(CgroupError::NoController { .. }) => ErrorCode::Unsupported,
         NsError::NotInGroup { .. } => ErrorCode::InvalidRequest,
         NsError::Cgroup(_)
         | NsError::TaskRoot(_)
@@ -74,34 +77,13 @@ fn ns_error(e: NsError) -> Response {
 /// One request, already decoded. Each arm re-checks what it relies on.
 pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) -> Response {
     match req {
-        Request::Init { ns, owner, group } => {
-            if let Verdict::Deny(why) =
-                auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
-            {
-                info!(%ns, "init denied: {why}");
-                return err(ErrorCode::PermissionDenied, why);
-            }
-            let too_long =
-                |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > wire::MAX_ACCOUNT_NAME);
-            if too_long(&owner) || too_long(&group) {
-                return err(ErrorCode::InvalidRequest, "user or group name too long");
-            }
-            let rec = match namespace::resolve_owner(owner.as_deref(), group.as_deref(), peer.uid) {
-                Ok(r) => r,
-                Err(e) => return ns_error(e),
-            };
-            match namespace::init(&ctx.layout, &ns, &rec) {
-                Ok(created) => {
-                    info!(%ns, owner = rec.owner, group = rec.group, created, "init allowed");
-                    Response::Initialized {
-                        created,
-                        uid: rec.uid,
-                        gid: rec.gid,
-                    }
-                }
-                Err(e) => ns_error(e),
-            }
-        }
+        Request::Init { ns, owner, group } => init(ctx, peer, ns, owner, group, Limits::default()),
+        Request::InitLimited {
+            ns,
+            owner,
+            group,
+            limits,
+        } => init(ctx, peer, ns, owner, group, limits),
         Request::Destroy { ns, force } => {
             if let Verdict::Deny(why) =
                 auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
@@ -119,7 +101,114 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
         }
         Request::Admit { ns } => admit(ctx, peer, pidfd, &ns),
         Request::Join { ns } => join(ctx, peer, &ns),
+        Request::Limit { ns, set, clear } => {
+            if let Verdict::Deny(why) =
+                auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
+            {
+                info!(%ns, "limit denied: {why}");
+                return err(ErrorCode::PermissionDenied, why);
+            }
+            if clear.len() > limits::Key::ALL.len() {
+                return err(ErrorCode::InvalidRequest, "too many limits to clear");
+            }
+            match namespace::limit(&ctx.layout, &ns, &set, &clear) {
+                Ok(limits) => {
+                    info!(%ns, set = set.describe(), ?clear, "limits changed");
+                    Response::Limited { limits }
+                }
+                Err(e) => ns_error(e),
+            }
+        }
+        Request::Enable { ns, controllers } => enable(ctx, peer, &ns, &controllers),
+        Request::Namespaces => namespaces(ctx, peer),
     }
+}
+
+fn init(
+    ctx: &Context,
+    peer: &Peer,
+    ns: NamespaceName,
+    owner: Option<String>,
+    group: Option<String>,
+    limits: Limits,
+) -> Response {
+    if let Verdict::Deny(why) = auth::authorize(peer, Action::Administer, ctx.admin_gid, None) {
+        info!(%ns, "init denied: {why}");
+        return err(ErrorCode::PermissionDenied, why);
+    }
+    let too_long =
+        |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > wire::MAX_ACCOUNT_NAME);
+    if too_long(&owner) || too_long(&group) {
+        return err(ErrorCode::InvalidRequest, "user or group name too long");
+    }
+    let rec = match namespace::resolve_owner(owner.as_deref(), group.as_deref(), peer.uid) {
+        Ok(r) => namespace::Record { limits, ..r },
+        Err(e) => return ns_error(e),
+    };
+    match namespace::init(&ctx.layout, &ns, &rec) {
+        Ok(created) => {
+            info!(%ns, owner = rec.owner, group = rec.group, created, "init allowed");
+            Response::Initialized {
+                created,
+                uid: rec.uid,
+                gid: rec.gid,
+            }
+        }
+        Err(e) => ns_error(e),
+    }
+}
+
+/// The controllers a member may ask for, for its tasks' own limits.
+const CONTROLLERS: [&str; 4] = ["memory", "pids", "cpu", "io"];
+
+fn enable(ctx: &Context, peer: &Peer, ns: &NamespaceName, wanted: &[String]) -> Response {
+    let mut names = Vec::new();
+    for w in wanted {
+        match CONTROLLERS.iter().find(|c| **c == w.as_str()) {
+            Some(c) if !names.contains(c) => names.push(*c),
+            Some(_) => {}
+            None => return err(ErrorCode::InvalidRequest, "no such controller"),
+        }
+    }
+    match entering(ctx, peer, ns, "enable") {
+        Ok(Some(_)) => {}
+        Ok(None) => return ns_error(NsError::NotFound(ns.clone())),
+        Err(answer) => return answer,
+    }
+    match namespace::enable(&ctx.layout, ns, &names) {
+        Ok(()) => {
+            info!(%ns, controllers = names.join(" "), "controllers enabled");
+            Response::Enabled
+        }
+        Err(e) => ns_error(e),
+    }
+}
+
+/// Every namespace the peer may use or manage, with its ceilings.
+fn namespaces(ctx: &Context, peer: &Peer) -> Response {
+    let all = match namespace::registered(&ctx.layout) {
+        Ok(all) => all,
+        Err(e) => return ns_error(e),
+    };
+    let admin = auth::authorize(peer, Action::Administer, ctx.admin_gid, None) == Verdict::Allow;
+    let list = all
+        .into_iter()
+        .filter(|(_, rec)| {
+            admin
+                || auth::authorize(peer, Action::Enter, ctx.admin_gid, Some(rec)) == Verdict::Allow
+        })
+        .map(|(ns, rec)| NamespaceInfo {
+            running: namespace::running_tasks(&ctx.layout, &ns)
+                .map_or(0, |t| u32::try_from(t.len()).unwrap_or(u32::MAX)),
+            name: ns,
+            owner: rec.owner,
+            uid: rec.uid,
+            group: rec.group,
+            gid: rec.gid,
+            limits: rec.limits,
+        })
+        .collect();
+    Response::Namespaces { list }
 }
 
 /// The namespace's record, once the caller is allowed in (`what`: the

@@ -189,7 +189,7 @@ async fn connection(
                 .unwrap_or_else(|e| err(ErrorCode::Internal, &format!("handler failed: {e}")))
             }
         };
-        if let Ok(bytes) = wire::encode(&resp) {
+        if let Ok(bytes) = wire::encode_max(&resp, wire::MAX_REPLY) {
             let _ = tokio::time::timeout(ANSWER_TIMEOUT, stream.write_all(&bytes)).await;
         }
     }

@@ -32,6 +32,7 @@ pub fn run(ns: &Namespace, o: DefineArgs) -> Result<u8> {
     o.supervision.apply_to(&mut d.supervision);
     d.enable = o.enable;
     d.deps = o.deps.to_deps();
+    d.limits = opts.limits.to_limits();
     d.checked()?;
     let task = o.what.task;
     defs::update(ns, |mine| {

@@ -1,4 +1,4 @@
-use lanco_proto::{Config, NamespaceName};
+use lanco_proto::{Config, Limits, NamespaceName};
 
 use crate::error::Result;
 
@@ -7,6 +7,7 @@ pub fn run(
     ns: NamespaceName,
     user: Option<String>,
     group: Option<String>,
+    limits: Limits,
 ) -> Result<u8> {
     // `sudo lanco NS init` grants the namespace to the user who typed it.
     let user = user.or_else(|| {
@@ -15,7 +16,8 @@ pub fn run(
             .then(|| std::env::var("SUDO_USER").ok())
             .flatten()
     });
-    let (created, uid, gid) = crate::helper::init(&config.socket, &ns, user, group)?;
+    let (created, uid, gid) =
+        crate::helper::init(&config.socket, &ns, user, group, limits.clone())?;
     let (u, g) = (
         uzers::get_user_by_uid(uid)
             .map(|u| u.name().to_string_lossy().into_owned())
@@ -30,5 +32,12 @@ pub fn run(
         "init",
         &format_args!("namespace {ns} {what}, owned by {u}:{g}"),
     );
+    if !limits.is_empty() {
+        crate::msg::log(
+            "INFO",
+            "init",
+            &format_args!("ceilings set: {}", limits.describe()),
+        );
+    }
     Ok(0)
 }

@@ -8,6 +8,7 @@ mod destroy;
 mod enable;
 mod init;
 mod kill;
+mod limit;
 mod list_defs;
 mod logs;
 mod ls;
@@ -41,7 +42,16 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     let ns = cli.namespace;
     let open = || Namespace::open(config.clone(), ns.clone());
     match cli.command {
-        Command::Init { user, group } => init::run(&config, ns, user, group),
+        Command::Init {
+            user,
+            group,
+            limits,
+        } => init::run(&config, ns, user, group, limits.to_limits()),
+        Command::Limit {
+            limits,
+            clear,
+            json,
+        } => limit::run(&config, &ns, limits.to_limits(), clear, json),
         Command::Destroy { force } => destroy::run(config, ns, force),
         Command::Run(args) => run::run(&open()?, args),
         Command::Define(args) => define::run(&open()?, args),
@@ -54,9 +64,15 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Start {
             no_wait,
             enabled: true,
+            limits,
             ..
-        } => start::run_enabled(&open()?, no_wait),
-        Command::Start { no_wait, tasks, .. } => start::run(&open()?, &tasks, no_wait),
+        } => start::run_enabled(&open()?, no_wait, &limits.to_limits()),
+        Command::Start {
+            no_wait,
+            tasks,
+            limits,
+            ..
+        } => start::run(&open()?, &tasks, no_wait, &limits.to_limits()),
         Command::Restart {
             no_wait,
             force,

@@ -12,7 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use lanco_proto::files;
-use lanco_proto::TaskName;
+use lanco_proto::limits::Key as LimitKey;
+use lanco_proto::{Limits, TaskName};
 
 use crate::defs::{self, Defs};
 use crate::error::{Error, Result};
@@ -31,14 +32,18 @@ const RUNNING_DEP_WAIT: Duration = Duration::from_secs(60);
 
 /// `lanco NS start [--no-wait] TASK...`: the caller's definitions, with
 /// their dependencies; the status of the first that failed.
-pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool) -> Result<u8> {
+/// `limits` (the command line's) override the definitions' for this start
+/// of the tasks named, not of what they pull in.
+pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool, limits: &Limits) -> Result<u8> {
     let mut tasks = tasks.to_vec();
     tasks.dedup();
     let all = defs::all(ns)?;
     let targets = tasks
         .into_iter()
         .map(|task| {
-            let spec = defs::owned(&all, &task, "start it").and_then(|d| d.to_spec(&task));
+            let spec = defs::owned(&all, &task, "start it")
+                .and_then(|d| d.to_spec(&task))
+                .and_then(|s| with_limits(ns, s, limits));
             (task, spec)
         })
         .collect();
@@ -46,15 +51,54 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool) -> Result<u8> {
     Ok(report_all("start", results, no_wait))
 }
 
+/// `spec` with `limits` over its own, warned about where above a ceiling.
+pub(crate) fn with_limits(ns: &Namespace, mut spec: TaskSpec, limits: &Limits) -> Result<TaskSpec> {
+    spec.limits = spec.limits.overlaid(limits);
+    warn_above_ceilings(ns, &spec);
+    Ok(spec)
+}
+
+/// A task limit above the namespace's ceiling is allowed (the ceiling still
+/// binds), but the member should know it will not get what it asked for.
+pub(crate) fn warn_above_ceilings(ns: &Namespace, spec: &TaskSpec) {
+    let Ok(ceil) = ns.ceilings() else { return };
+    for k in [
+        LimitKey::Memory,
+        LimitKey::MemoryHigh,
+        LimitKey::Pids,
+        LimitKey::Cpu,
+    ] {
+        let value = |l: &Limits| match k {
+            LimitKey::Memory => l.memory,
+            LimitKey::MemoryHigh => l.memory_high,
+            LimitKey::Pids => l.pids,
+            _ => l.cpu_quota_usec,
+        };
+        if let (Some(mine), Some(top)) = (value(&spec.limits), value(&ceil)) {
+            if mine > top {
+                crate::msg::warn(
+                    "run",
+                    &format_args!(
+                        "{}: --{k} {} is above the namespace's ceiling {}, which still binds",
+                        spec.name,
+                        k.shown(&spec.limits).unwrap_or_default(),
+                        k.shown(&ceil).unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// `lanco NS start --enabled [--no-wait]`: every definition of the
 /// caller's marked enabled. Only the caller's own file is read for the
 /// list, so another member's broken one holds up nothing.
-pub fn run_enabled(ns: &Namespace, no_wait: bool) -> Result<u8> {
+pub fn run_enabled(ns: &Namespace, no_wait: bool, limits: &Limits) -> Result<u8> {
     let targets = defs::mine(ns)?
         .into_iter()
         .filter(|(_, d)| d.enable)
         .map(|(task, d)| {
-            let spec = d.to_spec(&task);
+            let spec = d.to_spec(&task).and_then(|s| with_limits(ns, s, limits));
             (task, spec)
         })
         .collect();

@@ -1,5 +1,6 @@
 use std::io::Write;
 
+use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::TaskName;
 
 use crate::error::{exit, Error, Result};
@@ -54,6 +55,9 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                 }
             }
             lines.push(format!("  processes:   {processes}"));
+            if let Some(cg) = ns.task_cgroup(task)? {
+                limit_lines(&cg, &mut lines);
+            }
         }
         Status::Restarting { info, last } => {
             match &info.waiting_for {
@@ -85,7 +89,16 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                 };
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
                 lines.push(format!("  command:     {}", r.command.join(" ")));
-                lines.push(format!("  exit:        {}{how}", r.exit));
+                lines.push(format!("  exit:        {}{how}", r.ending()));
+                if r.forks_refused > 0 {
+                    lines.push(format!("  pids limit:  refused {} forks", r.forks_refused));
+                }
+                if r.throttled_usec > 0 {
+                    lines.push(format!(
+                        "  cpu limit:   throttled for {:.3} s",
+                        r.throttled_usec as f64 / 1e6
+                    ));
+                }
                 if r.restarts > 0 {
                     lines.push(format!("  restarts:    {} before this run", r.restarts));
                 }
@@ -111,6 +124,31 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
         writeln!(out, "{l}").map_err(fail)?;
     }
     Ok(code)
+}
+
+/// A running task's own limits and what they have done so far.
+fn limit_lines(cg: &Cgroup, lines: &mut Vec<String>) {
+    if let Ok(l) = cg.limits() {
+        if !l.is_empty() {
+            lines.push(format!("  limits:      {}", l.describe()));
+        }
+    }
+    let keyed = |file, key| cg.keyed_u64(file, key).ok().flatten().unwrap_or(0);
+    let refused = keyed(cgroupfs::PIDS_EVENTS, "max");
+    if refused > 0 {
+        lines.push(format!("  pids limit:  refused {refused} forks"));
+    }
+    let oom = keyed(cgroupfs::MEMORY_EVENTS, "oom_kill");
+    if oom > 0 {
+        lines.push(format!("  OOM killer:  killed {oom} of its processes"));
+    }
+    let throttled = keyed(cgroupfs::CPU_STAT, "throttled_usec");
+    if throttled > 0 {
+        lines.push(format!(
+            "  cpu limit:   throttled for {:.3} s",
+            throttled as f64 / 1e6
+        ));
+    }
 }
 
 /// A supervised run's policy, restarts, last exit and own words.

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::{self, Dir, FileError};
 use lanco_proto::layout::{self, Layout};
-use lanco_proto::{NamespaceName, TaskName};
+use lanco_proto::{Limits, NamespaceName, TaskName};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
 
@@ -117,7 +117,7 @@ impl Claim {
     /// killed (cgroup.kill), the kernel would kill every process born into
     /// it from the monitors' cgroup.
     /// Returns an O_PATH fd of it, for clone3(CLONE_INTO_CGROUP).
-    pub fn make_cgroup(&mut self, task: &TaskName) -> Result<OwnedFd> {
+    pub fn make_cgroup(&mut self, task: &TaskName, limits: &Limits) -> Result<OwnedFd> {
         let cg = &self.cgroup;
         if !cg.create()? {
             if cg.populated()? {
@@ -136,6 +136,14 @@ impl Claim {
         // The other members stop it through these when the monitor is gone
         // (the subtree's setgid gave the cgroup the namespace's group).
         cg.share_with_group(&[cgroupfs::CGROUP_FREEZE, cgroupfs::CGROUP_KILL])?;
+        // Before anything runs in it. An OOM kill takes the whole task, not
+        // one process of it, wherever the memory controller is enabled.
+        for (key, value) in limits.set() {
+            cg.write(key.file(), &value)?;
+        }
+        if cg.file(cgroupfs::MEMORY_OOM_GROUP).exists() {
+            cg.write(cgroupfs::MEMORY_OOM_GROUP, "1")?;
+        }
         dir
     }
 

@@ -34,6 +34,7 @@ impl Monitor {
         let mut rec = ExitRecord::ended(
             &self.state,
             &self.claim.cgroup,
+            self.run_counters,
             exit,
             self.stopping.is_some(),
             self.killed_after_timeout,

@@ -37,7 +37,7 @@ use nix::sys::signalfd::SignalFd;
 
 use crate::error::{Error, Result};
 use crate::handoff::{recv, send, Failure, Report, Spec};
-use crate::record::{self, Exit, ExitRecord, TaskState};
+use crate::record::{self, Counters, Exit, ExitRecord, TaskState};
 use crate::sys;
 use claim::Claim;
 use logs::Log;
@@ -167,6 +167,8 @@ struct Monitor {
     log: Log,
     main_pid: i32,
     main_exit: Option<Exit>,
+    /// The cgroup's counters when this run began (restarts reuse it).
+    run_counters: Counters,
     phase: Phase,
     record: Option<ExitRecord>,
     /// lanco's lines about this run, for its record and the journal.

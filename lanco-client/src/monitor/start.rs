@@ -16,7 +16,7 @@ use super::{claim, start_process, Log, Monitor, Notes, Phase, Supervisor};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{send, Report, Spec};
-use crate::record::{self, TaskState};
+use crate::record::{self, Counters, TaskState};
 
 impl Monitor {
     /// Claims the name, gets admitted, makes the cgroup, opens the new log
@@ -51,7 +51,10 @@ impl Monitor {
         if admitted {
             crate::helper::admit(&spec.config.socket, &ns)?;
         }
-        let cgroup_dir = claim.make_cgroup(&task)?;
+        if !spec.limits.is_empty() {
+            enable_controllers(&spec, &layout, me)?;
+        }
+        let cgroup_dir = claim.make_cgroup(&task, &spec.limits)?;
         let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
         // A previous run whose monitor died left a state file: close its record.
         record::finalize_lost(&dir, &task, &claim.cgroup)?;
@@ -128,6 +131,7 @@ impl Monitor {
             log,
             main_pid: pid,
             main_exit: None,
+            run_counters: Counters::default(),
             phase: Phase::Task,
             record: None,
             notes: RefCell::new(Notes::new(&ns, &task)),
@@ -166,6 +170,19 @@ impl Monitor {
         );
         Ok(m)
     }
+}
+
+/// Makes the controllers the task's limits need available to its cgroup:
+/// lancod enables them above the member's subtree if they are not there
+/// yet (only root may write the namespace's `cgroup.subtree_control`), and
+/// the member, in its own subtree.
+fn enable_controllers(spec: &Spec, layout: &Layout, uid: u32) -> Result<()> {
+    let wanted = spec.limits.controllers();
+    let user = lanco_proto::cgroupfs::Cgroup::new(layout.user_cgroup(&spec.ns, uid));
+    if user.check_controllers(wanted.iter().copied()).is_err() {
+        crate::helper::enable(&spec.config.socket, &spec.ns, &wanted)?;
+    }
+    Ok(user.enable_controllers(wanted.iter().copied())?)
 }
 
 /// This process is in `uid`'s monitors cgroup of `ns` (by

@@ -12,7 +12,7 @@ use super::ready::{Channel, Said};
 use super::{start_process, Monitor, Phase};
 use crate::error::Result;
 use crate::handoff::{send, Report};
-use crate::record::{self, Exit, Supervised};
+use crate::record::{self, Counters, Exit, Supervised};
 use crate::supervision::{Dur, Ready, Restart, Supervision};
 
 /// What comes after a run's end (and its on-exit command).
@@ -333,6 +333,7 @@ impl Monitor {
         self.record = None;
         self.killed_after_timeout = false;
         self.notes.borrow_mut().clear();
+        self.run_counters = Counters::read(&self.claim.cgroup);
         let started = self.sup.channel.arm().and_then(|pass| {
             start_process(
                 &self.cgroup_dir,
