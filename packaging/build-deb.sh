@@ -68,7 +68,8 @@ if command -v strip >/dev/null 2>&1; then
 fi
 
 # Units.
-for u in lancod.socket lancod.service lanco-tasks.service lanco-enabled.service; do
+for u in lancod.socket lancod.service lanco-tasks.service lanco-enabled.service \
+         lanco-account.service lanco-account.timer; do
     inst 0644 "$top/systemd/$u" "/lib/systemd/system/$u"
 done
 

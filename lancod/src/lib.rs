@@ -5,6 +5,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod auth;
+pub mod billing;
 pub mod boot;
 pub mod error;
 pub mod namespace;

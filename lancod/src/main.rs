@@ -49,6 +49,11 @@ enum Cmd {
         #[arg(long, value_name = "SECS", default_value_t = 20)]
         timeout: u64,
     },
+    /// Sample every member's cgroup counters (CPU, memory peak, io) into
+    /// root's billing journal, {state_dir}/billing/usage.jsonl.
+    /// ExecStart of lanco-account.service, which lanco-account.timer runs
+    /// every 15 minutes; run it from cron without systemd.
+    Account,
 }
 
 fn init_logging() {
@@ -150,13 +155,23 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             }
             Ok(())
         }
+        Cmd::Account => {
+            let n = lancod::billing::all(&ctx.layout, ctx.admin_gid, "sample")?;
+            tracing::info!(members = n, "billing sample taken");
+            Ok(())
+        }
         Cmd::StartEnabled => {
             start_enabled(&cfg, &ctx.layout, namespace::registered(&ctx.layout)?);
             Ok(())
         }
         Cmd::StopAll { timeout } => {
             let t0 = std::time::Instant::now();
-            let n = lancod::stop_all::stop_all(&ctx.layout, Duration::from_secs(timeout))?;
+            let stopped = lancod::stop_all::stop_all(&ctx.layout, Duration::from_secs(timeout));
+            // The last counters before a shutdown, whatever the stop's result.
+            if let Err(e) = lancod::billing::all(&ctx.layout, ctx.admin_gid, "stop-all") {
+                tracing::error!("billing sample failed: {e}");
+            }
+            let n = stopped?;
             tracing::info!(
                 monitors = n,
                 "stop-all: every task ended in {} ms",

@@ -467,7 +467,12 @@ fn keep(kept: &Path, dir: &Path, ns: &NamespaceName, tag: &str) -> Result<(), Ns
 /// directories no namespace name can reach (`{state_dir}/destroyed/`,
 /// `{log_dir}/lanco.destroyed/`), so a later namespace of the same name,
 /// maybe another tenant's, never sees them.
-pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), NsError> {
+pub fn destroy(
+    layout: &Layout,
+    admin_gid: Option<u32>,
+    ns: &NamespaceName,
+    force: bool,
+) -> Result<(), NsError> {
     if load_record(layout, ns)?.is_none() {
         return Err(NsError::NotFound(ns.clone()));
     }
@@ -483,6 +488,10 @@ pub fn destroy(layout: &Layout, ns: &NamespaceName, force: bool) -> Result<(), N
         // The namespace goes: its kill counter dies with it.
         cg.kill()?;
         cg.wait_events(Duration::from_secs(10), |e| !e.populated)?;
+    }
+    // The members' last counters, before their cgroups (and counters) go.
+    if let Err(e) = crate::billing::namespace(layout, admin_gid, ns, "destroy") {
+        tracing::error!(%ns, "billing sample failed: {e}");
     }
     cg.remove_tree()?;
     for (kept, dir, tag) in [

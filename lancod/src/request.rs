@@ -12,6 +12,7 @@ use lanco_proto::{Config, Layout, NamespaceName};
 use tracing::{info, warn};
 
 use crate::auth::{self, Action, Peer, Verdict};
+use crate::billing;
 use crate::error::StartError;
 use crate::namespace::{self, NsError};
 
@@ -91,7 +92,7 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
                 info!(%ns, "destroy denied: {why}");
                 return err(ErrorCode::PermissionDenied, why);
             }
-            match namespace::destroy(&ctx.layout, &ns, force) {
+            match namespace::destroy(&ctx.layout, ctx.admin_gid, &ns, force) {
                 Ok(()) => {
                     info!(%ns, force, "destroyed");
                     Response::Destroyed
@@ -296,6 +297,9 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         );
     }
     info!(%ns, "admitted");
+    if let Err(e) = billing::member(&ctx.layout, ctx.admin_gid, ns, peer.uid, "admit") {
+        warn!(%ns, "billing sample failed: {e}");
+    }
     Response::Admitted
 }
 
