@@ -196,11 +196,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sample_line_shape() {
+    fn sample_line_shape() -> Result<(), Box<dyn std::error::Error>> {
         let s = Sample {
             time: 1,
             event: "admit",
-            namespace: NamespaceName::try_from("ns").unwrap(),
+            namespace: NamespaceName::try_from("ns")?,
             uid: 1001,
             user: "alice".into(),
             cgroup_id: 42,
@@ -210,8 +210,9 @@ mod tests {
             io_write_bytes: Some(3),
         };
         assert_eq!(
-            serde_json::to_string(&s).unwrap(),
+            serde_json::to_string(&s)?,
             r#"{"time":1,"event":"admit","namespace":"ns","uid":1001,"user":"alice","cgroup_id":42,"cpu_usec":7,"memory_peak_bytes":null,"io_read_bytes":null,"io_write_bytes":3}"#
         );
+        Ok(())
     }
 }
