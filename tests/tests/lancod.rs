@@ -6,8 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use lanco_e2e::{
-    pids_with, raw_request_as, setup, setup_with, unique_sleep, wait_for, Install, ADMIN, ADMINS,
-    ALICE, BOB, EVE, NO_SPAWNER, OPS,
+    pids_with, raw_request_as, setup, setup_with, unique_sleep, wait_for, Cgroup, Install, ADMIN,
+    ADMINS, ALICE, BOB, EVE, NO_SPAWNER, OPS,
 };
 use lanco_proto::wire::{self, ErrorCode, Request, Response};
 use lanco_proto::NamespaceName;
@@ -507,4 +507,108 @@ fn run_never_reports_a_start_that_did_not_happen() {
         assert!(!inst.state_file("ns", "task-after.state.json").exists());
         assert_eq!(inst.lanco(Some(ALICE), &["ns", "check", "after"]).code(), 1);
     }
+}
+
+fn ask_as(inst: &Install, user: &str, req: &Request) -> Response {
+    let bytes = raw_request_as(user, &inst.socket, &wire::encode(req).unwrap());
+    wire::read_frame_max(&mut &bytes[..], wire::MAX_REPLY)
+        .unwrap_or_else(|e| panic!("no answer frame ({e}): {bytes:?}"))
+}
+
+fn code(r: Response) -> ErrorCode {
+    match r {
+        Response::Error { code, .. } => code,
+        r => panic!("expected an error, got {r:?}"),
+    }
+}
+
+#[test]
+fn quota_and_listing_requests_are_authorised() {
+    let Some(inst) = setup_with("quota_denials", &format!("admin_group = \"{ADMINS}\"\n")) else {
+        return;
+    };
+    inst.init("x", ALICE, OPS);
+    inst.lanco(None, &["other", "init", "-u", EVE]).ok();
+    let limits = lanco_proto::Limits {
+        pids: Some(10),
+        ..Default::default()
+    };
+    // Ceilings: root and the admin group only, whoever asks about which.
+    for who in [ALICE, BOB, EVE] {
+        let set = Request::Limit {
+            ns: ns("x"),
+            set: limits.clone(),
+            clear: vec![],
+        };
+        assert_eq!(
+            code(ask_as(&inst, who, &set)),
+            ErrorCode::PermissionDenied,
+            "{who}"
+        );
+        let init = Request::InitLimited {
+            ns: ns("z"),
+            owner: Some(who.into()),
+            group: None,
+            limits: limits.clone(),
+        };
+        assert_eq!(
+            code(ask_as(&inst, who, &init)),
+            ErrorCode::PermissionDenied,
+            "{who}"
+        );
+    }
+    assert!(!inst.ns_cgroup("z").exists());
+    let nothing = Request::Limit {
+        ns: ns("x"),
+        set: Default::default(),
+        clear: vec![],
+    };
+    assert_eq!(
+        ask_as(&inst, ADMIN, &nothing),
+        Response::Limited {
+            limits: Default::default()
+        }
+    );
+    // Controllers for a member's tasks: members only, the same answer to a
+    // stranger whether or not the namespace exists; only the four known.
+    let enable = |namespace: &str, c: &str| Request::Enable {
+        ns: ns(namespace),
+        controllers: vec![c.into()],
+    };
+    let denied = ask_as(&inst, EVE, &enable("x", "pids"));
+    assert_eq!(code(denied.clone()), ErrorCode::PermissionDenied);
+    assert_eq!(ask_as(&inst, EVE, &enable("nonexistent", "pids")), denied);
+    assert_eq!(
+        code(ask_as(&inst, ALICE, &enable("x", "rdma"))),
+        ErrorCode::InvalidRequest
+    );
+    let many = Request::Enable {
+        ns: ns("x"),
+        controllers: vec!["cpuset".into(); 100],
+    };
+    assert_eq!(code(ask_as(&inst, ALICE, &many)), ErrorCode::InvalidRequest);
+    if !Cgroup::new(&inst.cgroup_root)
+        .controllers()
+        .unwrap()
+        .contains(&"pids".to_string())
+    {
+        assert_eq!(
+            code(ask_as(&inst, BOB, &enable("x", "pids"))),
+            ErrorCode::Unsupported
+        );
+    }
+    // Listing: each caller sees the namespaces it may use; the admin group
+    // and root see all.
+    let names = |who: &str| -> Vec<String> {
+        match ask_as(&inst, who, &Request::Namespaces) {
+            Response::Namespaces { list } => list.into_iter().map(|n| n.name.to_string()).collect(),
+            r => panic!("{who}: {r:?}"),
+        }
+    };
+    assert_eq!(names(ALICE), ["x"]);
+    assert_eq!(names(BOB), ["x"]);
+    assert_eq!(names(EVE), ["other"]);
+    let mut all = names(ADMIN);
+    all.sort();
+    assert_eq!(all, ["other", "x"]);
 }
