@@ -29,6 +29,7 @@ mod graph;
 mod handoff;
 mod helper;
 mod inherit;
+mod journal;
 mod monitor;
 #[cfg(feature = "cli")]
 mod msg;
