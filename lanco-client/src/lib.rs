@@ -14,6 +14,7 @@
 //! `commands` (the `lanco` command).
 #![warn(missing_docs)]
 
+pub mod accounting;
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 #[cfg(feature = "cli")]
