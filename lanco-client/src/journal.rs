@@ -89,24 +89,28 @@ pub(crate) fn append(
 
 /// `.keep-1` → `.keep` (replacing the oldest) … `.1` → `.2`, `BASE` →
 /// `.1`; parts beyond `keep` (left by a larger `keep` before) are removed.
-/// Only this user's own files are renamed or removed: the directory is
-/// theirs, and a planted entry is an error naming its owner. Interrupted
-/// half-way, it leaves a gap in the numbers, which readers take, and the
-/// next rotation closes.
+/// Only the parts up to the first missing one move: a rotation cut short
+/// (a monitor killed half-way) leaves a gap, and the parts past it are
+/// older than everything that moves. Only this user's own files are
+/// renamed or removed: the directory is theirs, and a planted entry is an
+/// error naming its owner.
 fn rotate(dir: &Dir, base: &str, keep: u32) -> Result<()> {
+    let present =
+        |n| -> Result<bool> { Ok(dir.own_or_absent(&layout::rotated_part(base, n))?.is_some()) };
     let mut extra = keep + 1;
-    while dir
-        .own_or_absent(&layout::rotated_part(base, extra))?
-        .is_some()
-    {
+    while present(extra)? {
         dir.remove(&layout::rotated_part(base, extra))?;
         extra += 1;
     }
-    for n in (0..keep).rev() {
-        let from = layout::rotated_part(base, n);
-        if dir.own_or_absent(&from)?.is_some() {
-            dir.rename(&from, &layout::rotated_part(base, n + 1))?;
-        }
+    let mut top = 0;
+    while top < keep && present(top + 1)? {
+        top += 1;
+    }
+    for n in (0..=top.min(keep - 1)).rev() {
+        dir.rename(
+            &layout::rotated_part(base, n),
+            &layout::rotated_part(base, n + 1),
+        )?;
     }
     Ok(())
 }
@@ -369,6 +373,24 @@ mod tests {
             append(&d, "j", "j.lock", format!("s{i}\n").as_bytes(), small).unwrap();
         }
         assert!(p.join("j.1").exists() && !p.join("j.2").exists() && !p.join("j.3").exists());
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_cut_short_leaves_a_gap_the_next_one_closes() {
+        let p = tmpdir("cut");
+        let d = Dir::open(&p).unwrap();
+        for (name, text) in [("j", "d\n"), ("j.1", "c\n"), ("j.3", "a\n")] {
+            std::fs::write(p.join(name), text).unwrap();
+        }
+        let rot = Rotation {
+            max_bytes: 2,
+            keep: 4,
+        };
+        append(&d, "j", "j.lock", b"e\n", rot).unwrap();
+        // d and c moved up into the gap; a, older, stayed.
+        assert_eq!(read_all(&d), ["a", "c", "d", "e"]);
+        assert!(p.join("j.2").exists() && !p.join("j.4").exists());
         std::fs::remove_dir_all(&p).unwrap();
     }
 
