@@ -353,10 +353,10 @@ pub struct AccountingArgs {
     /// Count runs that ended at T or later: an RFC 3339 date or date-time
     /// (UTC unless it has an offset: 2026-11-01, 2026-11-01T12:00:00Z) or a
     /// time before now (-7d, -12h, -30m)
-    #[arg(long, value_name = "T", value_parser = time_arg)]
+    #[arg(long, value_name = "T", value_parser = time_arg, allow_hyphen_values = true)]
     pub since: Option<i64>,
     /// Count runs that ended before T (as --since)
-    #[arg(long, value_name = "T", value_parser = time_arg)]
+    #[arg(long, value_name = "T", value_parser = time_arg, allow_hyphen_values = true)]
     pub until: Option<i64>,
     /// Group by task, user or day (UTC, of the run's end) [default: task;
     /// with --all-namespaces: user, from root's billing journal]
