@@ -25,8 +25,7 @@ use lanco_proto::{NamespaceName, TaskName};
 
 pub use billing::{read_billing, records_disagree, Billing, KernelUsage, DISAGREEMENT};
 pub use period::{parse_time, utc_day, Period};
-pub(crate) use summary::report_at;
-pub use summary::{report, By, Group, GroupKey, Report, Totals};
+pub use summary::{report, report_at, By, Group, GroupKey, Report, Totals};
 
 use crate::error::Result;
 use crate::namespace::Namespace;

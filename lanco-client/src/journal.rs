@@ -376,13 +376,19 @@ mod tests {
         std::fs::remove_dir_all(&p).unwrap();
     }
 
-    #[test]
-    fn a_rotation_cut_short_leaves_a_gap_the_next_one_closes() {
-        let p = tmpdir("cut");
-        let d = Dir::open(&p).unwrap();
-        for (name, text) in [("j", "d\n"), ("j.1", "c\n"), ("j.3", "a\n")] {
+    /// A directory holding the journal `j` and some parts, as `files` say.
+    fn with_parts(tag: &str, files: &[(&str, &str)]) -> (PathBuf, Dir) {
+        let p = tmpdir(tag);
+        for (name, text) in files {
             std::fs::write(p.join(name), text).unwrap();
         }
+        let d = Dir::open(&p).unwrap();
+        (p, d)
+    }
+
+    #[test]
+    fn a_rotation_cut_short_leaves_a_gap_the_next_one_closes() {
+        let (p, d) = with_parts("cut", &[("j", "d\n"), ("j.1", "c\n"), ("j.3", "a\n")]);
         let rot = Rotation {
             max_bytes: 2,
             keep: 4,
@@ -396,11 +402,7 @@ mod tests {
 
     #[test]
     fn a_gap_in_the_parts_and_a_part_renamed_while_listing() {
-        let p = tmpdir("gap");
-        let d = Dir::open(&p).unwrap();
-        for (name, text) in [("j", "c\n"), ("j.1", "b\n"), ("j.3", "a\n")] {
-            std::fs::write(p.join(name), text).unwrap();
-        }
+        let (p, d) = with_parts("gap", &[("j", "c\n"), ("j.1", "b\n"), ("j.3", "a\n")]);
         assert_eq!(read_all(&d), ["a", "b", "c"]);
         std::fs::write(p.join("j.4"), "z\n").unwrap();
         assert_eq!(read_all(&d), ["z", "a", "b", "c"]);

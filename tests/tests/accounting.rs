@@ -300,7 +300,11 @@ fn rotation_under_concurrent_appends_loses_no_line() {
                 .starts_with("accounting.jsonl.")
         })
         .collect();
-    eprintln!("{} runs recorded in {} rotated parts and the journal", lines.len(), parts.len());
+    eprintln!(
+        "{} runs recorded in {} rotated parts and the journal",
+        lines.len(),
+        parts.len()
+    );
     assert!(parts.len() > 10, "{} parts", parts.len());
     for p in &parts {
         let m = p.metadata().unwrap();

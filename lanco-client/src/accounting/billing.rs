@@ -17,9 +17,9 @@ use lanco_proto::files::Dir;
 use lanco_proto::layout::{self, Layout};
 use lanco_proto::NamespaceName;
 
-use super::{JournalWarning, Period, MAX_LINE};
+use super::{read, JournalWarning, Period};
 use crate::error::Result;
-use crate::journal::{self, BadLine};
+use crate::journal;
 
 /// A member's usage over the period, by the kernel's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,44 +103,18 @@ pub(super) fn billing_in(dir: &Dir, period: Period) -> Billing {
     );
     let mut seen: HashMap<(NamespaceName, u32, u64), Incarnation> = HashMap::new();
     for part in parts {
-        let (mut lines, mut first) = (0u64, None);
-        let read = journal::for_each_line(&part.file, MAX_LINE, |n, line| {
-            let sample = match line {
-                Ok(l) => serde_json::from_slice::<UsageSample>(l).map_err(|e| e.to_string()),
-                Err(BadLine::TooLong) => Err(format!("longer than {MAX_LINE} bytes")),
-                Err(BadLine::Unterminated) => Err("cut short: no newline at the end".into()),
-            };
-            let sample = sample.and_then(|s| {
-                let ns =
-                    NamespaceName::try_from(s.namespace.as_str()).map_err(|e| e.to_string())?;
-                Ok((ns, s))
-            });
-            match sample {
-                Ok((ns, s)) => {
-                    out.oldest_sample = Some(out.oldest_sample.map_or(s.time, |o| o.min(s.time)));
-                    let inc = seen.entry((ns, s.uid, s.cgroup_id)).or_default();
-                    take(inc, &s, period);
-                }
-                Err(why) => {
-                    lines += 1;
-                    first.get_or_insert((n, why));
-                }
-            }
+        let r = read::lines(&part.file, |l| {
+            let s = serde_json::from_slice::<UsageSample>(l).map_err(|e| e.to_string())?;
+            let ns = NamespaceName::try_from(s.namespace.as_str()).map_err(|e| e.to_string())?;
+            out.oldest_sample = Some(out.oldest_sample.map_or(s.time, |o| o.min(s.time)));
+            take(
+                seen.entry((ns, s.uid, s.cgroup_id)).or_default(),
+                &s,
+                period,
+            );
+            Ok(())
         });
-        if let Some((first_line, why)) = first {
-            out.warnings.push(JournalWarning::Skipped {
-                path: part.path.clone(),
-                lines,
-                first_line,
-                why,
-            });
-        }
-        if let Err(e) = read {
-            out.warnings.push(JournalWarning::Unreadable {
-                path: part.path,
-                why: format!("read failed: {e}"),
-            });
-        }
+        out.warnings.extend(read::warnings(&part.path, [r]));
     }
     let mut per_member: HashMap<(NamespaceName, u32), KernelUsage> = HashMap::new();
     // Newest incarnation last, so its user name is the one kept.

@@ -18,10 +18,13 @@ use super::{line, JournalWarning, Run, MAX_LINE};
 use crate::error::Result;
 use crate::journal::{self, BadLine, Part};
 
+/// Journal parts, each with the member whose journal it is.
+pub(super) type MemberParts = Vec<(u32, Part)>;
+
 /// Every member's journal parts in a namespace's state directory, each
 /// opened as a file of the member whose directory holds it; and what could
 /// not be opened.
-pub(super) fn member_parts(ns_dir: &Dir) -> Result<(Vec<(u32, Part)>, Vec<JournalWarning>)> {
+pub(super) fn member_parts(ns_dir: &Dir) -> Result<(MemberParts, Vec<JournalWarning>)> {
     let (mut parts, mut warnings) = (Vec::new(), Vec::new());
     for entry in ns_dir.list()? {
         let Some(uid) = layout::uid_of_user_entry(&entry) else {
@@ -92,36 +95,47 @@ pub(super) fn range(
     names: &mut Names,
     each: &mut impl FnMut(&Run<'_>),
 ) -> Ranged {
-    let mut out = Ranged::default();
     let mut owned = String::new();
     let reader = At {
         file,
         pos: bytes.start,
         end: bytes.end,
     };
-    let read = journal::for_each_line(reader, MAX_LINE, |n, l| {
+    lines(reader, |l| {
+        let f = line::parse(l, &mut owned)?;
+        let task = names.get(f.task)?;
+        each(&Run {
+            namespace: ns,
+            uid,
+            task: &task,
+            start: f.start,
+            end: f.end,
+            cpu_usec: f.cpu_usec,
+            peak_memory_bytes: f.peak_memory_bytes,
+            failed: f.failed || !(f.stopped || f.exit_ok),
+            oom_killed: f.oom_kills > 0,
+        });
+        Ok(())
+    })
+}
+
+/// Hands every line of `r` that is whole and within [`MAX_LINE`] to
+/// `take`, and counts those it refuses (with why) and those that are not.
+pub(super) fn lines(
+    r: impl Read,
+    mut take: impl FnMut(&[u8]) -> std::result::Result<(), String>,
+) -> Ranged {
+    let mut out = Ranged::default();
+    let read = journal::for_each_line(r, MAX_LINE, |n, l| {
         out.lines = n;
-        let fields = match l {
-            Ok(l) => line::parse(l, &mut owned),
+        let taken = match l {
+            Ok(l) => take(l),
             Err(BadLine::TooLong) => Err(format!("longer than {MAX_LINE} bytes")),
             Err(BadLine::Unterminated) => Err("cut short: no newline at the end".into()),
         };
-        match fields.and_then(|f| Ok((names.get(f.task)?, f))) {
-            Ok((task, f)) => each(&Run {
-                namespace: ns,
-                uid,
-                task: &task,
-                start: f.start,
-                end: f.end,
-                cpu_usec: f.cpu_usec,
-                peak_memory_bytes: f.peak_memory_bytes,
-                failed: f.failed || !(f.stopped || f.exit_ok),
-                oom_killed: f.oom_kills > 0,
-            }),
-            Err(why) => {
-                out.skipped += 1;
-                out.first.get_or_insert((n, why));
-            }
+        if let Err(why) = taken {
+            out.skipped += 1;
+            out.first.get_or_insert((n, why));
         }
     });
     out.error = read.err();

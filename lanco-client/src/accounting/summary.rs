@@ -246,9 +246,10 @@ pub fn report(namespaces: &[Namespace], period: Period, by: By) -> Result<Report
 }
 
 /// [`report`] over namespaces of the installation `layout` describes,
-/// without the membership check (root, administrators): a namespace the
-/// caller cannot read is left out with a warning.
-pub(crate) fn report_at(
+/// without the membership check of [`Namespace::open`] (root and
+/// administrators reporting across namespaces): a namespace whose state
+/// directory the caller cannot read is left out with a warning.
+pub fn report_at(
     layout: &Layout,
     namespaces: &[NamespaceName],
     period: Period,
