@@ -37,7 +37,9 @@ Exit status:
     version,
     about = "Run named tasks tracked by cgroup v2: find, measure and stop them later",
     after_help = EXIT_STATUS_HELP,
-    subcommand_value_name = "COMMAND"
+    subcommand_value_name = "COMMAND",
+    override_usage = "lanco [OPTIONS] <NAMESPACE> <COMMAND>\n       \
+                      lanco [OPTIONS] --all-namespaces accounting [ACCOUNTING OPTIONS]"
 )]
 pub struct Cli {
     /// Configuration file [default: $LANCO_CONFIG, else /etc/lanco/lanco.toml]
