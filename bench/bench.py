@@ -34,8 +34,8 @@ from lib.cgroup import cgroup2_mount_info, favordynmods, write
 from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
-from phases import (activation, base, deps, fill, forkbomb, library, ls, memory, migration,
-                    scale, spawner, supervision, systemd_run, throughput)
+from phases import (accounting, activation, base, deps, fill, forkbomb, library, ls, memory,
+                    migration, scale, spawner, supervision, systemd_run, throughput)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +75,7 @@ PHASES = [
     throughput.concurrent,  # up to 500 tasks, lancod's memory sampled
     fill.to_1000,
     ls.measure,
+    accounting.measure,  # a 1,000,000-line journal in place of the user's, then put back
     fill.to_scale,
     memory.monitors_at_scale,
     scale.at_scale,
@@ -94,6 +95,7 @@ REPORT = [
     deps.report,
     forkbomb.report,
     ls.report,
+    accounting.report,
     memory.report_at_100,
     memory.report_at_scale,
     throughput.report_lancod,

@@ -38,15 +38,20 @@ Exit status:
     version,
     about = "Run named tasks tracked by cgroup v2: find, measure and stop them later",
     after_help = EXIT_STATUS_HELP,
-    subcommand_value_name = "COMMAND"
+    subcommand_value_name = "COMMAND",
+    override_usage = "lanco [OPTIONS] <NAMESPACE> <COMMAND>\n       \
+                      lanco [OPTIONS] --all-namespaces accounting [ACCOUNTING OPTIONS]"
 )]
 pub struct Cli {
     /// Configuration file [default: $LANCO_CONFIG, else /etc/lanco/lanco.toml]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Every namespace instead of one (root and admin_group; with `accounting` only)
+    #[arg(long, conflicts_with = "namespace")]
+    pub all_namespaces: bool,
     /// The namespace
-    #[arg(value_name = "NAMESPACE")]
-    pub namespace: NamespaceName,
+    #[arg(value_name = "NAMESPACE", required_unless_present = "all_namespaces")]
+    pub namespace: Option<NamespaceName>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -242,6 +247,10 @@ pub enum Command {
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
+    /// Report finished runs from the members' journals: runs, CPU, memory,
+    /// wall time, failures and OOM kills per task, user or day, and totals
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Accounting(AccountingArgs),
     /// Print TASK's log
     #[command(after_help = EXIT_STATUS_HELP)]
     Logs {
@@ -407,6 +416,34 @@ pub struct DefineArgs {
     pub what: TaskCommand,
 }
 
+/// `lanco NS accounting`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AccountingArgs {
+    /// Count runs that ended at T or later: an RFC 3339 date or date-time
+    /// (UTC unless it has an offset: 2026-11-01, 2026-11-01T12:00:00Z) or a
+    /// time before now (-7d, -12h, -30m)
+    #[arg(long, value_name = "T", value_parser = time_arg, allow_hyphen_values = true)]
+    pub since: Option<i64>,
+    /// Count runs that ended before T (as --since)
+    #[arg(long, value_name = "T", value_parser = time_arg, allow_hyphen_values = true)]
+    pub until: Option<i64>,
+    /// Group by task, user or day (UTC, of the run's end) [default: task;
+    /// with --all-namespaces: user, from root's billing journal]
+    #[arg(long, value_name = "BY")]
+    pub by: Option<crate::accounting::By>,
+    /// One JSON document on stdout
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// CSV on stdout: a header, one row per group, a "(total)" row
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// A time of `accounting --since/--until`, in UNIX seconds.
+fn time_arg(s: &str) -> Result<i64, String> {
+    crate::accounting::parse_time(s, crate::time::now_secs())
+}
+
 /// Dependencies: the options `run` and `define` share.
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Dependency options")]
@@ -492,6 +529,7 @@ impl Command {
             Command::Ls { .. } => "ls",
             Command::Status { .. } => "status",
             Command::Logs { .. } => "logs",
+            Command::Accounting(_) => "accounting",
         }
     }
 }

@@ -14,6 +14,7 @@
 //! `commands` (the `lanco` command).
 #![warn(missing_docs)]
 
+pub mod accounting;
 #[cfg(feature = "tokio")]
 pub mod asynchronous;
 #[cfg(feature = "cli")]
@@ -29,6 +30,7 @@ mod graph;
 mod handoff;
 mod helper;
 mod inherit;
+mod journal;
 mod monitor;
 #[cfg(feature = "cli")]
 mod msg;

@@ -20,6 +20,7 @@ use nix::sys::stat::Mode;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::journal::Rotation;
 use crate::record::{self, ExitRecord, TaskState};
 
 /// How long `status` waits for a monitor that is writing its run's record.
@@ -238,6 +239,7 @@ impl Namespace {
             &found.cgroup,
             stopped,
             killed,
+            Rotation::accounting(&self.config),
         )
     }
 

@@ -6,7 +6,6 @@
 //! `lanco_proto::files`.
 
 use std::fs::File;
-use std::io::Write;
 
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::Dir;
@@ -15,6 +14,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::graph::Deps;
+use crate::journal::{self, Rotation};
 
 /// A running task's state file, written by its monitor once the payload has
 /// exec'd ([`Status::Running`](crate::Status::Running)).
@@ -385,24 +385,24 @@ pub fn user_name(uid: u32) -> String {
 }
 
 /// Appends one line to this user's accounting journal in `dir` with a
-/// single O_APPEND write. Returns the file so the caller can `sync_data` it
-/// when it suits (the monitor does so after answering `stop`).
-pub fn append_accounting(dir: &Dir, rec: &ExitRecord) -> Result<File> {
+/// single O_APPEND write, rotating the journal first if the line would take
+/// it past its bound (`crate::journal::append`). Returns the file so the
+/// caller can `sync_data` it when it suits (the monitor does so after
+/// answering `stop`).
+pub fn append_accounting(dir: &Dir, rec: &ExitRecord, rot: Rotation) -> Result<File> {
     let path = dir.join(lanco_proto::layout::ACCOUNTING);
     let mut line = serde_json::to_vec(rec).map_err(|e| Error::system(path.display(), e))?;
     line.push(b'\n');
-    let mut f = dir.open_append(lanco_proto::layout::ACCOUNTING, 0o640)?;
-    f.write_all(&line)
-        .map_err(|e| Error::system(format!("cannot append to {}", path.display()), e))?;
-    Ok(f)
+    use lanco_proto::layout::{ACCOUNTING, ACCOUNTING_LOCK};
+    journal::append(dir, ACCOUNTING, ACCOUNTING_LOCK, &line, rot)
 }
 
 /// If a run's monitor died (its state file remains, the cgroup is empty and
 /// nobody holds the lock), write its exit record — "exit status lost" — and
 /// accounting line, so no run goes unrecorded. Only by the name's owner, in
 /// its own directory.
-pub(crate) fn finalize_lost(dir: &Dir, task: &TaskName, cg: &Cgroup) -> Result<()> {
-    finalize(dir, task, cg, false, false)
+pub(crate) fn finalize_lost(dir: &Dir, task: &TaskName, cg: &Cgroup, rot: Rotation) -> Result<()> {
+    finalize(dir, task, cg, false, false, rot)
 }
 
 pub(crate) fn finalize(
@@ -411,6 +411,7 @@ pub(crate) fn finalize(
     cg: &Cgroup,
     stopped: bool,
     killed: bool,
+    rot: Rotation,
 ) -> Result<()> {
     let me = nix::unistd::geteuid().as_raw();
     let state = lanco_proto::layout::state_name(task);
@@ -427,7 +428,7 @@ pub(crate) fn finalize(
         None,
     );
     write_json(dir, &lanco_proto::layout::exit_name(task), &rec)?;
-    append_accounting(dir, &rec)?
+    append_accounting(dir, &rec, rot)?
         .sync_data()
         .map_err(|e| Error::system("cannot sync the accounting journal", e))?;
     Ok(dir.remove(&state)?)

@@ -28,6 +28,13 @@ pub struct Config {
     /// Largest a task log may grow before the monitor rotates it while the task
     /// runs, in bytes; 0 = never rotate a running task's log.
     pub log_max_bytes: u64,
+    /// Rotated parts of a member's accounting journal kept
+    /// (`accounting.jsonl.1` … `.N`); older ones are removed. 0 = never
+    /// rotate.
+    pub accounting_keep: u32,
+    /// Size in bytes past which the monitor appending to a member's
+    /// accounting journal rotates it first; 0 = never rotate.
+    pub accounting_max_bytes: u64,
     /// Most cgroups one member's subtree of a namespace may hold (its
     /// tasks, the cgroups they make, and its monitors' leaf): a bound on the
     /// kernel memory a tenant can pin (`cgroup.max.descendants`).
@@ -58,6 +65,8 @@ impl Default for Config {
             idle_timeout: 30,
             log_keep: 5,
             log_max_bytes: 64 << 20,
+            accounting_keep: 8,
+            accounting_max_bytes: 16 << 20,
             user_max_cgroups: 10_000,
             monitor: PathBuf::new(),
             lanco: PathBuf::new(),

@@ -9,6 +9,8 @@
 //! <state_dir>/ns/NS/user-UID/task-NAME.{state,exit}.json  a member's records
 //! <state_dir>/ns/NS/user-UID/spawner.{sock,lock}          its warm spawner
 //! <state_dir>/ns/NS/user-UID/defs.toml                    its task definitions
+//! <state_dir>/ns/NS/user-UID/accounting.jsonl{,.1,…}       its finished runs
+//! <state_dir>/billing/usage.jsonl{,.1,…}                  root's usage samples
 //! <log_dir>/lanco-NS/task-NAME.log                        task output
 //! ```
 
@@ -19,8 +21,14 @@ use crate::name::{NamespaceName, TaskName};
 
 /// The cgroup, below a member's subtree, that its monitors live in.
 pub const MONITOR_LEAF: &str = "monitors";
-/// Each member's journal of finished runs, in its state directory.
+/// Each member's journal of finished runs, in its state directory; its
+/// rotated parts are [`rotated_part`]`(ACCOUNTING, N)`.
 pub const ACCOUNTING: &str = "accounting.jsonl";
+/// Held (flock) by whoever appends to or rotates the member's journal; 0600
+/// so that no other member can open it, and so none can hold it.
+pub const ACCOUNTING_LOCK: &str = "accounting.lock";
+/// Root's journal of usage samples, in [`Layout::billing_dir`].
+pub const BILLING_JOURNAL: &str = "usage.jsonl";
 /// Where names are claimed (sticky, group-writable).
 pub const NAMES: &str = "names";
 /// A member's warm spawner's socket (0600) and the lock it holds while it
@@ -97,6 +105,10 @@ impl Layout {
     pub fn legacy_state_dir(&self, ns: &NamespaceName) -> PathBuf {
         self.state_dir.join(format!("{NS_PREFIX}{ns}"))
     }
+    /// Root's billing journal's directory (root:admin_group 0750).
+    pub fn billing_dir(&self) -> PathBuf {
+        self.state_dir.join("billing")
+    }
     pub fn ns_log_dir(&self, ns: &NamespaceName) -> PathBuf {
         self.log_dir.join(format!("lanco-{ns}"))
     }
@@ -150,6 +162,22 @@ pub fn socket_name(task: &TaskName) -> String {
 }
 pub fn log_name(task: &TaskName) -> String {
     task_file(task, ".log")
+}
+/// A journal's rotated part `N` (1 = the newest): `BASE.N`; part 0 is
+/// `BASE` itself, the one appended to.
+pub fn rotated_part(base: &str, n: u32) -> String {
+    if n == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}.{n}")
+    }
+}
+/// Which rotated part of `base` a directory entry is (canonical decimal, at
+/// least 1), if it is one.
+pub fn part_of_entry(base: &str, entry: &str) -> Option<u32> {
+    let n = entry.strip_prefix(base)?.strip_prefix('.')?;
+    let v = n.parse::<u32>().ok().filter(|v| *v > 0)?;
+    (n == v.to_string()).then_some(v)
 }
 pub fn registry_entry(ns: &NamespaceName) -> String {
     format!("{ns}.toml")
@@ -278,6 +306,25 @@ mod tests {
             "user-99999999999",
         ] {
             assert_eq!(uid_of_user_entry(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rotated_parts() {
+        assert_eq!(rotated_part(ACCOUNTING, 0), "accounting.jsonl");
+        assert_eq!(rotated_part(ACCOUNTING, 3), "accounting.jsonl.3");
+        assert_eq!(part_of_entry(ACCOUNTING, "accounting.jsonl.12"), Some(12));
+        for bad in [
+            "accounting.jsonl",
+            "accounting.jsonl.",
+            "accounting.jsonl.0",
+            "accounting.jsonl.01",
+            "accounting.jsonl.+1",
+            "accounting.jsonl.1.tmp",
+            ".accounting.jsonl.1",
+            "accounting.jsonl1",
+        ] {
+            assert_eq!(part_of_entry(ACCOUNTING, bad), None, "{bad}");
         }
     }
 }

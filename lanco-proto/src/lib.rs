@@ -4,6 +4,7 @@
 //! touch cgroupfs only through [`cgroupfs`], so they cannot disagree. No async
 //! runtime and no privilege policy lives here.
 
+pub mod billing;
 pub mod cgroupfs;
 pub mod config;
 pub mod files;

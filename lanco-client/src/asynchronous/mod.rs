@@ -37,6 +37,7 @@ use tokio::net::UnixStream;
 
 use crate::control::{ControlReply, ControlRequest};
 use crate::error::{Error, Result};
+use crate::journal::Rotation;
 use crate::namespace::{Found, Namespace};
 use crate::record::{self, ExitRecord};
 use crate::spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
@@ -244,8 +245,9 @@ impl Namespace {
         }
         if self.is_mine(found) {
             let (dir, task, cg) = (self.state_dir_of(found)?, task.clone(), cg.clone());
+            let rot = Rotation::accounting(self.config());
             blocking(move || {
-                record::finalize(&dir, &task, &cg, true, killed)?;
+                record::finalize(&dir, &task, &cg, true, killed, rot)?;
                 let _ = cg.remove_tree();
                 Ok(())
             })

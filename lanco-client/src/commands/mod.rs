@@ -1,5 +1,8 @@
 //! One module per subcommand; each returns the exit status or an error.
 
+mod accounting;
+mod accounting_billing;
+mod accounting_print;
 mod apply;
 mod check;
 mod define;
@@ -39,7 +42,16 @@ fn load_config(cli: &Cli) -> Result<Config> {
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let config = load_config(&cli)?;
-    let ns = cli.namespace;
+    // clap: a namespace, or --all-namespaces.
+    let Some(ns) = cli.namespace else {
+        return match cli.command {
+            Command::Accounting(args) => accounting::run_all(&config, args),
+            other => Err(Error::InvalidInput(format!(
+                "--all-namespaces goes with accounting only, not {}",
+                other.name()
+            ))),
+        };
+    };
     let open = || Namespace::open(config.clone(), ns.clone());
     match cli.command {
         Command::Init {
@@ -95,6 +107,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             lines,
             task,
         } => logs::run(&open()?, &task, follow, lines),
+        Command::Accounting(args) => accounting::run(&open()?, args),
     }
 }
 

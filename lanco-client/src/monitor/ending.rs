@@ -10,6 +10,7 @@ use super::{start_process, Monitor, Phase};
 use crate::control::{self, ControlReply};
 use crate::error::Error;
 use crate::handoff::{send, Report};
+use crate::journal::Rotation;
 use crate::record::{self, Exit, ExitRecord};
 use crate::supervision::Dur;
 
@@ -58,7 +59,11 @@ impl Monitor {
         }
         rec.notes = self.notes.borrow().lines();
         let task = &self.spec.task;
-        let (accounting, not_accounted) = match record::append_accounting(&self.dir, &rec) {
+        let (accounting, not_accounted) = match record::append_accounting(
+            &self.dir,
+            &rec,
+            Rotation::accounting(&self.spec.config),
+        ) {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(e)),
         };

@@ -16,6 +16,7 @@ use super::{claim, start_process, Log, Monitor, Notes, Phase, Supervisor};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{send, Report, Spec};
+use crate::journal::Rotation;
 use crate::record::{self, Counters, TaskState};
 
 impl Monitor {
@@ -57,7 +58,12 @@ impl Monitor {
         let cgroup_dir = claim.make_cgroup(&task, &spec.limits)?;
         let dir = Dir::open(&layout.user_state_dir(&ns, me))?;
         // A previous run whose monitor died left a state file: close its record.
-        record::finalize_lost(&dir, &task, &claim.cgroup)?;
+        record::finalize_lost(
+            &dir,
+            &task,
+            &claim.cgroup,
+            Rotation::accounting(&spec.config),
+        )?;
         let log_path = spec
             .log
             .clone()
