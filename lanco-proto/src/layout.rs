@@ -105,7 +105,7 @@ impl Layout {
     pub fn legacy_state_dir(&self, ns: &NamespaceName) -> PathBuf {
         self.state_dir.join(format!("{NS_PREFIX}{ns}"))
     }
-    /// Root's billing journal's directory (root:admin_group 0750).
+    /// Root's billing journal's directory (root:admin_group 2750).
     pub fn billing_dir(&self) -> PathBuf {
         self.state_dir.join("billing")
     }

@@ -14,68 +14,48 @@
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
+use lanco_proto::billing::{UsageEvent, UsageSample};
 use lanco_proto::cgroupfs::{self, Cgroup};
 use lanco_proto::files::Dir;
 use lanco_proto::layout::{self, Layout};
 use lanco_proto::NamespaceName;
 use nix::fcntl::{Flock, FlockArg};
-use serde::Serialize;
 
 use crate::namespace::{registered, NsError};
 
-/// `{state_dir}/billing/`: root's, readable by the admin group if any.
-pub const DIR: &str = "billing";
-/// The journal in it; rotated parts are `usage.jsonl.1` (newest) …
-pub const JOURNAL: &str = "usage.jsonl";
+use lanco_proto::layout::BILLING_JOURNAL as JOURNAL;
 /// Rotated past this size…
 const ROTATE_AT: u64 = 64 << 20;
 /// …keeping this many parts (about 1.3 GiB, some years of hourly samples
 /// of a few hundred members).
 const KEEP: u32 = 20;
 
-/// One sample of one member's subtree.
-#[derive(Debug, Serialize)]
-pub struct Sample {
-    pub time: i64,
-    pub event: &'static str,
-    pub namespace: NamespaceName,
-    pub uid: u32,
-    pub user: String,
-    pub cgroup_id: u64,
-    pub cpu_usec: u64,
-    pub memory_peak_bytes: Option<u64>,
-    pub io_read_bytes: Option<u64>,
-    pub io_write_bytes: Option<u64>,
-}
-
-impl Sample {
-    /// Reads `uid`'s subtree of `ns`; `None` if it does not exist.
-    fn take(layout: &Layout, ns: &NamespaceName, uid: u32, event: &'static str) -> Option<Self> {
-        let cg = Cgroup::new(layout.user_cgroup(ns, uid));
-        let cgroup_id = std::fs::metadata(cg.path()).ok()?.ino();
-        let io = |key: &str| -> Option<u64> {
-            let text = cg.read("io.stat").ok()?;
-            Some(
-                text.split_whitespace()
-                    .filter_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
-                    .sum(),
-            )
-        };
-        Some(Sample {
-            time: now(),
-            event,
-            namespace: ns.clone(),
-            uid,
-            user: uzers::get_user_by_uid(uid)
-                .map(|u| u.name().to_string_lossy().into_owned())
-                .unwrap_or_else(|| uid.to_string()),
-            cgroup_id,
-            cpu_usec: cg.cpu_usage_usec().ok()?,
-            memory_peak_bytes: cg.optional_u64(cgroupfs::MEMORY_PEAK).ok().flatten(),
-            io_read_bytes: io("rbytes"),
-            io_write_bytes: io("wbytes"),
-        })
-    }
+/// Reads `uid`'s subtree of `ns`; `None` if it does not exist.
+fn take(layout: &Layout, ns: &NamespaceName, uid: u32, event: UsageEvent) -> Option<UsageSample> {
+    let cg = Cgroup::new(layout.user_cgroup(ns, uid));
+    let cgroup_id = std::fs::metadata(cg.path()).ok()?.ino();
+    let io = |key: &str| -> Option<u64> {
+        let text = cg.read("io.stat").ok()?;
+        Some(
+            text.split_whitespace()
+                .filter_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
+                .sum(),
+        )
+    };
+    Some(UsageSample {
+        time: now(),
+        event,
+        namespace: ns.to_string(),
+        uid,
+        user: uzers::get_user_by_uid(uid)
+            .map(|u| u.name().to_string_lossy().into_owned())
+            .unwrap_or_else(|| uid.to_string()),
+        cgroup_id,
+        cpu_usec: cg.cpu_usage_usec().ok()?,
+        memory_peak_bytes: cg.optional_u64(cgroupfs::MEMORY_PEAK).ok().flatten(),
+        io_read_bytes: io("rbytes"),
+        io_write_bytes: io("wbytes"),
+    })
 }
 
 fn now() -> i64 {
@@ -90,9 +70,9 @@ pub fn member(
     admin_gid: Option<u32>,
     ns: &NamespaceName,
     uid: u32,
-    event: &'static str,
+    event: UsageEvent,
 ) -> Result<(), NsError> {
-    let lines: Vec<Sample> = Sample::take(layout, ns, uid, event).into_iter().collect();
+    let lines: Vec<UsageSample> = take(layout, ns, uid, event).into_iter().collect();
     append(layout, admin_gid, &lines)
 }
 
@@ -101,15 +81,15 @@ pub fn namespace(
     layout: &Layout,
     admin_gid: Option<u32>,
     ns: &NamespaceName,
-    event: &'static str,
+    event: UsageEvent,
 ) -> Result<(), NsError> {
     let lines = members(layout, ns, event);
     append(layout, admin_gid, &lines)
 }
 
 /// Samples every member of every namespace (`lancod account`, stop-all).
-pub fn all(layout: &Layout, admin_gid: Option<u32>, event: &'static str) -> Result<usize, NsError> {
-    let lines: Vec<Sample> = registered(layout)?
+pub fn all(layout: &Layout, admin_gid: Option<u32>, event: UsageEvent) -> Result<usize, NsError> {
+    let lines: Vec<UsageSample> = registered(layout)?
         .iter()
         .flat_map(|(ns, _)| members(layout, ns, event))
         .collect();
@@ -117,11 +97,11 @@ pub fn all(layout: &Layout, admin_gid: Option<u32>, event: &'static str) -> Resu
     Ok(lines.len())
 }
 
-fn members(layout: &Layout, ns: &NamespaceName, event: &'static str) -> Vec<Sample> {
+fn members(layout: &Layout, ns: &NamespaceName, event: UsageEvent) -> Vec<UsageSample> {
     layout::user_cgroups(layout, ns)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(uid, _)| Sample::take(layout, ns, uid, event))
+        .filter_map(|(uid, _)| take(layout, ns, uid, event))
         .collect()
 }
 
@@ -130,7 +110,7 @@ fn members(layout: &Layout, ns: &NamespaceName, event: &'static str) -> Vec<Samp
 /// first when it has grown past [`ROTATE_AT`]. A writer that waited for the
 /// lock while another rotated appends to the part it opened: no line is
 /// lost, it lands in `.1`.
-fn append(layout: &Layout, admin_gid: Option<u32>, lines: &[Sample]) -> Result<(), NsError> {
+fn append(layout: &Layout, admin_gid: Option<u32>, lines: &[UsageSample]) -> Result<(), NsError> {
     if lines.is_empty() {
         return Ok(());
     }
@@ -172,6 +152,7 @@ fn rotate(dir: &Dir) -> Result<(), NsError> {
 /// without an admin group). An existing entry that is not a
 /// root-owned directory is refused, never adopted.
 fn billing_dir(layout: &Layout, admin_gid: Option<u32>) -> Result<Dir, NsError> {
+    const DIR: &str = "billing";
     let state = Dir::open(&layout.state_dir)?;
     let (gid, mode) = admin_gid.map_or((0, 0o700), |g| (g, 0o2750));
     state.mkdir(DIR, mode)?;
@@ -189,30 +170,4 @@ fn billing_dir(layout: &Layout, admin_gid: Option<u32>) -> Result<Dir, NsError> 
         dir.set_owner(0, gid, mode)?;
     }
     Ok(dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sample_line_shape() -> Result<(), Box<dyn std::error::Error>> {
-        let s = Sample {
-            time: 1,
-            event: "admit",
-            namespace: NamespaceName::try_from("ns")?,
-            uid: 1001,
-            user: "alice".into(),
-            cgroup_id: 42,
-            cpu_usec: 7,
-            memory_peak_bytes: None,
-            io_read_bytes: None,
-            io_write_bytes: Some(3),
-        };
-        assert_eq!(
-            serde_json::to_string(&s)?,
-            r#"{"time":1,"event":"admit","namespace":"ns","uid":1001,"user":"alice","cgroup_id":42,"cpu_usec":7,"memory_peak_bytes":null,"io_read_bytes":null,"io_write_bytes":3}"#
-        );
-        Ok(())
-    }
 }

@@ -156,7 +156,11 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             Ok(())
         }
         Cmd::Account => {
-            let n = lancod::billing::all(&ctx.layout, ctx.admin_gid, "sample")?;
+            let n = lancod::billing::all(
+                &ctx.layout,
+                ctx.admin_gid,
+                lanco_proto::billing::UsageEvent::Sample,
+            )?;
             tracing::info!(members = n, "billing sample taken");
             Ok(())
         }
@@ -168,7 +172,11 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             let t0 = std::time::Instant::now();
             let stopped = lancod::stop_all::stop_all(&ctx.layout, Duration::from_secs(timeout));
             // The last counters before a shutdown, whatever the stop's result.
-            if let Err(e) = lancod::billing::all(&ctx.layout, ctx.admin_gid, "stop-all") {
+            if let Err(e) = lancod::billing::all(
+                &ctx.layout,
+                ctx.admin_gid,
+                lanco_proto::billing::UsageEvent::StopAll,
+            ) {
                 tracing::error!("billing sample failed: {e}");
             }
             let n = stopped?;

@@ -490,7 +490,12 @@ pub fn destroy(
         cg.wait_events(Duration::from_secs(10), |e| !e.populated)?;
     }
     // The members' last counters, before their cgroups (and counters) go.
-    if let Err(e) = crate::billing::namespace(layout, admin_gid, ns, "destroy") {
+    if let Err(e) = crate::billing::namespace(
+        layout,
+        admin_gid,
+        ns,
+        lanco_proto::billing::UsageEvent::Destroy,
+    ) {
         tracing::error!(%ns, "billing sample failed: {e}");
     }
     cg.remove_tree()?;

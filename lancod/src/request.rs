@@ -15,6 +15,7 @@ use crate::auth::{self, Action, Peer, Verdict};
 use crate::billing;
 use crate::error::StartError;
 use crate::namespace::{self, NsError};
+use lanco_proto::billing::UsageEvent;
 
 /// What every request handler needs: paths and the settings lancod reads
 /// at start.
@@ -297,7 +298,7 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         );
     }
     info!(%ns, "admitted");
-    if let Err(e) = billing::member(&ctx.layout, ctx.admin_gid, ns, peer.uid, "admit") {
+    if let Err(e) = billing::member(&ctx.layout, ctx.admin_gid, ns, peer.uid, UsageEvent::Admit) {
         warn!(%ns, "billing sample failed: {e}");
     }
     Response::Admitted
