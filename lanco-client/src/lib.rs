@@ -42,6 +42,7 @@ mod sys;
 mod tail;
 mod time;
 mod transition;
+mod usage;
 mod wait;
 
 pub use error::{Error, Result, StartStep};
@@ -54,6 +55,10 @@ pub use signal::Signal;
 pub use spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
 pub use start::Started;
 pub use supervision::{Ready, Restart, RestartLimit, Supervision};
+pub use usage::{
+    CpuUsage, Limits, MemorySource, MemoryUsage, NamespaceUsage, PidsSource, PidsUsage, TaskPhase,
+    TaskUsage, UsageSampler, UsageTotals,
+};
 
 /// The errors of lanco's lower layers that [`Error`] wraps, and lancod's
 /// kinds of error ([`Error::HelperRefused`]).
