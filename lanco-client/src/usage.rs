@@ -433,7 +433,9 @@ impl UsageSampler {
             }
         }
         scan.pss.finish();
-        let Scan { mut tasks, ids, .. } = scan;
+        let mut found: Vec<(TaskUsage, u64)> = scan.tasks.into_iter().zip(scan.ids).collect();
+        found.sort_by(|(a, _), (b, _)| a.task.cmp(&b.task).then(a.uid.cmp(&b.uid)));
+        let (mut tasks, ids): (Vec<TaskUsage>, Vec<u64>) = found.into_iter().unzip();
         for t in &mut tasks {
             t.user = self
                 .users
