@@ -17,6 +17,7 @@ mod show;
 mod start;
 mod status;
 mod stop;
+mod top;
 mod undefine;
 mod wait;
 
@@ -79,6 +80,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             lines,
             task,
         } => logs::run(&open()?, &task, follow, lines),
+        Command::Top { delay, batch, json } => top::run(&open()?, delay, batch, json),
     }
 }
 

@@ -1,0 +1,515 @@
+//! `top`'s full-screen view (ratatui on crossterm): the sampling loop, the
+//! keys, the stop of the selected task (`K`, through `lanco stop`'s own
+//! path), and the terminal handed back as it was on every way out — `q`, an
+//! error, SIGTERM/SIGHUP/SIGINT/SIGQUIT (blocked and read from a signalfd)
+//! and a panic (a hook that restores it first).
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::{cursor, execute, terminal};
+use lanco_proto::TaskName;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use ratatui::backend::CrosstermBackend;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
+use ratatui::{Frame, Terminal};
+
+use super::view::{self, SortBy};
+use crate::error::{Error, Result};
+use crate::namespace::Namespace;
+use crate::usage::{NamespaceUsage, UsageSampler};
+
+/// The shortest refresh: `-d 0` would spin.
+const MIN_DELAY: Duration = Duration::from_millis(100);
+/// How many log lines are kept for the pane.
+const LOG_LINES: usize = 50;
+
+pub fn run(ns: &Namespace, delay: Duration) -> Result<u8> {
+    let screen = Screen::enter()?;
+    let term = |e: std::io::Error| Error::system("the terminal", e);
+    let mut terminal = Terminal::new(CrosstermBackend::new(std::io::stdout())).map_err(term)?;
+    let mut app = App::new(ns.clone());
+    let delay = delay.max(MIN_DELAY);
+    let mut next = Instant::now();
+    let mut dirty = true;
+    loop {
+        if Instant::now() >= next {
+            app.refresh();
+            next = Instant::now() + delay;
+            dirty = true;
+        }
+        dirty |= app.poll_stop() | app.poll_stderr(&screen);
+        if dirty {
+            terminal.draw(|f| app.draw(f)).map_err(term)?;
+            dirty = false;
+        }
+        if let Some(sig) = screen.signal() {
+            return Ok(128 + sig as u8);
+        }
+        let wait = next
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(250));
+        if event::poll(wait).map_err(term)? {
+            match event::read().map_err(term)? {
+                Event::Key(k) if k.kind == KeyEventKind::Press => {
+                    if app.key(k) == Action::Quit {
+                        return Ok(0);
+                    }
+                    dirty = true;
+                }
+                Event::Resize(..) => dirty = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    Stay,
+    Quit,
+}
+
+/// What the view shows and remembers between refreshes.
+struct App {
+    ns: Namespace,
+    sampler: UsageSampler,
+    usage: Option<NamespaceUsage>,
+    sort: SortBy,
+    /// The selected row, and the task in it (the selection follows the
+    /// task when the rows move).
+    sel: usize,
+    sel_task: Option<(TaskName, u32)>,
+    show_log: bool,
+    log: Vec<String>,
+    /// `K` asked about this task: waiting for y or n.
+    prompt: Option<TaskName>,
+    stopping: Option<(TaskName, JoinHandle<Result<u8>>)>,
+    /// The last thing to tell (a stop's outcome, an error), and whether it
+    /// is bad news.
+    message: Option<(String, bool)>,
+}
+
+impl App {
+    fn new(ns: Namespace) -> Self {
+        App {
+            ns,
+            sampler: UsageSampler::new(),
+            usage: None,
+            sort: SortBy::Cpu,
+            sel: 0,
+            sel_task: None,
+            show_log: true,
+            log: Vec::new(),
+            prompt: None,
+            stopping: None,
+            message: None,
+        }
+    }
+
+    /// A new sample, sorted, the selection kept on its task.
+    fn refresh(&mut self) {
+        match self.sampler.sample(&self.ns) {
+            Ok(u) => self.usage = Some(u),
+            // The last figures stay; the error is told.
+            Err(e) => self.message = Some((e.one_line(), true)),
+        }
+        self.resort();
+    }
+
+    fn resort(&mut self) {
+        let Some(u) = &mut self.usage else { return };
+        view::sort(&mut u.tasks, self.sort);
+        if let Some((task, uid)) = &self.sel_task {
+            if let Some(i) = u
+                .tasks
+                .iter()
+                .position(|t| &t.task == task && t.uid == *uid)
+            {
+                self.sel = i;
+            }
+        }
+        self.select(self.sel);
+    }
+
+    fn select(&mut self, i: usize) {
+        let tasks = self.usage.as_ref().map_or(&[][..], |u| &u.tasks[..]);
+        self.sel = i.min(tasks.len().saturating_sub(1));
+        self.sel_task = tasks.get(self.sel).map(|t| (t.task.clone(), t.uid));
+        self.read_log();
+    }
+
+    /// The selected task's last log lines, read as `lanco logs` does.
+    fn read_log(&mut self) {
+        self.log.clear();
+        let Some((task, _)) = &self.sel_task else {
+            return;
+        };
+        let text = match self.ns.open_log(task) {
+            Ok(Some((_, f))) => match crate::tail::tail_lines(&f, LOG_LINES) {
+                Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                Err(e) => format!("(cannot read its log: {e})"),
+            },
+            Ok(None) => "(no log)".into(),
+            Err(e) => format!("(cannot read its log: {})", e.one_line()),
+        };
+        self.log = text.lines().map(printable).collect();
+    }
+
+    fn key(&mut self, k: KeyEvent) -> Action {
+        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
+        if let Some(task) = self.prompt.take() {
+            match k.code {
+                KeyCode::Char('y' | 'Y') => self.stop(task),
+                _ => self.message = Some((format!("{task} left running"), false)),
+            }
+            return Action::Stay;
+        }
+        self.message = None;
+        let n = self.usage.as_ref().map_or(0, |u| u.tasks.len());
+        match k.code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Up | KeyCode::Char('k') => self.select(self.sel.saturating_sub(1)),
+            KeyCode::Down | KeyCode::Char('j') => self.select(self.sel + 1),
+            KeyCode::PageUp => self.select(self.sel.saturating_sub(10)),
+            KeyCode::PageDown => self.select(self.sel + 10),
+            KeyCode::Home | KeyCode::Char('g') => self.select(0),
+            KeyCode::End | KeyCode::Char('G') => self.select(n),
+            KeyCode::Char('s') => self.sort_by(SortBy::State),
+            KeyCode::Char('m') => self.sort_by(SortBy::Memory),
+            KeyCode::Char('c') => self.sort_by(SortBy::Cpu),
+            KeyCode::Char('n') => self.sort_by(SortBy::Name),
+            KeyCode::Char('l') => self.show_log = !self.show_log,
+            KeyCode::Char('K') => match (&self.stopping, &self.sel_task) {
+                (Some((t, _)), _) => {
+                    self.message = Some((format!("still stopping {t}"), true));
+                }
+                (None, Some((t, _))) => self.prompt = Some(t.clone()),
+                (None, None) => {}
+            },
+            _ => {}
+        }
+        Action::Stay
+    }
+
+    fn sort_by(&mut self, by: SortBy) {
+        self.sort = by;
+        self.resort();
+    }
+
+    /// Stops `task` as `lanco NS stop TASK` does (a transition: refused
+    /// while tasks that need it run), in a thread: the view goes on.
+    fn stop(&mut self, task: TaskName) {
+        let (ns, t) = (self.ns.clone(), task.clone());
+        let spawned = std::thread::Builder::new()
+            .name("stop".into())
+            .spawn(move || super::super::stop::run(&ns, &t, None, false));
+        match spawned {
+            Ok(h) => {
+                self.message = Some((format!("stopping {task}…"), false));
+                self.stopping = Some((task, h));
+            }
+            Err(e) => self.message = Some((format!("cannot stop {task}: {e}"), true)),
+        }
+    }
+
+    /// Whether a stop has ended (its outcome is then the message).
+    fn poll_stop(&mut self) -> bool {
+        if !self.stopping.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            return false;
+        }
+        let Some((task, h)) = self.stopping.take() else {
+            return false;
+        };
+        self.message = Some(match h.join() {
+            Ok(Ok(_)) => (format!("task {task} stopped"), false),
+            Ok(Err(e)) => (format!("cannot stop {task}: {}", e.one_line()), true),
+            Err(_) => (format!("stopping {task} failed"), true),
+        });
+        true
+    }
+
+    /// Whether something was written to stderr (lanco's own messages, as
+    /// a stop's) since the last look: its last line is the message.
+    fn poll_stderr(&mut self, screen: &Screen) -> bool {
+        match screen.captured() {
+            Some(line) => {
+                self.message = Some((line, false));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn draw(&self, f: &mut Frame) {
+        let header = self.usage.as_ref().map(view::header).unwrap_or_default();
+        let log_height = if self.show_log {
+            (f.area().height / 3).clamp(3, 14)
+        } else {
+            0
+        };
+        let [top, table, log, status] = Layout::vertical([
+            Constraint::Length(header.len().max(1) as u16 + 1),
+            Constraint::Min(3),
+            Constraint::Length(log_height),
+            Constraint::Length(1),
+        ])
+        .areas(f.area());
+        let warn = Style::new().fg(Color::Red).add_modifier(Modifier::BOLD);
+        let lines: Vec<Line> = header
+            .into_iter()
+            .map(|(text, near)| match near {
+                true => Line::styled(text, warn),
+                false => Line::raw(text),
+            })
+            .collect();
+        f.render_widget(Paragraph::new(lines), top);
+        self.draw_table(f, table, warn);
+        if self.show_log {
+            let title = match &self.sel_task {
+                Some((t, _)) => format!(" log: {t} (l hides) "),
+                None => " log ".into(),
+            };
+            let inner = log_height.saturating_sub(2) as usize;
+            let start = self.log.len().saturating_sub(inner);
+            let lines: Vec<Line> = self.log[start..]
+                .iter()
+                .map(|l| Line::raw(l.as_str()))
+                .collect();
+            let block = Block::new().borders(Borders::ALL).title(title);
+            f.render_widget(Paragraph::new(lines).block(block), log);
+        }
+        let status_line = match (&self.prompt, &self.message) {
+            (Some(t), _) => Line::styled(
+                format!("Stop task {t}? (y/n)"),
+                Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            ),
+            (None, Some((m, true))) => Line::styled(m.as_str(), warn),
+            (None, Some((m, false))) => Line::raw(m.as_str()),
+            (None, None) => Line::styled(
+                format!(
+                    "↑↓/jk select · s/m/c/n sort (by {}) · l log · K stop · q quit",
+                    self.sort.word()
+                ),
+                Style::new().add_modifier(Modifier::DIM),
+            ),
+        };
+        f.render_widget(Paragraph::new(status_line), status);
+    }
+
+    fn draw_table(&self, f: &mut Frame, area: Rect, warn: Style) {
+        let tasks = self.usage.as_ref().map_or(&[][..], |u| &u.tasks[..]);
+        let cells: Vec<[String; 11]> = tasks.iter().map(view::cells).collect();
+        let widths = view::widths(&cells).map(|w| Constraint::Length(w.min(32) as u16));
+        let align = |i: usize, s: String| match view::COLUMNS[i].1 {
+            true => Line::raw(s).right_aligned(),
+            false => Line::raw(s),
+        };
+        let rows = cells.into_iter().zip(tasks).map(|(row, t)| {
+            let row = Row::new(
+                row.into_iter()
+                    .enumerate()
+                    .map(|(i, c)| align(i, c))
+                    .collect::<Vec<_>>(),
+            );
+            if view::near_limit(t) {
+                row.style(warn)
+            } else {
+                row
+            }
+        });
+        let titles = Row::new(
+            view::COLUMNS
+                .iter()
+                .enumerate()
+                .map(|(i, (t, _))| align(i, t.to_string()))
+                .collect::<Vec<_>>(),
+        )
+        .style(Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED));
+        let table = Table::new(rows, widths)
+            .header(titles)
+            .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+            .highlight_symbol("> ");
+        let mut state =
+            TableState::default().with_selected((!tasks.is_empty()).then_some(self.sel));
+        f.render_stateful_widget(table, area, &mut state);
+    }
+}
+
+/// A log line as the pane can show it: tabs as spaces, terminal escape
+/// sequences and other control characters left out.
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\t' => out.push_str("    "),
+            // CSI: ESC [ parameters, then one final byte in @..~.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The terminal in raw mode on the alternate screen, stderr captured (a
+/// message written there would scribble over the view; its last line is
+/// shown instead), and the signals that end `top` turned into reads.
+struct Screen {
+    signals: SignalFd,
+    capture: std::fs::File,
+    read: std::cell::Cell<u64>,
+    /// Last, so that it is dropped after the terminal is restored.
+    _mask: Mask,
+}
+
+/// The signal mask to go back to.
+struct Mask(SigSet);
+
+impl Drop for Mask {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
+    }
+}
+
+/// Whether the terminal is ours to give back; and stderr as it was.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static SAVED_STDERR: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Gives the terminal back (once): stderr, cooked mode, the main screen,
+/// the cursor.
+fn restore() {
+    if !ACTIVE.swap(false, Ordering::SeqCst) {
+        return;
+    }
+    let saved = SAVED_STDERR.lock().map(|mut s| s.take()).unwrap_or(None);
+    if let Some(fd) = saved {
+        let _ = nix::unistd::dup2_stderr(&fd);
+    }
+    let _ = terminal::disable_raw_mode();
+    let mut out = std::io::stdout();
+    let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
+    let _ = out.flush();
+}
+
+impl Screen {
+    fn enter() -> Result<Self> {
+        let sys = |what: &str, e: nix::errno::Errno| Error::system(what, std::io::Error::from(e));
+        // Before any thread starts, so that every thread has them blocked.
+        let mut ending = SigSet::empty();
+        for s in [
+            Signal::SIGINT,
+            Signal::SIGTERM,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            ending.add(s);
+        }
+        let mut old = SigSet::empty();
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ending), Some(&mut old))
+            .map_err(|e| sys("sigprocmask", e))?;
+        let mask = Mask(old);
+        let signals = SignalFd::with_flags(&ending, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(|e| sys("signalfd", e))?;
+        let capture = nix::sys::memfd::memfd_create(
+            "lanco-top-stderr",
+            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+        )
+        .map_err(|e| sys("memfd_create", e))?;
+        let saved = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::system("stderr", e))?;
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore();
+                previous(info);
+            }));
+        });
+        if let Ok(mut s) = SAVED_STDERR.lock() {
+            *s = Some(saved);
+        }
+        ACTIVE.store(true, Ordering::SeqCst);
+        let screen = Screen {
+            signals,
+            capture: capture.into(),
+            read: std::cell::Cell::new(0),
+            _mask: mask,
+        };
+        // From here on, dropping `screen` gives everything back.
+        terminal::enable_raw_mode().map_err(|e| Error::system("the terminal", e))?;
+        execute!(
+            std::io::stdout(),
+            terminal::EnterAlternateScreen,
+            cursor::Hide
+        )
+        .map_err(|e| Error::system("the terminal", e))?;
+        nix::unistd::dup2_stderr(&screen.capture).map_err(|e| sys("dup2", e))?;
+        Ok(screen)
+    }
+
+    /// A signal that ends `top`, if one came.
+    fn signal(&self) -> Option<i32> {
+        match self.signals.read_signal() {
+            Ok(Some(info)) => Some(info.ssi_signo as i32),
+            _ => None,
+        }
+    }
+
+    /// The last line written to stderr since the last call, if any.
+    fn captured(&self) -> Option<String> {
+        use std::os::unix::fs::FileExt;
+        let end = self.capture.metadata().ok()?.len();
+        let from = self.read.get();
+        if end <= from {
+            return None;
+        }
+        let mut buf = vec![0; (end - from).min(64 * 1024) as usize];
+        let start = end - buf.len() as u64;
+        self.capture.read_exact_at(&mut buf, start).ok()?;
+        self.read.set(end);
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(printable)
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_are_made_printable() {
+        assert_eq!(
+            super::printable("\u{1b}[31mred\u{1b}[0m\tx\u{7}"),
+            "red    x"
+        );
+    }
+}
