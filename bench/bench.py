@@ -35,7 +35,7 @@ from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
 from phases import (activation, base, deps, fill, forkbomb, library, ls, memory, migration,
-                    scale, spawner, supervision, systemd_run, throughput)
+                    scale, spawner, supervision, systemd_run, throughput, top)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +75,7 @@ PHASES = [
     throughput.concurrent,  # up to 500 tasks, lancod's memory sampled
     fill.to_1000,
     ls.measure,
+    top.measure,  # top -b of the same 1000 tasks (issue 12)
     fill.to_scale,
     memory.monitors_at_scale,
     scale.at_scale,
@@ -94,6 +95,7 @@ REPORT = [
     deps.report,
     forkbomb.report,
     ls.report,
+    top.report,
     memory.report_at_100,
     memory.report_at_scale,
     throughput.report_lancod,
