@@ -6,7 +6,8 @@
 //! The API is what this file re-exports; every module is private. Modules,
 //! each with one job: `namespace` (finding and reading tasks), `follow` (a
 //! task's log as it grows), `start` (TaskSpec, the hand-off to a monitor),
-//! `signal` (stop, kill, `Signal`), `wait`, `record` (state files, exit
+//! `signal` (stop, kill, `Signal`), `wait`, `usage` (what tasks use, for
+//! `top`), `record` (state files, exit
 //! records, accounting), `handoff` and `control` (the monitor's two
 //! channels), `monitor` (the `lanco-monitor` binary), `helper` (requests to
 //! lancod), `error` (the one `Error` and the exit statuses), `defs` (task

@@ -124,7 +124,7 @@ fn snapshot_lists_tasks_with_cpu_pids_and_the_memory_source() {
         assert!(text.starts_with("namespace ns · 2 tasks"), "{text}");
         if !cg {
             assert!(
-                text.contains("memory: RSS of the tasks' processes"),
+                text.contains("memory: RSS of each task's processes"),
                 "{text}"
             );
         }
@@ -266,7 +266,7 @@ fn the_full_screen_view_in_tmux_sorts_stops_and_quits() {
     println!("{screen}");
     if !memory_controller(&inst) {
         assert!(
-            screen.contains("memory: PSS of the tasks' processes"),
+            screen.contains("memory: PSS of each task's processes"),
             "{screen}"
         );
     }

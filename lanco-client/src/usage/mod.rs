@@ -55,16 +55,6 @@ pub enum MemorySource {
 }
 
 impl MemorySource {
-    /// How `top` names it.
-    pub fn describe(self) -> &'static str {
-        match self {
-            MemorySource::Cgroup => "memory.current",
-            MemorySource::Pss => "PSS",
-            MemorySource::Rss => "RSS",
-            MemorySource::Mixed => "PSS (own tasks) and RSS (others')",
-        }
-    }
-
     /// The source of a sum of figures from `a` and `b`.
     fn and(a: Option<Self>, b: Option<Self>) -> Option<Self> {
         match (a, b) {

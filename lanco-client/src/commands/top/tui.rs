@@ -89,6 +89,8 @@ struct App {
     /// task when the rows move).
     sel: usize,
     sel_task: Option<(TaskName, u32)>,
+    /// The first row shown.
+    offset: usize,
     show_log: bool,
     log: Vec<String>,
     /// `K` asked about this task: waiting for y or n.
@@ -108,6 +110,7 @@ impl App {
             sort: SortBy::Cpu,
             sel: 0,
             sel_task: None,
+            offset: 0,
             show_log: true,
             log: Vec::new(),
             prompt: None,
@@ -252,7 +255,7 @@ impl App {
         }
     }
 
-    fn draw(&self, f: &mut Frame) {
+    fn draw(&mut self, f: &mut Frame) {
         let header = self.usage.as_ref().map(view::header).unwrap_or_default();
         let log_height = if self.show_log {
             (f.area().height / 3).clamp(3, 14)
@@ -308,15 +311,32 @@ impl App {
         f.render_widget(Paragraph::new(status_line), status);
     }
 
-    fn draw_table(&self, f: &mut Frame, area: Rect, warn: Style) {
+    /// The rows that fit (only those are formatted: a namespace may have
+    /// thousands), scrolled to keep the selection in view.
+    fn draw_table(&mut self, f: &mut Frame, area: Rect, warn: Style) {
         let tasks = self.usage.as_ref().map_or(&[][..], |u| &u.tasks[..]);
-        let cells: Vec<[String; 11]> = tasks.iter().map(view::cells).collect();
-        let widths = view::widths(&cells).map(|w| Constraint::Length(w.min(32) as u16));
+        let fit = usize::from(area.height.saturating_sub(1)).max(1);
+        if self.sel < self.offset {
+            self.offset = self.sel;
+        } else if self.sel >= self.offset + fit {
+            self.offset = self.sel + 1 - fit;
+        }
+        self.offset = self.offset.min(tasks.len().saturating_sub(fit));
+        let shown = &tasks[self.offset..tasks.len().min(self.offset + fit)];
+        let cells: Vec<[String; 11]> = shown.iter().map(view::cells).collect();
+        let mut widths = view::widths(&cells);
+        // Names and users as wide as the widest of all, so that the columns
+        // stay put while scrolling.
+        for t in tasks {
+            widths[0] = widths[0].max(t.task.as_str().len());
+            widths[2] = widths[2].max(t.user.len());
+        }
+        let widths = widths.map(|w| Constraint::Length(w.min(32) as u16));
         let align = |i: usize, s: String| match view::COLUMNS[i].1 {
             true => Line::raw(s).right_aligned(),
             false => Line::raw(s),
         };
-        let rows = cells.into_iter().zip(tasks).map(|(row, t)| {
+        let rows = cells.into_iter().zip(shown).map(|(row, t)| {
             let row = Row::new(
                 row.into_iter()
                     .enumerate()
@@ -341,8 +361,8 @@ impl App {
             .header(titles)
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
             .highlight_symbol("> ");
-        let mut state =
-            TableState::default().with_selected((!tasks.is_empty()).then_some(self.sel));
+        let mut state = TableState::default()
+            .with_selected((!tasks.is_empty()).then_some(self.sel - self.offset));
         f.render_stateful_widget(table, area, &mut state);
     }
 }

@@ -106,7 +106,8 @@ fn near_cpu(percent: Option<f64>, cpus: Option<f64>) -> bool {
 }
 
 /// The header: one line per figure of the namespace, each with whether it
-/// is at 90 % or more of a ceiling.
+/// is at 90 % or more of a ceiling; what only a controller gives is left
+/// out where it is unknown.
 pub fn header(u: &NamespaceUsage) -> Vec<(String, bool)> {
     let (t, c) = (&u.totals, &u.ceilings);
     let over = match u.interval_secs {
@@ -115,45 +116,54 @@ pub fn header(u: &NamespaceUsage) -> Vec<(String, bool)> {
     };
     let when = crate::sys::local_timestamp(u.time_ms / 1000);
     let first = format!(
-        "namespace {} · {} tasks · {} · {} CPUs · {}",
+        "namespace {} · {} tasks · {} CPUs · {} · {}",
         u.namespace,
         t.tasks,
-        over,
         u.host_cpus,
-        when.replace('T', " ")
+        over,
+        when.split_once('T').map_or(when.as_str(), |(_, time)| time)
     );
-    let cpu = format!(
-        "CPU   {} of one CPU, {} of the host · ceiling {} · weights: cpu {}, io {}{}",
-        percent_or(t.cpu.percent, "-%"),
-        percent_or(t.cpu.host_percent, "-%"),
+    let mut cpu = format!(
+        "CPU   {} of one CPU ({} of the host) · max {}",
+        percent_or(t.cpu.percent),
+        percent_or(t.cpu.host_percent),
         c.cpu_max
             .map_or_else(|| "none".into(), |c| format!("{c} CPUs")),
-        opt(c.cpu_weight),
-        opt(c.io_weight),
-        t.cpu.throttled_usec.map_or_else(String::new, |u| format!(
-            " · throttled {:.1} s",
-            u as f64 / 1e6
-        )),
     );
-    let mem = format!(
-        "MEM   {} · max {} · high {} · peak {} · OOM kills {} · memory: {}",
+    if let Some(usec) = t.cpu.throttled_usec {
+        cpu += &format!(" · throttled {:.1} s", usec as f64 / 1e6);
+    }
+    if c.cpu_weight.is_some() || c.io_weight.is_some() {
+        cpu += &format!(
+            " · weight cpu {}, io {}",
+            opt(c.cpu_weight),
+            opt(c.io_weight)
+        );
+    }
+    let mut mem = format!(
+        "MEM   {} · max {} · high {}",
         bytes(t.memory.current),
         limit_bytes(c.memory_max),
         limit_bytes(c.memory_high),
-        bytes(t.memory.peak),
-        opt(t.memory.oom_kills),
-        source(u.memory_source),
     );
-    let pids = format!(
-        "PIDS  {} {} · max {} · forks refused {}",
+    if let Some(peak) = t.memory.peak {
+        mem += &format!(" · peak {}", bytes(Some(peak)));
+    }
+    if let Some(n) = t.memory.oom_kills {
+        mem += &format!(" · OOM kills {n}");
+    }
+    let mut pids = format!(
+        "PIDS  {} {} · max {}",
         opt(t.pids.current),
         match t.pids.source {
             Some(PidsSource::Cgroup) => "(pids.current)",
             _ => "processes",
         },
         c.pids_max.map_or_else(|| "none".into(), |m| m.to_string()),
-        opt(t.pids.forks_refused),
     );
+    if let Some(n) = t.pids.forks_refused {
+        pids += &format!(" · forks refused {n}");
+    }
     vec![
         (first, false),
         (cpu, near_cpu(t.cpu.percent, c.cpu_max)),
@@ -162,18 +172,26 @@ pub fn header(u: &NamespaceUsage) -> Vec<(String, bool)> {
             near(t.memory.current, c.memory_max) || near(t.memory.current, c.memory_high),
         ),
         (pids, near(t.pids.current, c.pids_max)),
+        (format!("memory: {}", source(u.memory_source)), false),
     ]
 }
 
 /// Where the memory figures come from, in the header's words.
-fn source(s: Option<MemorySource>) -> String {
+fn source(s: Option<MemorySource>) -> &'static str {
     match s {
-        None => "-".into(),
-        Some(MemorySource::Cgroup) => "memory.current".into(),
-        Some(s) => format!(
-            "{} of the tasks' processes (no memory controller in cgroup v2)",
-            s.describe()
-        ),
+        None => "-",
+        Some(MemorySource::Cgroup) => "memory.current of each task's cgroup",
+        Some(MemorySource::Pss) => {
+            "PSS of each task's processes (no memory controller in cgroup v2)"
+        }
+        Some(MemorySource::Rss) => {
+            "RSS of each task's processes (their PSS is not readable: other users' processes; \
+             no memory controller in cgroup v2)"
+        }
+        Some(MemorySource::Mixed) => {
+            "PSS of your own tasks' processes, RSS of other members' (no memory controller in \
+             cgroup v2)"
+        }
     }
 }
 
@@ -185,8 +203,8 @@ fn percent(p: Option<f64>) -> String {
     p.map_or_else(|| "-".into(), |p| format!("{p:.1}"))
 }
 
-fn percent_or(p: Option<f64>, none: &str) -> String {
-    p.map_or_else(|| none.into(), |p| format!("{p:.1}%"))
+fn percent_or(p: Option<f64>) -> String {
+    p.map_or_else(|| "-%".into(), |p| format!("{p:.1}%"))
 }
 
 fn limit_bytes(n: Option<u64>) -> String {
