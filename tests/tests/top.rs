@@ -316,4 +316,48 @@ fn the_full_screen_view_in_tmux_sorts_stops_and_quits() {
     let s = tmux.wait("the shell answering", |s| s.contains("mode:icanon"));
     assert!(!s.contains("mode:-icanon") && !s.contains("TASK"), "{s}");
     assert_eq!(tmux.format("#{cursor_flag}"), "1");
+    // SIGTERM from outside: the same.
+    tmux.keys(&["clear", "Enter"]);
+    tmux.keys(&[&format!("{} ns top -d 0.5", lanco.display()), "Enter"]);
+    tmux.wait("top again", |s| s.contains("namespace ns · 2 tasks"));
+    let top = top_pid();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(top), nix::sys::signal::SIGTERM).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || tmux.format("#{alternate_on}")
+            == "0"),
+        "still on the alternate screen after SIGTERM:\n{}",
+        tmux.screen()
+    );
+    tmux.keys(&[
+        "echo \"status:$? mode:$(stty -a | grep -o -- '-*icanon' | head -1)\"",
+        "Enter",
+    ]);
+    tmux.wait("the shell answering", |s| {
+        s.contains(&format!("status:{} mode:icanon", 128 + 15))
+    });
+    // The terminal going away (its tmux server killed): top ends, rather
+    // than read the hung-up terminal again and again.
+    tmux.keys(&[&format!("{} ns top -d 0.5", lanco.display()), "Enter"]);
+    tmux.wait("top once more", |s| s.contains("namespace ns · 2 tasks"));
+    let top = top_pid();
+    drop(tmux);
+    assert!(
+        wait_for(Duration::from_secs(10), || !lanco_e2e::alive(top)),
+        "top {top} outlived its terminal"
+    );
+}
+
+/// The pid of the one `lanco ns top` running.
+fn top_pid() -> i32 {
+    let found: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.ends_with(b"\0ns\0top\0-d\x000.5\0"))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "top processes: {found:?}");
+    found[0]
 }

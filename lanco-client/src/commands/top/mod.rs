@@ -4,6 +4,7 @@
 //! terminal one snapshot, as text (`view::text`) or JSON, for scripts and
 //! `watch`.
 
+mod term;
 mod tui;
 mod view;
 

@@ -1,21 +1,11 @@
-//! `top`'s full-screen view (ratatui on crossterm): the sampling loop, the
-//! keys, the stop of the selected task (`K`, through `lanco stop`'s own
-//! path), and the terminal handed back as it was on every way out — `q`, an
-//! error, SIGTERM/SIGHUP/SIGINT/SIGQUIT (blocked and read from a signalfd)
-//! and a panic (a hook that restores it first).
+//! `top`'s full-screen view (ratatui): the sampling loop, what is shown,
+//! the keys, and the stop of the selected task (`K`, through `lanco
+//! stop`'s own path). The terminal itself is `term`'s.
 
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use crossterm::{cursor, execute, terminal};
 use lanco_proto::TaskName;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use ratatui::backend::CrosstermBackend;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -23,6 +13,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState};
 use ratatui::{Frame, Terminal};
 
+use super::term::{Input, Key, Screen};
 use super::view::{self, SortBy};
 use crate::error::{Error, Result};
 use crate::namespace::Namespace;
@@ -52,23 +43,18 @@ pub fn run(ns: &Namespace, delay: Duration) -> Result<u8> {
             terminal.draw(|f| app.draw(f)).map_err(term)?;
             dirty = false;
         }
-        if let Some(sig) = screen.signal() {
-            return Ok(128 + sig as u8);
-        }
-        let wait = next
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(250));
-        if event::poll(wait).map_err(term)? {
-            match event::read().map_err(term)? {
-                Event::Key(k) if k.kind == KeyEventKind::Press => {
+        match screen.wait(next.saturating_duration_since(Instant::now()))? {
+            Input::Keys(keys) => {
+                for k in keys {
                     if app.key(k) == Action::Quit {
                         return Ok(0);
                     }
-                    dirty = true;
                 }
-                Event::Resize(..) => dirty = true,
-                _ => {}
+                dirty = true;
             }
+            Input::Resized => dirty = true,
+            Input::Ended(status) => return Ok(status),
+            Input::Nothing => {}
         }
     }
 }
@@ -168,33 +154,33 @@ impl App {
         self.log = text.lines().map(printable).collect();
     }
 
-    fn key(&mut self, k: KeyEvent) -> Action {
-        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+    fn key(&mut self, k: Key) -> Action {
+        if k == Key::Interrupt {
             return Action::Quit;
         }
         if let Some(task) = self.prompt.take() {
-            match k.code {
-                KeyCode::Char('y' | 'Y') => self.stop(task),
+            match k {
+                Key::Char('y' | 'Y') => self.stop(task),
                 _ => self.message = Some((format!("{task} left running"), false)),
             }
             return Action::Stay;
         }
         self.message = None;
         let n = self.usage.as_ref().map_or(0, |u| u.tasks.len());
-        match k.code {
-            KeyCode::Char('q') => return Action::Quit,
-            KeyCode::Up | KeyCode::Char('k') => self.select(self.sel.saturating_sub(1)),
-            KeyCode::Down | KeyCode::Char('j') => self.select(self.sel + 1),
-            KeyCode::PageUp => self.select(self.sel.saturating_sub(10)),
-            KeyCode::PageDown => self.select(self.sel + 10),
-            KeyCode::Home | KeyCode::Char('g') => self.select(0),
-            KeyCode::End | KeyCode::Char('G') => self.select(n),
-            KeyCode::Char('s') => self.sort_by(SortBy::State),
-            KeyCode::Char('m') => self.sort_by(SortBy::Memory),
-            KeyCode::Char('c') => self.sort_by(SortBy::Cpu),
-            KeyCode::Char('n') => self.sort_by(SortBy::Name),
-            KeyCode::Char('l') => self.show_log = !self.show_log,
-            KeyCode::Char('K') => match (&self.stopping, &self.sel_task) {
+        match k {
+            Key::Char('q') => return Action::Quit,
+            Key::Up | Key::Char('k') => self.select(self.sel.saturating_sub(1)),
+            Key::Down | Key::Char('j') => self.select(self.sel + 1),
+            Key::PageUp => self.select(self.sel.saturating_sub(10)),
+            Key::PageDown => self.select(self.sel + 10),
+            Key::Home | Key::Char('g') => self.select(0),
+            Key::End | Key::Char('G') => self.select(n),
+            Key::Char('s') => self.sort_by(SortBy::State),
+            Key::Char('m') => self.sort_by(SortBy::Memory),
+            Key::Char('c') => self.sort_by(SortBy::Cpu),
+            Key::Char('n') => self.sort_by(SortBy::Name),
+            Key::Char('l') => self.show_log = !self.show_log,
+            Key::Char('K') => match (&self.stopping, &self.sel_task) {
                 (Some((t, _)), _) => {
                     self.message = Some((format!("still stopping {t}"), true));
                 }
@@ -369,7 +355,7 @@ impl App {
 
 /// A log line as the pane can show it: tabs as spaces, terminal escape
 /// sequences and other control characters left out.
-fn printable(line: &str) -> String {
+pub(super) fn printable(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
@@ -389,138 +375,6 @@ fn printable(line: &str) -> String {
         }
     }
     out
-}
-
-/// The terminal in raw mode on the alternate screen, stderr captured (a
-/// message written there would scribble over the view; its last line is
-/// shown instead), and the signals that end `top` turned into reads.
-struct Screen {
-    signals: SignalFd,
-    capture: std::fs::File,
-    read: std::cell::Cell<u64>,
-    /// Last, so that it is dropped after the terminal is restored.
-    _mask: Mask,
-}
-
-/// The signal mask to go back to.
-struct Mask(SigSet);
-
-impl Drop for Mask {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&self.0), None);
-    }
-}
-
-/// Whether the terminal is ours to give back; and stderr as it was.
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-static SAVED_STDERR: Mutex<Option<OwnedFd>> = Mutex::new(None);
-
-/// Gives the terminal back (once): stderr, cooked mode, the main screen,
-/// the cursor.
-fn restore() {
-    if !ACTIVE.swap(false, Ordering::SeqCst) {
-        return;
-    }
-    let saved = SAVED_STDERR.lock().map(|mut s| s.take()).unwrap_or(None);
-    if let Some(fd) = saved {
-        let _ = nix::unistd::dup2_stderr(&fd);
-    }
-    let _ = terminal::disable_raw_mode();
-    let mut out = std::io::stdout();
-    let _ = execute!(out, terminal::LeaveAlternateScreen, cursor::Show);
-    let _ = out.flush();
-}
-
-impl Screen {
-    fn enter() -> Result<Self> {
-        let sys = |what: &str, e: nix::errno::Errno| Error::system(what, std::io::Error::from(e));
-        // Before any thread starts, so that every thread has them blocked.
-        let mut ending = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
-            ending.add(s);
-        }
-        let mut old = SigSet::empty();
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ending), Some(&mut old))
-            .map_err(|e| sys("sigprocmask", e))?;
-        let mask = Mask(old);
-        let signals = SignalFd::with_flags(&ending, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| sys("signalfd", e))?;
-        let capture = nix::sys::memfd::memfd_create(
-            "lanco-top-stderr",
-            nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
-        )
-        .map_err(|e| sys("memfd_create", e))?;
-        let saved = std::io::stderr()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| Error::system("stderr", e))?;
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        HOOK.call_once(|| {
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                restore();
-                previous(info);
-            }));
-        });
-        if let Ok(mut s) = SAVED_STDERR.lock() {
-            *s = Some(saved);
-        }
-        ACTIVE.store(true, Ordering::SeqCst);
-        let screen = Screen {
-            signals,
-            capture: capture.into(),
-            read: std::cell::Cell::new(0),
-            _mask: mask,
-        };
-        // From here on, dropping `screen` gives everything back.
-        terminal::enable_raw_mode().map_err(|e| Error::system("the terminal", e))?;
-        execute!(
-            std::io::stdout(),
-            terminal::EnterAlternateScreen,
-            cursor::Hide
-        )
-        .map_err(|e| Error::system("the terminal", e))?;
-        nix::unistd::dup2_stderr(&screen.capture).map_err(|e| sys("dup2", e))?;
-        Ok(screen)
-    }
-
-    /// A signal that ends `top`, if one came.
-    fn signal(&self) -> Option<i32> {
-        match self.signals.read_signal() {
-            Ok(Some(info)) => Some(info.ssi_signo as i32),
-            _ => None,
-        }
-    }
-
-    /// The last line written to stderr since the last call, if any.
-    fn captured(&self) -> Option<String> {
-        use std::os::unix::fs::FileExt;
-        let end = self.capture.metadata().ok()?.len();
-        let from = self.read.get();
-        if end <= from {
-            return None;
-        }
-        let mut buf = vec![0; (end - from).min(64 * 1024) as usize];
-        let start = end - buf.len() as u64;
-        self.capture.read_exact_at(&mut buf, start).ok()?;
-        self.read.set(end);
-        String::from_utf8_lossy(&buf)
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(printable)
-    }
-}
-
-impl Drop for Screen {
-    fn drop(&mut self) {
-        restore();
-    }
 }
 
 #[cfg(test)]
