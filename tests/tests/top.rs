@@ -203,6 +203,27 @@ impl Tmux {
         String::from_utf8_lossy(&o.stdout).trim().to_owned()
     }
 
+    /// Waits until the pane is back on the main screen after `what` ended
+    /// `top`, then asks its shell (a line it reads only in cooked mode) for
+    /// `top`'s exit status and the terminal's mode: `status:N mode:icanon`.
+    fn restored(&self, what: &str) -> String {
+        assert!(
+            wait_for(Duration::from_secs(10), || self.format("#{alternate_on}")
+                == "0"),
+            "still on the alternate screen after {what}:\n{}",
+            self.screen()
+        );
+        let ask =
+            "s=$?; clear; echo \"status:$s mode:$(stty -a | grep -o -- '-*icanon' | head -1)\"";
+        self.keys(&[ask, "Enter"]);
+        let s = self.wait("the shell answering", |s| {
+            s.lines().any(|l| l.starts_with("status:"))
+        });
+        assert!(!s.contains("TASK"), "{s}");
+        let line = s.lines().find(|l| l.starts_with("status:")).unwrap_or("");
+        line.trim().to_owned()
+    }
+
     /// Waits up to 20 s for the screen to satisfy `cond`; the screen.
     fn wait(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
         let mut last = String::new();
@@ -301,40 +322,16 @@ fn the_full_screen_view_in_tmux_sorts_stops_and_quits() {
     assert_eq!(inst.lanco(Some(ALICE), &["ns", "check", "idle"]).code(), 1);
     assert_eq!(inst.status("ns", "idle")["last"]["stopped"], true);
     assert_eq!(inst.lanco(Some(ALICE), &["ns", "check", "busy"]).code(), 0);
-    // q: the terminal as it was (main screen, cooked mode, echo).
+    // q: the terminal as it was (main screen, cooked mode, the cursor).
     tmux.keys(&["q"]);
-    assert!(
-        wait_for(Duration::from_secs(10), || tmux.format("#{alternate_on}")
-            == "0"),
-        "still on the alternate screen:\n{}",
-        tmux.screen()
-    );
-    tmux.keys(&[
-        "echo \"mode:$(stty -a | grep -o -- '-*icanon' | head -1)\"",
-        "Enter",
-    ]);
-    let s = tmux.wait("the shell answering", |s| s.contains("mode:icanon"));
-    assert!(!s.contains("mode:-icanon") && !s.contains("TASK"), "{s}");
+    assert_eq!(tmux.restored("q"), "status:0 mode:icanon");
     assert_eq!(tmux.format("#{cursor_flag}"), "1");
     // SIGTERM from outside: the same.
-    tmux.keys(&["clear", "Enter"]);
     tmux.keys(&[&format!("{} ns top -d 0.5", lanco.display()), "Enter"]);
     tmux.wait("top again", |s| s.contains("namespace ns · 2 tasks"));
     let top = top_pid();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(top), nix::sys::signal::SIGTERM).unwrap();
-    assert!(
-        wait_for(Duration::from_secs(10), || tmux.format("#{alternate_on}")
-            == "0"),
-        "still on the alternate screen after SIGTERM:\n{}",
-        tmux.screen()
-    );
-    tmux.keys(&[
-        "echo \"status:$? mode:$(stty -a | grep -o -- '-*icanon' | head -1)\"",
-        "Enter",
-    ]);
-    tmux.wait("the shell answering", |s| {
-        s.contains(&format!("status:{} mode:icanon", 128 + 15))
-    });
+    assert_eq!(tmux.restored("SIGTERM"), "status:143 mode:icanon");
     // The terminal going away (its tmux server killed): top ends, rather
     // than read the hung-up terminal again and again.
     tmux.keys(&[&format!("{} ns top -d 0.5", lanco.display()), "Enter"]);
