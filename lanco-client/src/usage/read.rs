@@ -319,6 +319,62 @@ fn phase(running: bool, state: Option<&TaskState>) -> Option<TaskPhase> {
 mod tests {
     use super::*;
 
+    /// The files of every controller, on a fake cgroupfs (this host has
+    /// none in cgroup v2; the VM scenario reads real ones).
+    #[test]
+    fn figures_of_every_controller() {
+        let dir = std::env::temp_dir().join(format!("lanco-usage-unit-{}", std::process::id()));
+        let task = dir.join("task-x");
+        fs::create_dir_all(&task).unwrap();
+        for (file, text) in [
+            (
+                "cpu.stat",
+                "usage_usec 2500000\nuser_usec 2000000\nthrottled_usec 700\n",
+            ),
+            ("cpu.max", "50000 100000\n"),
+            ("cpu.weight", "100\n"),
+            ("memory.current", "1048576\n"),
+            ("memory.peak", "2097152\n"),
+            ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("memory.max", "67108864\n"),
+            ("memory.high", "max\n"),
+            ("pids.current", "7\n"),
+            ("pids.max", "64\n"),
+            ("pids.events", "max 12\n"),
+            ("io.weight", "default 300\n8:0 50\n"),
+        ] {
+            fs::write(task.join(file), text).unwrap();
+        }
+        let parent = CgroupDir::open(&dir).unwrap();
+        let mut buf = Vec::new();
+        let mut r = Reader {
+            dir: &parent,
+            child: Some("task-x"),
+            buf: &mut buf,
+        };
+        let f = r.figures(Controllers::parse(Some("cpu io memory pids")));
+        assert_eq!(f.cpu.usage_usec, Some(2_500_000));
+        assert_eq!(f.cpu.throttled_usec, Some(700));
+        assert_eq!(f.memory.current, Some(1_048_576));
+        assert_eq!(f.memory.source, Some(MemorySource::Cgroup));
+        assert_eq!(
+            (f.memory.peak, f.memory.oom_kills),
+            (Some(2_097_152), Some(1))
+        );
+        assert_eq!(f.pids.current, Some(7));
+        assert_eq!(f.pids.source, Some(PidsSource::Cgroup));
+        assert_eq!(f.pids.forks_refused, Some(12));
+        let l = f.limits;
+        assert_eq!((l.memory_max, l.memory_high), (Some(67_108_864), None));
+        assert_eq!((l.pids_max, l.cpu_max), (Some(64), Some(0.5)));
+        assert_eq!((l.cpu_weight, l.io_weight), (Some(100), Some(300)));
+        // Without the controllers, only cpu.stat is read.
+        let f = r.figures(Controllers::parse(None));
+        assert_eq!(f.cpu.usage_usec, Some(2_500_000));
+        assert_eq!((f.memory.current, f.limits.pids_max), (None, None));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn controllers_and_phases() {
         let c = Controllers::parse(Some("cpuset cpu io memory hugetlb pids rdma misc\n"));
