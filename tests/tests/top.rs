@@ -239,6 +239,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]).output();
+        // The server removes its socket as it goes: gone before the
+        // installation's directory is removed.
+        wait_for(Duration::from_secs(5), || !self.socket.exists());
     }
 }
 
