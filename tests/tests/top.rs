@@ -213,15 +213,19 @@ impl Tmux {
             "still on the alternate screen after {what}:\n{}",
             self.screen()
         );
-        let ask =
-            "s=$?; clear; echo \"status:$s mode:$(stty -a | grep -o -- '-*icanon' | head -1)\"";
-        self.keys(&[ask, "Enter"]);
+        // Tagged: the main screen comes back with what an earlier answer
+        // left on it.
+        let ask = format!(
+            "s=$?; clear; echo \"{what} status:$s mode:$(stty -a | grep -o -- '-*icanon' | head -1)\""
+        );
+        self.keys(&[&ask, "Enter"]);
+        let tag = format!("{what} status:");
         let s = self.wait("the shell answering", |s| {
-            s.lines().any(|l| l.starts_with("status:"))
+            s.lines().any(|l| l.starts_with(&tag))
         });
         assert!(!s.contains("TASK"), "{s}");
-        let line = s.lines().find(|l| l.starts_with("status:")).unwrap_or("");
-        line.trim().to_owned()
+        let line = s.lines().find(|l| l.starts_with(&tag)).unwrap_or("");
+        line[what.len()..].trim().to_owned()
     }
 
     /// Waits up to 20 s for the screen to satisfy `cond`; the screen.
