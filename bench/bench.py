@@ -35,7 +35,7 @@ from lib.log import elapsed, log
 from lib.procfs import loadavg, machine, sysctl
 from lib.report import Report, render
 from phases import (accounting, activation, base, deps, fill, forkbomb, library, ls, memory,
-                    migration, scale, spawner, supervision, systemd_run, throughput)
+                    migration, scale, spawner, supervision, systemd_run, throughput, top)
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,6 +76,7 @@ PHASES = [
     fill.to_1000,
     ls.measure,
     accounting.measure,  # a 1,000,000-line journal in place of the user's, then put back
+    top.measure,  # top -b of the same 1000 tasks (issue 12)
     fill.to_scale,
     memory.monitors_at_scale,
     scale.at_scale,
@@ -96,6 +97,7 @@ REPORT = [
     forkbomb.report,
     ls.report,
     accounting.report,
+    top.report,
     memory.report_at_100,
     memory.report_at_scale,
     throughput.report_lancod,

@@ -7,6 +7,9 @@ stderr there, for commands that report success on it (`lanco start`)."""
 
 import os
 import pickle
+# os.wait4 builds its rusage from this module: loaded here, as root, since the
+# user the timed commands run as may not read the interpreter's library.
+import resource  # noqa: F401
 import signal
 import statistics
 import time
@@ -119,3 +122,16 @@ class MemorySampler:
         self.samples = pickle.loads(data) if data else []
         os.waitpid(self._child, 0)
         return False
+
+
+def cpu_timed(argv, environ, ok=(0,)):
+    """(wall ms, CPU ms) of one command: spawn to reaped exit, and the user
+    plus system time the kernel charged to it (wait4's rusage)."""
+    t0 = time.perf_counter_ns()
+    pid = spawn(argv, environ)
+    _, st, ru = os.wait4(pid, 0)
+    t1 = time.perf_counter_ns()
+    code = os.waitstatus_to_exitcode(st)
+    if code not in ok:
+        raise Failed("%s exited %d" % (" ".join(argv), code))
+    return (t1 - t0) / 1e6, (ru.ru_utime + ru.ru_stime) * 1e3

@@ -263,6 +263,41 @@ pub enum Command {
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
+    /// Watch the tasks live: CPU, memory and processes against their limits
+    ///
+    /// A full-screen view refreshed every -d SECS: one row per task (state,
+    /// user, CPU % of one CPU and of the host, memory now, peak and limit,
+    /// pids, uptime, restarts), the namespace's totals against its ceilings,
+    /// and the selected task's last log lines. Keys: arrows or j/k select;
+    /// s, m, c, n sort by state, memory, CPU, name; l shows or hides the log;
+    /// K stops the selected task (after y, as `stop` does); q quits. Rows at
+    /// 90 % or more of a limit are red.
+    ///
+    /// With -b, or when stdout is not a terminal, it prints one snapshot as a
+    /// table and exits; with --json, one JSON document (namespace, ceilings,
+    /// totals, memory_source, tasks with every figure; null where unknown).
+    /// The CPU % of a snapshot is measured over -d SECS (-d 0: one sample, no
+    /// CPU %). Where the memory controller is not in cgroup v2, memory is the
+    /// sum of the task's processes' PSS, or RSS where PSS is not readable
+    /// (other users' processes); the header and the JSON say which.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Top {
+        /// Seconds between refreshes, and the time a snapshot's CPU % is measured over
+        #[arg(
+            short = 'd',
+            long = "delay",
+            value_name = "SECS",
+            value_parser = seconds,
+            default_value = "1"
+        )]
+        delay: Duration,
+        /// Print one snapshot as a table and exit
+        #[arg(short = 'b', long = "batch")]
+        batch: bool,
+        /// Print one snapshot as one JSON document and exit
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How a task runs: the options `run` and `define` share.
@@ -530,6 +565,7 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Logs { .. } => "logs",
             Command::Accounting(_) => "accounting",
+            Command::Top { .. } => "top",
         }
     }
 }

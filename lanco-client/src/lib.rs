@@ -6,7 +6,8 @@
 //! The API is what this file re-exports; every module is private. Modules,
 //! each with one job: `namespace` (finding and reading tasks), `follow` (a
 //! task's log as it grows), `start` (TaskSpec, the hand-off to a monitor),
-//! `signal` (stop, kill, `Signal`), `wait`, `record` (state files, exit
+//! `signal` (stop, kill, `Signal`), `wait`, `usage` (what tasks use, for
+//! `top`), `record` (state files, exit
 //! records, accounting), `handoff` and `control` (the monitor's two
 //! channels), `monitor` (the `lanco-monitor` binary), `helper` (requests to
 //! lancod), `error` (the one `Error` and the exit statuses), `defs` (task
@@ -44,6 +45,7 @@ mod sys;
 mod tail;
 mod time;
 mod transition;
+mod usage;
 mod wait;
 
 pub use error::{Error, Result, StartStep};
@@ -56,6 +58,10 @@ pub use signal::Signal;
 pub use spec::{TaskSpec, DEFAULT_STOP_TIMEOUT};
 pub use start::Started;
 pub use supervision::{Ready, Restart, RestartLimit, Supervision};
+pub use usage::{
+    CpuUsage, Limits, MemorySource, MemoryUsage, NamespaceUsage, PidsSource, PidsUsage, TaskPhase,
+    TaskUsage, UsageSampler, UsageTotals,
+};
 
 /// The errors of lanco's lower layers that [`Error`] wraps, and lancod's
 /// kinds of error ([`Error::HelperRefused`]).

@@ -603,7 +603,7 @@ fn cmdline(proc_dir: Option<&fs::File>, pid: i32, buf: &mut Vec<u8>, path: &mut 
 }
 
 /// `/proc/PID/FILE`, at most `limit` bytes of it, into `buf[..n]`.
-fn read_proc(
+pub(crate) fn read_proc(
     proc_dir: Option<&fs::File>,
     pid: i32,
     file: &str,

@@ -27,6 +27,12 @@ pub const MEMORY_MAX: &str = "memory.max";
 pub const MEMORY_OOM_GROUP: &str = "memory.oom.group";
 pub const MEMORY_EVENTS: &str = "memory.events";
 pub const PIDS_EVENTS: &str = "pids.events";
+pub const MEMORY_HIGH: &str = "memory.high";
+pub const PIDS_CURRENT: &str = "pids.current";
+pub const PIDS_MAX: &str = "pids.max";
+pub const CPU_MAX: &str = "cpu.max";
+pub const CPU_WEIGHT: &str = "cpu.weight";
+pub const IO_WEIGHT: &str = "io.weight";
 
 /// How many processes a SIGTERM sweep ([`Cgroup::signal_frozen`]) pins,
 /// checks and signals at a time.
@@ -259,6 +265,33 @@ impl AsFd for EventsFile {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.file.as_fd()
     }
+}
+
+/// One key of a flat-keyed interface file's text (`cpu.stat`,
+/// `memory.events`, `pids.events`; `io.weight`'s `default`): `None` if the
+/// key is absent.
+pub fn parse_keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// A limit file's text (`memory.max`, `pids.max`, …): `None` for `max`.
+pub fn parse_limit(text: &str) -> Result<Option<u64>, std::num::ParseIntError> {
+    match text.trim() {
+        "max" => Ok(None),
+        v => v.parse().map(Some),
+    }
+}
+
+/// `cpu.max`'s text (`QUOTA PERIOD`, µs) as the CPUs it allows
+/// (`50000 100000` → 0.5): `None` for `max` or an unreadable value.
+pub fn parse_cpu_max(text: &str) -> Option<f64> {
+    let mut it = text.split_whitespace();
+    let quota: u64 = it.next()?.parse().ok()?;
+    let period: u64 = it.next()?.parse().ok()?;
+    (period > 0).then(|| quota as f64 / period as f64)
 }
 
 /// One cgroup directory.
@@ -554,18 +587,14 @@ impl Cgroup {
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        Ok(text.lines().find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == key).then(|| v.trim().parse().ok()).flatten()
-        }))
+        Ok(parse_keyed(&text, key))
     }
 
     /// A limit file (`memory.max`, `pids.max`, …): `None` if it is absent
     /// or says `max`.
     pub fn limit_u64(&self, name: &str) -> Result<Option<u64>, CgroupError> {
         match self.read(name) {
-            Ok(s) if s.trim() == "max" => Ok(None),
-            Ok(s) => s.trim().parse().map(Some).map_err(|_| CgroupError::Parse {
+            Ok(s) => parse_limit(&s).map_err(|_| CgroupError::Parse {
                 path: self.file(name),
                 what: s,
             }),
@@ -734,6 +763,48 @@ impl CgroupDir {
         Ok(Self { fd, path })
     }
 
+    /// This cgroup's own interface file `file` into `buf[..n]` (scratch
+    /// space reused across reads); `None` if it is absent (its controller
+    /// is not enabled here).
+    pub fn read_file(&self, file: &str, buf: &mut Vec<u8>) -> Result<Option<usize>, CgroupError> {
+        self.read_rel(file, buf)
+    }
+
+    /// Interface file `file` of child cgroup `name`, as [`read_file`]
+    /// (one `openat` of `name/file`: cheaper than opening the child).
+    ///
+    /// [`read_file`]: CgroupDir::read_file
+    pub fn read_file_of(
+        &self,
+        name: &str,
+        file: &str,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<usize>, CgroupError> {
+        self.read_rel(&format!("{name}/{file}"), buf)
+    }
+
+    fn read_rel(&self, rel: &str, buf: &mut Vec<u8>) -> Result<Option<usize>, CgroupError> {
+        use nix::fcntl::{openat, OFlag};
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = match openat(&self.fd, rel, flags, nix::sys::stat::Mode::empty()) {
+            Ok(fd) => fd,
+            Err(nix::errno::Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(io("open", &self.path.join(rel))(e.into())),
+        };
+        // A short read is the end: interface files with one value or one
+        // set of keys are one seq_file record (not cgroup.procs).
+        read_into(&fs::File::from(fd), buf, 1 << 20, true)
+            .map(Some)
+            .map_err(io("read", &self.path.join(rel)))
+    }
+
+    /// Child cgroup `name`'s metadata (its inode is the cgroup's id, which
+    /// a cgroup made anew under the same name does not share); `None` if
+    /// there is no such child.
+    pub fn stat_of(&self, name: &str) -> Result<Option<nix::sys::stat::FileStat>, CgroupError> {
+        self.stat(name)
+    }
+
     /// Whether child cgroup `name` has a process (in it or below); `None`
     /// if there is no such child.
     pub fn populated_of(&self, name: &str) -> Result<Option<bool>, CgroupError> {
@@ -863,6 +934,45 @@ mod tests {
         );
         let spaced = "41 31 0:38 / /mnt/c\\040g shared:9 - cgroup2 none rw\n";
         assert_eq!(parse_mountinfo(spaced), Some(PathBuf::from("/mnt/c g")));
+    }
+
+    #[test]
+    fn parses_keyed_limit_and_cpu_max_values() {
+        let stat = "usage_usec 4242\nuser_usec 1\nthrottled_usec 7\n";
+        assert_eq!(parse_keyed(stat, "usage_usec"), Some(4242));
+        assert_eq!(parse_keyed(stat, "throttled_usec"), Some(7));
+        assert_eq!(parse_keyed(stat, "usage"), None);
+        assert_eq!(parse_keyed("default 100\n8:0 200\n", "default"), Some(100));
+        assert_eq!(parse_limit("max\n"), Ok(None));
+        assert_eq!(parse_limit("67108864\n"), Ok(Some(67_108_864)));
+        assert!(parse_limit("lots").is_err());
+        assert_eq!(parse_cpu_max("50000 100000\n"), Some(0.5));
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+    }
+
+    /// An open directory's files, relative to it.
+    #[test]
+    fn reads_files_of_an_open_directory() {
+        let dir = std::env::temp_dir().join(format!("lanco-cgdir-unit-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(MEMORY_MAX), "max\n").unwrap();
+        let d = CgroupDir::open(&dir).unwrap();
+        let mut buf = Vec::new();
+        let n = d.read_file(MEMORY_MAX, &mut buf).unwrap().unwrap();
+        assert_eq!(&buf[..n], b"max\n");
+        assert_eq!(d.read_file(PIDS_MAX, &mut buf).unwrap(), None);
+        fs::create_dir(dir.join("child")).unwrap();
+        fs::write(dir.join("child").join(CPU_STAT), "usage_usec 9\n").unwrap();
+        let n = d
+            .read_file_of("child", CPU_STAT, &mut buf)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"usage_usec 9\n");
+        use std::os::unix::fs::MetadataExt;
+        let st = d.stat_of("child").unwrap().unwrap();
+        assert_eq!(st.st_ino, fs::metadata(dir.join("child")).unwrap().ino());
+        assert!(d.stat_of("gone").unwrap().is_none());
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Parsing only, on a fake directory: the kernel's behaviour is tested

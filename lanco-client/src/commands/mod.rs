@@ -21,6 +21,7 @@ mod show;
 mod start;
 mod status;
 mod stop;
+mod top;
 mod undefine;
 mod wait;
 
@@ -108,6 +109,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
             task,
         } => logs::run(&open()?, &task, follow, lines),
         Command::Accounting(args) => accounting::run(&open()?, args),
+        Command::Top { delay, batch, json } => top::run(&open()?, delay, batch, json),
     }
 }
 
