@@ -40,7 +40,8 @@ Exit status:
     after_help = EXIT_STATUS_HELP,
     subcommand_value_name = "COMMAND",
     override_usage = "lanco [OPTIONS] <NAMESPACE> <COMMAND>\n       \
-                      lanco [OPTIONS] --all-namespaces accounting [ACCOUNTING OPTIONS]"
+                      lanco [OPTIONS] --all-namespaces accounting [ACCOUNTING OPTIONS]\n       \
+                      lanco [OPTIONS] namespaces [--json]"
 )]
 pub struct Cli {
     /// Configuration file [default: $LANCO_CONFIG, else /etc/lanco/lanco.toml]
@@ -49,8 +50,9 @@ pub struct Cli {
     /// Every namespace instead of one (root and admin_group; with `accounting` only)
     #[arg(long, conflicts_with = "namespace")]
     pub all_namespaces: bool,
-    /// The namespace
-    #[arg(value_name = "NAMESPACE", required_unless_present = "all_namespaces")]
+    /// The namespace (every command but `namespaces` and `--all-namespaces
+    /// accounting` needs one)
+    #[arg(value_name = "NAMESPACE")]
     pub namespace: Option<NamespaceName>,
     #[command(subcommand)]
     pub command: Command,
@@ -58,9 +60,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// List the namespaces you may use (root and the admin group: all) with
+    /// their owner, group, running tasks and ceilings; no NAMESPACE before it
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Namespaces {
+        /// One JSON document on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a namespace owned by USER:GROUP (root or the admin group; via lancod)
     #[command(after_help = EXIT_STATUS_HELP)]
-    #[command(after_help = LIMITS_HELP)]
     Init {
         #[command(flatten)]
         limits: LimitArgs,
@@ -554,6 +563,7 @@ impl Command {
             Command::Disable { .. } => "disable",
             Command::Start { .. } => "start",
             Command::Limit { .. } => "limit",
+            Command::Namespaces { .. } => "namespaces",
             Command::Restart { .. } => "restart",
             Command::Check { .. } => "check",
             Command::Stop { .. } => "stop",

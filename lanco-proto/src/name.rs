@@ -26,6 +26,8 @@ pub enum NameError {
     BadChar { kind: &'static str, shown: String },
     #[error("{kind} name {shown} is reserved for kernel interface files")]
     Reserved { kind: &'static str, shown: String },
+    #[error("namespace name \"namespaces\" is reserved: `lanco namespaces` lists them")]
+    ReservedWord,
 }
 
 fn validate(kind: &'static str, s: &str) -> Result<(), NameError> {
@@ -44,6 +46,10 @@ fn validate(kind: &'static str, s: &str) -> Result<(), NameError> {
             kind,
             shown: shown(),
         });
+    }
+    // `lanco namespaces` is a command where a namespace would go.
+    if kind == "namespace" && s == "namespaces" {
+        return Err(NameError::ReservedWord);
     }
     if RESERVED_PREFIXES.iter().any(|p| s.starts_with(p)) {
         return Err(NameError::Reserved {
@@ -160,6 +166,11 @@ mod tests {
         assert!(e.contains("\"a/b\"") && e.contains("letters"), "{e}");
         let e = NamespaceName::try_from("").unwrap_err().to_string();
         assert_eq!(e, "namespace name is empty");
+        assert_eq!(
+            NamespaceName::try_from("namespaces"),
+            Err(NameError::ReservedWord)
+        );
+        assert!(TaskName::try_from("namespaces").is_ok());
     }
 
     #[test]

@@ -219,3 +219,47 @@ fn only_root_and_the_admin_group_change_ceilings() {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
     }
 }
+
+#[test]
+fn namespaces_lists_what_each_caller_may_use() {
+    let Some(inst) = install("namespaces_cmd") else {
+        return;
+    };
+    inst.init("shop", ALICE, OPS);
+    inst.lanco(None, &["eves", "init", "-u", EVE]).ok();
+    inst.lanco(Some(ALICE), &["shop", "run", "web", "sleep", "60"])
+        .ok();
+    let list = |who: Option<&str>| -> Vec<(String, u64)> {
+        let o = inst.lanco(who, &["namespaces", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&o.ok().stdout()).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                (
+                    n["namespace"].as_str().unwrap().to_owned(),
+                    n["running"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(list(Some(ALICE)), [("shop".to_owned(), 1)]);
+    assert_eq!(list(Some(EVE)), [("eves".to_owned(), 0)]);
+    let mut all = list(Some(lanco_e2e::ADMIN));
+    all.sort();
+    assert_eq!(all, [("eves".to_owned(), 0), ("shop".to_owned(), 1)]);
+    let text = inst.lanco(Some(ALICE), &["namespaces"]).ok().stdout();
+    assert!(text.starts_with("NAMESPACE"), "{text}");
+    assert!(
+        text.contains(&format!("shop       {ALICE}  {OPS}")),
+        "{text}"
+    );
+    // A reserved word, and the command takes no namespace.
+    inst.lanco(None, &["namespaces", "init"])
+        .fails(2, "unexpected argument");
+    inst.lanco(Some(ALICE), &["shop", "namespaces"])
+        .fails(2, "namespaces takes no namespace");
+    inst.lanco(Some(ALICE), &["ls"])
+        .fails(2, "ls needs a namespace");
+    inst.lanco(Some(ALICE), &["shop", "stop", "web"]).ok();
+}

@@ -15,6 +15,7 @@ mod limit;
 mod list_defs;
 mod logs;
 mod ls;
+mod namespaces;
 mod restart;
 mod run;
 mod show;
@@ -43,18 +44,26 @@ fn load_config(cli: &Cli) -> Result<Config> {
 
 pub fn dispatch(cli: Cli) -> Result<u8> {
     let config = load_config(&cli)?;
-    // clap: a namespace, or --all-namespaces.
+    // Without a namespace: `namespaces`, or `--all-namespaces accounting`.
     let Some(ns) = cli.namespace else {
         return match cli.command {
-            Command::Accounting(args) => accounting::run_all(&config, args),
-            other => Err(Error::InvalidInput(format!(
+            Command::Namespaces { json } => namespaces::run(&config, json),
+            Command::Accounting(args) if cli.all_namespaces => accounting::run_all(&config, args),
+            other if cli.all_namespaces => Err(Error::InvalidInput(format!(
                 "--all-namespaces goes with accounting only, not {}",
+                other.name()
+            ))),
+            other => Err(Error::InvalidInput(format!(
+                "{} needs a namespace: lanco NAMESPACE {0} …",
                 other.name()
             ))),
         };
     };
     let open = || Namespace::open(config.clone(), ns.clone());
     match cli.command {
+        Command::Namespaces { .. } => Err(Error::InvalidInput(format!(
+            "namespaces takes no namespace: lanco namespaces, not lanco {ns} namespaces"
+        ))),
         Command::Init {
             user,
             group,
