@@ -316,6 +316,17 @@ fn walk_state(w: &mut Walk, inst: &Install, who: &Who) {
             w.unexpected(&p);
         }
     }
+    // Root's billing journal (no admin group here: root's alone).
+    let billing = l.billing_dir();
+    w.check(&billing, want(0, Some(0), Mode::Is(0o700), Kind::Dir));
+    for e in w.entries(&billing) {
+        let p = billing.join(&e);
+        if e == "usage.jsonl" {
+            w.check(&p, want(0, Some(0), Mode::Is(0o640), Kind::File));
+        } else {
+            w.unexpected(&p);
+        }
+    }
     let all = l.ns_state_root();
     w.check(&all, want(0, Some(0), Mode::Is(0o711), Kind::Dir));
     for e in w.entries(&all) {
@@ -369,18 +380,22 @@ fn walk_names(w: &mut Walk, dir: &Path, who: &Who) {
 /// `user-UID/`: UID's alone. Every file in it is UID's (a task's files are
 /// written by its owner's monitor or its owner's client), in the
 /// namespace's group (setgid), 0640; control sockets 0660; the spawner's
-/// lock and socket 0600. Root owns nothing here.
+/// lock and socket and the journal's lock 0600. Root owns nothing here.
 fn walk_user_state(w: &mut Walk, dir: &Path, uid: u32, who: &Who) {
     w.check(dir, want(uid, Some(who.ops), Mode::Is(0o2750), Kind::Dir));
     for e in w.entries(dir) {
         let p = dir.join(&e);
-        if e == "accounting.jsonl" {
+        let part = e
+            .strip_prefix("accounting.jsonl.")
+            .is_some_and(|n| n.parse::<u32>().is_ok());
+        if e == "accounting.jsonl" || part {
             w.check(&p, want(uid, Some(who.ops), Mode::Is(0o640), Kind::File));
             continue;
         }
-        // The member's warm spawner: its lock and socket, its own only.
-        if e == "spawner.lock" || e == "spawner.sock" {
-            let kind = if e == "spawner.lock" {
+        // The member's warm spawner (its lock and socket) and its journal's
+        // lock: its own only.
+        if e == "spawner.lock" || e == "spawner.sock" || e == "accounting.lock" {
+            let kind = if e != "spawner.sock" {
                 Kind::File
             } else {
                 Kind::Socket
