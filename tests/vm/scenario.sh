@@ -79,7 +79,8 @@ status_is() { # status_is N CMD...
     [ $rc = "$want" ] || { echo "  -> exit $rc, expected $want"; return 1; }
 }
 
-uid_of() { id -u "$1"; }
+declare -A UIDS=()        # set once the users exist
+uid_of() { echo "${UIDS[$1]:-$(id -u "$1")}"; }
 ns_cg() { echo "$CGROOT/ns-$1"; }
 task_cg() { echo "$CGROOT/ns-$1/user-$(uid_of "$2")/task-$3"; }   # NS USER TASK
 # rd FILE: a cgroup file's content (one line), or "(absent)".
@@ -213,6 +214,10 @@ while True:
     time.sleep(0.1)
 EOF
 chmod 0644 "$T"/*.py
+# python3's own files into the page cache now, charged to this cgroup: a
+# task's memory limit then holds its allocations only, and reaches the OOM
+# killer without first evicting and re-reading the interpreter.
+python3 -S -c 'import os, sys, time' 2> /dev/null
 BUSY='while :; do :; done'
 
 # ================================================================ checks
@@ -244,6 +249,8 @@ k_users() {
     ok useradd -m -s /bin/bash -G tenants alice && ok useradd -m -s /bin/bash -G tenants bob &&
         ok useradd -m -s /bin/bash -G others carol || why "useradd failed"
     id alice; id bob; id carol
+    local u
+    for u in alice bob carol; do UIDS[$u]=$(id -u "$u"); done
 }
 
 # Socket activation: no helper runs until the first request; root's init
@@ -510,39 +517,69 @@ k_bomb_record() {
     [ "$(json_num "$rec" .forks_refused)" -gt 0 ] 2>/dev/null || why "the exit record has no forks_refused"
 }
 
-# A busy loop under --cpu 0.5 (pinned to CPU 0) for 5 s.
+# The cpu tasks run side by side, and one 5 s window measures them all
+# (cpu.stat usage_usec deltas): spin, a busy loop under --cpu 0.5, pinned to
+# CPU 0; w100 and w300, two busy loops of one member with --cpu-weight 100
+# and 300, pinned to CPU 1 (siblings, so the weights split that CPU).
+CPU_SPIN_ERR="" CPU_W_ERR=""
+declare -A CPU_USED=() CPU_THROTTLED=() CPU_WALL=() CPU_WEIGHT=()
+# cpustat CGROUP: sets U and TH to its cpu.stat usage_usec and
+# throttled_usec, and AT to the time read (µs), without starting a process
+# (with both CPUs busy, an awk would take long enough to skew the window).
+cpustat() {
+    local k v
+    U=0 TH=0
+    while read -r k v; do
+        case $k in usage_usec) U=$v ;; throttled_usec) TH=$v ;; esac
+    done < "$1/cpu.stat"
+    AT=$(now_us)
+}
+cpu_window() {
+    local t cg U TH AT
+    declare -A u0=() th0=() at0=()
+    lrun alice spin --cpu 0.5 taskset -c 0 sh -c "$BUSY" || CPU_SPIN_ERR="run --cpu 0.5 failed"
+    lrun alice w100 --cpu-weight 100 taskset -c 1 sh -c "$BUSY" || CPU_W_ERR="run --cpu-weight 100 failed"
+    lrun alice w300 --cpu-weight 300 taskset -c 1 sh -c "$BUSY" || CPU_W_ERR=${CPU_W_ERR:-"run --cpu-weight 300 failed"}
+    for t in w100 w300; do CPU_WEIGHT[$t]=$(rd "$(task_cg lim alice $t)/cpu.weight"); done
+    if [ -z "$CPU_SPIN_ERR" ] || [ -z "$CPU_W_ERR" ]; then
+        nap 1
+        for t in spin w100 w300; do
+            cpustat "$(task_cg lim alice $t)" 2> /dev/null
+            u0[$t]=$U th0[$t]=$TH at0[$t]=$AT
+        done
+        nap 5
+        for t in spin w100 w300; do
+            cpustat "$(task_cg lim alice $t)" 2> /dev/null
+            CPU_USED[$t]=$((U - ${u0[$t]})) CPU_THROTTLED[$t]=$((TH - ${th0[$t]})) CPU_WALL[$t]=$((AT - ${at0[$t]}))
+        done
+    fi
+    # spin stays, for top.
+    as alice lanco lim stop w100 > /dev/null 2>&1
+    as alice lanco lim stop w300 > /dev/null 2>&1
+    return 0
+}
 k_cpu_max() {
-    local cg u0 u1 t0 t1 th0 th1 pct
-    lrun alice spin --cpu 0.5 taskset -c 0 sh -c "$BUSY" || why "run --cpu 0.5 failed" || return 1
+    local cg pct
+    cpu_window
+    [ -z "$CPU_SPIN_ERR" ] || why "$CPU_SPIN_ERR" || return 1
     cg=$(task_cg lim alice spin)
     expect_file "$cg/cpu.max" "50000 100000" || return 1
-    nap 1
-    u0=$(keyed "$cg/cpu.stat" usage_usec); th0=$(keyed "$cg/cpu.stat" throttled_usec); t0=$(now_us)
-    nap 5
-    u1=$(keyed "$cg/cpu.stat" usage_usec); th1=$(keyed "$cg/cpu.stat" throttled_usec); t1=$(now_us)
-    pct=$(( (u1 - u0) * 1000 / (t1 - t0) ))
-    echo "spin: usage_usec $u0 -> $u1 over $((t1 - t0)) us: $((pct / 10)).$((pct % 10)) % of one CPU; throttled_usec $th0 -> $th1"
+    pct=$(( ${CPU_USED[spin]} * 1000 / ${CPU_WALL[spin]} ))
+    echo "spin: ${CPU_USED[spin]} us of CPU in ${CPU_WALL[spin]} us: $((pct / 10)).$((pct % 10)) % of one CPU; throttled ${CPU_THROTTLED[spin]} us"
     [ "$pct" -ge 450 ] && [ "$pct" -le 550 ] || why "spin used $((pct / 10)).$((pct % 10)) % of one CPU, not 45-55 %" || return 1
-    [ "${th1:-0}" -gt "${th0:-0}" ] || why "cpu.stat shows no throttling"
+    [ "${CPU_THROTTLED[spin]}" -gt 0 ] || why "cpu.stat shows no throttling"
 }
-
-# Two busy loops of one member on CPU 1, cpu-weight 100 and 300.
 k_cpu_weight() {
-    local c1 c3 a0 a1 b0 b1 t0 t1 da db r
-    lrun alice w100 --cpu-weight 100 taskset -c 1 sh -c "$BUSY" || why "run --cpu-weight 100 failed" || return 1
-    lrun alice w300 --cpu-weight 300 taskset -c 1 sh -c "$BUSY" || why "run --cpu-weight 300 failed" || return 1
-    c1=$(task_cg lim alice w100); c3=$(task_cg lim alice w300)
-    expect_file "$c1/cpu.weight" 100 && expect_file "$c3/cpu.weight" 300 || return 1
-    nap 1
-    a0=$(keyed "$c1/cpu.stat" usage_usec); b0=$(keyed "$c3/cpu.stat" usage_usec); t0=$(now_us)
-    nap 5
-    a1=$(keyed "$c1/cpu.stat" usage_usec); b1=$(keyed "$c3/cpu.stat" usage_usec); t1=$(now_us)
-    ok as alice lanco lim stop w100; ok as alice lanco lim stop w300
-    da=$((a1 - a0)); db=$((b1 - b0))
+    local da db r w
+    [ -z "$CPU_W_ERR" ] || why "$CPU_W_ERR" || return 1
+    echo "cpu.weight: w100 ${CPU_WEIGHT[w100]}, w300 ${CPU_WEIGHT[w300]}"
+    [ "${CPU_WEIGHT[w100]}" = 100 ] && [ "${CPU_WEIGHT[w300]}" = 300 ] ||
+        why "cpu.weight reads ${CPU_WEIGHT[w100]} and ${CPU_WEIGHT[w300]}, not 100 and 300" || return 1
+    da=${CPU_USED[w100]}; db=${CPU_USED[w300]}; w=${CPU_WALL[w100]}
     [ "$da" -gt 0 ] || why "w100 got no CPU at all" || return 1
     r=$((db * 100 / da))
-    echo "over $((t1 - t0)) us: w100 $da us, w300 $db us: 1:$((r / 100)).$(printf %02d $((r % 100))) (accepted 1:2 to 1:4.5)"
-    [ $((da + db)) -ge $(( (t1 - t0) * 6 / 10 )) ] || why "CPU 1 was not contended: together $((da + db)) us of $((t1 - t0))" || return 1
+    echo "in $w us: w100 $da us, w300 $db us: 1:$((r / 100)).$(printf %02d $((r % 100))) (accepted 1:2 to 1:4.5)"
+    [ $((da + db)) -ge $((w * 6 / 10)) ] || why "CPU 1 was not contended: together $((da + db)) us of $w" || return 1
     [ "$r" -ge 200 ] && [ "$r" -le 450 ] || why "the split was 1:$((r / 100)).$(printf %02d $((r % 100))), not 1:2-1:4.5"
 }
 
@@ -603,31 +640,37 @@ k_top_ceilings() {
 # then `y` stops the selected task.
 TMUX_SOCK=lanco-vm
 tm() { as alice tmux -L "$TMUX_SOCK" "$@"; }
-screen() { tm capture-pane -p -t top; }
+pane() { tm capture-pane -p -t top; }
 row() { grep -n -w -- "$2" <<< "$1" | head -n 1 | cut -d: -f1; }   # SCREEN NAME: its first line
+# zbig_first SCREEN: zbig's row is above spin's and bystander's.
+zbig_first() {
+    local z sp by
+    z=$(row "$1" zbig); sp=$(row "$1" spin); by=$(row "$1" bystander)
+    echo "rows: zbig $z, spin $sp, bystander $by"
+    [ -n "$z" ] && [ -n "$sp" ] && [ -n "$by" ] && [ "$z" -lt "$sp" ] && [ "$z" -lt "$by" ]
+}
 k_tui() {
-    local s1 s2 s3 z sp by i
+    local s1 s2 s3 i
     ok tm new-session -d -s top -x 160 -y 45 "lanco lim top -d 1" || why "tmux new-session failed" || return 1
-    nap 4
-    s1=$(screen); echo "--- screen:"; echo "$s1"
+    wait_until 15 'x=$(pane); grep -qw bystander <<< "$x" && grep -qw zbig <<< "$x" && grep -qw spin <<< "$x"'
+    s1=$(pane); echo "--- screen:"; echo "$s1"
     for i in zbig spin bystander; do
         grep -qw "$i" <<< "$s1" || why "the TUI does not show task $i" || return 1
     done
-    tm send-keys -t top m; nap 3
-    s2=$(screen); echo "--- after m:"; echo "$s2"
-    z=$(row "$s2" zbig); sp=$(row "$s2" spin); by=$(row "$s2" bystander)
-    echo "rows: zbig $z, spin $sp, bystander $by"
-    [ -n "$z" ] && [ -n "$sp" ] && [ -n "$by" ] && [ "$z" -lt "$sp" ] && [ "$z" -lt "$by" ] ||
-        why "sorted by memory, zbig (32 MiB) is not above spin and bystander" || return 1
+    tm send-keys -t top m
+    wait_until 5 'zbig_first "$(pane)"'
+    s2=$(pane); echo "--- after m:"; echo "$s2"
+    zbig_first "$s2" || why "sorted by memory, zbig (32 MiB) is not above spin and bystander" || return 1
     # Select the top row (zbig), stop it.
     for i in 1 2 3 4 5 6; do tm send-keys -t top k; done
-    nap 1
-    tm send-keys -t top K; nap 2
-    s3=$(screen); echo "--- after K:"; echo "$s3"
+    nap 0.5
+    tm send-keys -t top K
+    nap 1.5
+    s3=$(pane); echo "--- after K:"; echo "$s3"
     tm send-keys -t top y
     wait_until 15 '! as alice lanco lim check zbig' ||
         why "zbig still runs after K, y" || return 1
-    echo "--- after y:"; screen
+    echo "--- after y:"; pane
     ok as alice lanco lim check spin && ok as alice lanco lim check bystander ||
         why "K, y stopped more than the selected task" || return 1
     local rec; rec=$(record lim alice zbig); echo "zbig's record: $rec"
