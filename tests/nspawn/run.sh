@@ -100,6 +100,8 @@ ensure_tools() {
 
 # debian_mirror: the Debian mirror of the host's apt configuration.
 . "$top/tests/lib/debian-mirror.sh"
+# test_deb: builds this tree's package with a version suffix.
+. "$top/tests/lib/test-deb.sh"
 
 # The cached rootfs for this include list; built once, under a lock.
 cached_rootfs() {
@@ -167,16 +169,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$deb1" ]; then
-    base=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$top/Cargo.toml")
-    say "== building packages $base+nspawn1 and $base+nspawn2"
+    say "== building packages +nspawn1 and +nspawn2"
     t0=$SECONDS
     nb=""
     [ "$build" = 1 ] || nb=--no-build
-    deb1=$(LANCO_DEB_DIR=$WORK/debs "$top/packaging/build-deb.sh" $nb "$base+nspawn1" | tail -n 1) ||
+    deb1=$(test_deb nspawn1 "$WORK/debs" $nb) && deb2=$(test_deb nspawn2 "$WORK/debs" --no-build) ||
         { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
-    deb2=$(LANCO_DEB_DIR=$WORK/debs "$top/packaging/build-deb.sh" --no-build "$base+nspawn2" | tail -n 1) ||
-        { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
-    note "built in $((SECONDS - t0)) s"
+    note "built in $((SECONDS - t0)) s: $(basename "$deb1") $(basename "$deb2")"
 elif [ -z "$deb2" ]; then
     echo "run.sh: --deb needs --deb2 (a higher version)" >&2
     exit 2

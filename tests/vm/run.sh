@@ -98,6 +98,8 @@ ensure_tools() {
 
 # debian_mirror: the Debian mirror of the host's apt configuration.
 . "$top/tests/lib/debian-mirror.sh"
+# test_deb: builds this tree's package with a version suffix.
+. "$top/tests/lib/test-deb.sh"
 
 # The image's own settings, applied once to the debootstrapped rootfs ROOT
 # (its text is part of the cache key).
@@ -238,14 +240,12 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------- the package
 if [ -z "$deb" ]; then
-    base=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$top/Cargo.toml")
-    say "== building package $base+vm"
+    say "== building package +vm"
     t0=$SECONDS
     nb=""
     [ "$build" = 1 ] || nb=--no-build
-    deb=$(LANCO_DEB_DIR=$WORK/debs "$top/packaging/build-deb.sh" $nb "$base+vm" | tail -n 1) ||
-        { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
-    note "built in $((SECONDS - t0)) s"
+    deb=$(test_deb vm "$WORK/debs" $nb) || { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
+    note "built in $((SECONDS - t0)) s: $(basename "$deb")"
 fi
 
 # ------------------------------------------------------------ the disk
