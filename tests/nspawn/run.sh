@@ -98,66 +98,10 @@ ensure_tools() {
     fi
 }
 
-# The Debian mirror the host's apt uses, from its deb822 .sources files and
-# one-line .list files, or $LANCO_DEBIAN_MIRROR. An enabled "deb" entry with
-# an http, https or file URI whose suite is $SUITE wins; else one whose suite
-# is another Debian release name. No mirror is named here: a machine whose apt
-# has none must say which one to use.
-debian_mirror() {
-    if [ -n "${LANCO_DEBIAN_MIRROR:-}" ]; then echo "$LANCO_DEBIAN_MIRROR"; return 0; fi
-    local files=() f m
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] && files+=("$f")
-    done
-    [ ${#files[@]} -gt 0 ] && m=$(awk -v suite="$SUITE" '
-        # rank: 0 = the suite we debootstrap, 1 = another Debian release.
-        function rank(suites,   s, n, i, r) {
-            n = split(suites, s, " "); r = 9
-            for (i = 1; i <= n; i++) {
-                if (s[i] == suite) return 0
-                if (s[i] ~ /^(buster|bullseye|bookworm|trixie|forky|duke|sid|oldoldstable|oldstable|stable|testing|unstable)$/) r = 1
-            }
-            return r
-        }
-        function consider(types, uris, suites, enabled,   u, r) {
-            if (tolower(enabled) == "no" || (" " types " ") !~ / deb /) return
-            split(uris, u, " ")
-            if (u[1] !~ /^(https?|file):\/\//) return
-            r = rank(suites)
-            if (r < 9) print r, ++seq, u[1]
-        }
-        function flush() {
-            if (uris != "") consider(types, uris, suites, enabled)
-            types = uris = suites = enabled = ""
-        }
-        FNR == 1 { flush() }
-        FILENAME ~ /\.sources$/ {            # deb822: stanzas of "Key: value" lines
-            if ($0 ~ /^[ \t]*$/) { flush(); next }
-            if ($0 ~ /^#/ || $0 ~ /^[ \t]/) next   # comments, continuation lines
-            if (match($0, /^[A-Za-z][A-Za-z0-9-]*:/)) {
-                k = tolower(substr($0, 1, RLENGTH - 1)); v = substr($0, RLENGTH + 1)
-                gsub(/^[ \t]+|[ \t]+$/, "", v)
-                if (k == "types") types = v; else if (k == "uris") uris = v
-                else if (k == "suites") suites = v; else if (k == "enabled") enabled = v
-            }
-            next
-        }
-        {                                    # one-line: deb [ options ] URI SUITE COMPONENT...
-            sub(/#.*/, "")
-            if ($1 != "deb") next
-            i = 2
-            if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-            consider("deb", $i, $(i + 1), "")
-        }
-        END { flush() }' "${files[@]}" | sort -n -k1,1 -k2,2 | head -n 1 | cut -d' ' -f3)
-    if [ -z "$m" ]; then
-        echo "run.sh: no Debian mirror for $SUITE in the host's apt sources" \
-            "(/etc/apt/sources.list, /etc/apt/sources.list.d/*.list, *.sources);" \
-            "set LANCO_DEBIAN_MIRROR to the URL of a Debian archive that has $SUITE" >&2
-        return 1
-    fi
-    echo "$m"
-}
+# debian_mirror: the Debian mirror of the host's apt configuration.
+. "$top/tests/lib/debian-mirror.sh"
+# test_deb: builds this tree's package with a version suffix.
+. "$top/tests/lib/test-deb.sh"
 
 # The cached rootfs for this include list; built once, under a lock.
 cached_rootfs() {
@@ -225,16 +169,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$deb1" ]; then
-    base=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$top/Cargo.toml")
-    say "== building packages $base+nspawn1 and $base+nspawn2"
+    say "== building packages +nspawn1 and +nspawn2"
     t0=$SECONDS
     nb=""
     [ "$build" = 1 ] || nb=--no-build
-    deb1=$(LANCO_DEB_DIR=$WORK/debs "$top/packaging/build-deb.sh" $nb "$base+nspawn1" | tail -n 1) ||
+    deb1=$(test_deb nspawn1 "$WORK/debs" $nb) && deb2=$(test_deb nspawn2 "$WORK/debs" --no-build) ||
         { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
-    deb2=$(LANCO_DEB_DIR=$WORK/debs "$top/packaging/build-deb.sh" --no-build "$base+nspawn2" | tail -n 1) ||
-        { echo "run.sh: build-deb.sh failed" >&2; exit 1; }
-    note "built in $((SECONDS - t0)) s"
+    note "built in $((SECONDS - t0)) s: $(basename "$deb1") $(basename "$deb2")"
 elif [ -z "$deb2" ]; then
     echo "run.sh: --deb needs --deb2 (a higher version)" >&2
     exit 2
