@@ -720,6 +720,31 @@ impl Cgroup {
         })
     }
 
+    /// Gives this cgroup and its interface files its parent's group, where
+    /// the kernel did not: a setgid cgroup directory passes its group on
+    /// in Linux 6.18, but Debian 12's 6.1 gives a task cgroup the member's
+    /// own group, which the other members cannot enter (seen in tests/vm).
+    pub fn take_parent_group(&self) -> Result<(), CgroupError> {
+        use std::os::unix::fs::MetadataExt;
+        let parent = self.path.parent().unwrap_or(&self.path);
+        let want = fs::metadata(parent).map_err(io("stat", parent))?.gid();
+        if fs::metadata(&self.path).map_err(io("stat", &self.path))?.gid() == want {
+            return Ok(());
+        }
+        let gid = Some(nix::unistd::Gid::from_raw(want));
+        let chgrp = |p: &Path| {
+            nix::unistd::chown(p, None, gid).map_err(|e| io("chgrp", p)(e.into()))
+        };
+        chgrp(&self.path)?;
+        for e in fs::read_dir(&self.path).map_err(io("list", &self.path))? {
+            let e = e.map_err(io("list", &self.path))?;
+            if e.file_type().map_err(io("stat", &e.path()))?.is_file() {
+                chgrp(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `cgroup.max.descendants` (root's, on a member's subtree).
     pub fn set_max_descendants(&self, n: u64) -> Result<(), CgroupError> {
         self.write(CGROUP_MAX_DESCENDANTS, &n.to_string())

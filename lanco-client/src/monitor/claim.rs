@@ -134,7 +134,9 @@ impl Claim {
         .map_err(|e| Error::system(format!("cannot open {}", cg.path().display()), e));
         self.made = true;
         // The other members stop it through these when the monitor is gone
-        // (the subtree's setgid gave the cgroup the namespace's group).
+        // (the subtree's setgid gives the cgroup the namespace's group; on
+        // kernels before 6.2 the monitor does).
+        cg.take_parent_group()?;
         cg.share_with_group(&[cgroupfs::CGROUP_FREEZE, cgroupfs::CGROUP_KILL])?;
         // Before anything runs in it. An OOM kill takes the whole task, not
         // one process of it, wherever the memory controller is enabled.
