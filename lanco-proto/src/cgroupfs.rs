@@ -642,38 +642,25 @@ impl Cgroup {
     /// The limits written on this cgroup, as [`crate::limits::Limits`]
     /// (weights at their default of 100 count as unset).
     pub fn limits(&self) -> Result<crate::limits::Limits, CgroupError> {
-        use crate::limits::CPU_PERIOD_USEC;
-        let weight = |name: &str, text: Option<String>| -> Option<u16> {
-            let t = text?;
-            let w = t
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix("default ")
-                        .or(Some(l).filter(|_| name == "cpu.weight"))
-                })?
-                .trim()
-                .parse()
-                .ok()?;
-            (w != 100).then_some(w)
-        };
         let opt = |name: &str| match self.read(name) {
             Ok(t) => Ok(Some(t)),
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => Ok(None),
             Err(e) => Err(e),
         };
-        let cpu = opt("cpu.max")?.and_then(|t| {
-            let mut f = t.split_whitespace();
-            let quota: u64 = f.next()?.parse().ok()?;
-            let period: u64 = f.next()?.parse().ok()?;
-            (period > 0).then(|| quota.saturating_mul(CPU_PERIOD_USEC) / period)
-        });
+        // cpu.weight is a number; io.weight says `default N` first.
+        let weight = |text: Option<String>| -> Option<u16> {
+            let t = text?;
+            let w = t.split_whitespace().find_map(|f| f.parse().ok())?;
+            (w != 100).then_some(w)
+        };
+        let cpu = opt(CPU_MAX)?.as_deref().and_then(parse_cpu_max);
         Ok(crate::limits::Limits {
             memory: self.limit_u64(MEMORY_MAX)?,
-            memory_high: self.limit_u64("memory.high")?,
-            pids: self.limit_u64("pids.max")?,
-            cpu_quota_usec: cpu,
-            cpu_weight: weight("cpu.weight", opt("cpu.weight")?),
-            io_weight: weight("io.weight", opt("io.weight")?),
+            memory_high: self.limit_u64(MEMORY_HIGH)?,
+            pids: self.limit_u64(PIDS_MAX)?,
+            cpu_quota_usec: cpu.map(|c| (c * crate::limits::CPU_PERIOD_USEC as f64).round() as u64),
+            cpu_weight: weight(opt(CPU_WEIGHT)?),
+            io_weight: weight(opt(IO_WEIGHT)?),
         })
     }
 
@@ -728,13 +715,16 @@ impl Cgroup {
         use std::os::unix::fs::MetadataExt;
         let parent = self.path.parent().unwrap_or(&self.path);
         let want = fs::metadata(parent).map_err(io("stat", parent))?.gid();
-        if fs::metadata(&self.path).map_err(io("stat", &self.path))?.gid() == want {
+        if fs::metadata(&self.path)
+            .map_err(io("stat", &self.path))?
+            .gid()
+            == want
+        {
             return Ok(());
         }
         let gid = Some(nix::unistd::Gid::from_raw(want));
-        let chgrp = |p: &Path| {
-            nix::unistd::chown(p, None, gid).map_err(|e| io("chgrp", p)(e.into()))
-        };
+        let chgrp =
+            |p: &Path| nix::unistd::chown(p, None, gid).map_err(|e| io("chgrp", p)(e.into()));
         chgrp(&self.path)?;
         for e in fs::read_dir(&self.path).map_err(io("list", &self.path))? {
             let e = e.map_err(io("list", &self.path))?;
@@ -1024,6 +1014,28 @@ mod tests {
         assert!(!Cgroup::new(dir.join("gone")).populated().unwrap());
         fs::write(dir.join(CGROUP_PROCS), "12\nbogus\n").unwrap();
         assert!(matches!(cg.procs(), Err(CgroupError::Parse { .. })));
+        // Limits as the kernel words them; "max" and default weights unset.
+        assert_eq!(cg.limits().unwrap(), crate::limits::Limits::default());
+        for (f, v) in [
+            (MEMORY_MAX, "max\n"),
+            (MEMORY_HIGH, "67108864\n"),
+            (PIDS_MAX, "64\n"),
+            (CPU_MAX, "25000 50000\n"),
+            (CPU_WEIGHT, "100\n"),
+            (IO_WEIGHT, "default 300\n8:0 50\n"),
+        ] {
+            fs::write(dir.join(f), v).unwrap();
+        }
+        assert_eq!(
+            cg.limits().unwrap(),
+            crate::limits::Limits {
+                memory_high: Some(64 << 20),
+                pids: Some(64),
+                cpu_quota_usec: Some(50_000),
+                io_weight: Some(300),
+                ..Default::default()
+            }
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }
