@@ -21,7 +21,17 @@ use lanco_proto::layout::{self, Layout};
 use lanco_proto::NamespaceName;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::namespace::{registered, NsError};
+/// Why a sample could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error(transparent)]
+    File(#[from] lanco_proto::files::FileError),
+    #[error("billing journal {path}: {what}")]
+    Journal {
+        path: std::path::PathBuf,
+        what: String,
+    },
+}
 
 use lanco_proto::layout::BILLING_JOURNAL as JOURNAL;
 /// Rotated past this size…
@@ -71,7 +81,7 @@ pub fn member(
     ns: &NamespaceName,
     uid: u32,
     event: UsageEvent,
-) -> Result<(), NsError> {
+) -> Result<(), BillingError> {
     let lines: Vec<UsageSample> = take(layout, ns, uid, event).into_iter().collect();
     append(layout, admin_gid, &lines)
 }
@@ -82,16 +92,22 @@ pub fn namespace(
     admin_gid: Option<u32>,
     ns: &NamespaceName,
     event: UsageEvent,
-) -> Result<(), NsError> {
+) -> Result<(), BillingError> {
     let lines = members(layout, ns, event);
     append(layout, admin_gid, &lines)
 }
 
-/// Samples every member of every namespace (`lancod account`, stop-all).
-pub fn all(layout: &Layout, admin_gid: Option<u32>, event: UsageEvent) -> Result<usize, NsError> {
-    let lines: Vec<UsageSample> = registered(layout)?
+/// Samples every member of each of `namespaces` (`lancod account`,
+/// stop-all: every registered one).
+pub fn all(
+    layout: &Layout,
+    admin_gid: Option<u32>,
+    namespaces: &[NamespaceName],
+    event: UsageEvent,
+) -> Result<usize, BillingError> {
+    let lines: Vec<UsageSample> = namespaces
         .iter()
-        .flat_map(|(ns, _)| members(layout, ns, event))
+        .flat_map(|ns| members(layout, ns, event))
         .collect();
     append(layout, admin_gid, &lines)?;
     Ok(lines.len())
@@ -110,20 +126,24 @@ fn members(layout: &Layout, ns: &NamespaceName, event: UsageEvent) -> Vec<UsageS
 /// first when it has grown past [`ROTATE_AT`]. A writer that waited for the
 /// lock while another rotated appends to the part it opened: no line is
 /// lost, it lands in `.1`.
-fn append(layout: &Layout, admin_gid: Option<u32>, lines: &[UsageSample]) -> Result<(), NsError> {
+fn append(
+    layout: &Layout,
+    admin_gid: Option<u32>,
+    lines: &[UsageSample],
+) -> Result<(), BillingError> {
     if lines.is_empty() {
         return Ok(());
     }
     let mut text = Vec::new();
     for s in lines {
-        serde_json::to_writer(&mut text, s).map_err(|e| NsError::Several(e.to_string()))?;
+        serde_json::to_writer(&mut text, s).map_err(|e| journal_error(layout, e))?;
         text.push(b'\n');
     }
     let dir = billing_dir(layout, admin_gid)?;
     let file = dir.open_append(JOURNAL, 0o640)?;
     let mut file = Flock::lock(file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| NsError::Several(format!("cannot lock the billing journal: {e}")))?;
-    let io = |e: std::io::Error| NsError::Several(format!("billing journal: {e}"));
+        .map_err(|(_, e)| journal_error(layout, format!("cannot lock it: {e}")))?;
+    let io = |e: std::io::Error| journal_error(layout, e);
     if file.metadata().map_err(io)?.len() >= ROTATE_AT {
         rotate(&dir)?;
         let mut fresh = dir.open_append(JOURNAL, 0o640)?;
@@ -132,9 +152,16 @@ fn append(layout: &Layout, admin_gid: Option<u32>, lines: &[UsageSample]) -> Res
     file.write_all(&text).map_err(io)
 }
 
+fn journal_error(layout: &Layout, what: impl std::fmt::Display) -> BillingError {
+    BillingError::Journal {
+        path: layout.billing_dir().join(JOURNAL),
+        what: what.to_string(),
+    }
+}
+
 /// `usage.jsonl.N` → `.N+1` (the oldest beyond [`KEEP`] removed), then the
 /// journal → `.1`.
-fn rotate(dir: &Dir) -> Result<(), NsError> {
+fn rotate(dir: &Dir) -> Result<(), BillingError> {
     let part = |n: u32| format!("{JOURNAL}.{n}");
     if dir.entry(&part(KEEP))?.is_some() {
         dir.remove(&part(KEEP))?;
@@ -151,19 +178,23 @@ fn rotate(dir: &Dir) -> Result<(), NsError> {
 /// and mode 2750, so the journal and its parts take that group (0700
 /// without an admin group). An existing entry that is not a
 /// root-owned directory is refused, never adopted.
-fn billing_dir(layout: &Layout, admin_gid: Option<u32>) -> Result<Dir, NsError> {
+fn billing_dir(layout: &Layout, admin_gid: Option<u32>) -> Result<Dir, BillingError> {
     const DIR: &str = "billing";
     let state = Dir::open(&layout.state_dir)?;
     let (gid, mode) = admin_gid.map_or((0, 0o700), |g| (g, 0o2750));
     state.mkdir(DIR, mode)?;
     let e = state
         .entry(DIR)?
-        .ok_or_else(|| NsError::Several("billing directory vanished".into()))?;
+        .ok_or_else(|| journal_error(layout, "its directory vanished"))?;
     if !(e.is_dir() && e.uid == 0) {
-        return Err(NsError::Unexpected {
-            path: state.join(DIR),
-            owner: e.uid.to_string(),
-        });
+        return Err(journal_error(
+            layout,
+            format!(
+                "{} is not a directory of root's (uid {}): lanco will not adopt it",
+                state.join(DIR).display(),
+                e.uid
+            ),
+        ));
     }
     let dir = state.sub(DIR)?;
     if e.gid != gid || e.mode & 0o7777 != mode {

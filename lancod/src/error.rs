@@ -16,6 +16,8 @@ pub enum StartError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Namespace(#[from] NsError),
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingError),
     #[error("admin_group {0:?} does not exist")]
     NoAdminGroup(String),
     #[error("cannot {op} {path}: {error}")]

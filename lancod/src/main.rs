@@ -112,6 +112,15 @@ fn start_enabled(
     }
 }
 
+fn registered_names(
+    layout: &lanco_proto::Layout,
+) -> Result<Vec<lanco_proto::NamespaceName>, StartError> {
+    Ok(namespace::registered(layout)?
+        .into_iter()
+        .map(|(ns, _)| ns)
+        .collect())
+}
+
 fn run(cmd: Cmd) -> Result<(), StartError> {
     let cfg = Config::load()?;
     let ctx = server::Context::from_config(&cfg)?;
@@ -159,6 +168,7 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             let n = lancod::billing::all(
                 &ctx.layout,
                 ctx.admin_gid,
+                &registered_names(&ctx.layout)?,
                 lanco_proto::billing::UsageEvent::Sample,
             )?;
             tracing::info!(members = n, "billing sample taken");
@@ -172,11 +182,15 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             let t0 = std::time::Instant::now();
             let stopped = lancod::stop_all::stop_all(&ctx.layout, Duration::from_secs(timeout));
             // The last counters before a shutdown, whatever the stop's result.
-            if let Err(e) = lancod::billing::all(
-                &ctx.layout,
-                ctx.admin_gid,
-                lanco_proto::billing::UsageEvent::StopAll,
-            ) {
+            let sampled = registered_names(&ctx.layout).and_then(|names| {
+                Ok(lancod::billing::all(
+                    &ctx.layout,
+                    ctx.admin_gid,
+                    &names,
+                    lanco_proto::billing::UsageEvent::StopAll,
+                )?)
+            });
+            if let Err(e) = sampled {
                 tracing::error!("billing sample failed: {e}");
             }
             let n = stopped?;
