@@ -227,7 +227,7 @@ pub struct Dur(pub Duration);
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        let sub_ms = self.0.subsec_nanos() % 1_000_000 != 0;
+        let sub_ms = !self.0.subsec_nanos().is_multiple_of(1_000_000);
         if sub_ms {
             return write!(f, "{}s", self.0.as_secs_f64());
         }
@@ -237,7 +237,7 @@ impl fmt::Display for Dur {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms >= size && ms % size == 0 {
+            if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{unit}", ms / size);
             }
         }

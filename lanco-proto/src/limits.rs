@@ -299,7 +299,7 @@ pub fn size(b: u64) -> String {
         ("M", 1 << 20),
         ("K", 1 << 10),
     ] {
-        if b >= m && b % m == 0 {
+        if b >= m && b.is_multiple_of(m) {
             return format!("{}{unit}", b / m);
         }
     }

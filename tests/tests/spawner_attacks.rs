@@ -725,11 +725,11 @@ fn idle_exits_kills_and_upgrades_racing_runs_cost_nothing() {
                     .filter(|p| first.contains(p))
                     .collect();
                 most.fetch_max(s.len(), Ordering::SeqCst);
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     for p in s {
                         let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
                     }
-                } else if n % 11 == 0 {
+                } else if n.is_multiple_of(11) {
                     let m = cg_inst_bin.join("lanco-monitor");
                     let new = cg_inst_bin.join("lanco-monitor.new");
                     fs::copy(&m, &new).unwrap();
