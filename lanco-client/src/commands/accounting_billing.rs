@@ -7,7 +7,8 @@ use std::io::Write;
 use lanco_proto::NamespaceName;
 use serde::Serialize;
 
-use super::accounting_print::{add, csv_row, opt, size, stdout, table, Format, JsonTotals, TOTAL};
+use super::accounting_print::{add, csv_row, opt, size, stdout, Format, JsonTotals, TOTAL};
+use super::table::table;
 use crate::accounting::{self, KernelUsage, Period, Totals};
 use crate::error::{Error, Result};
 
@@ -298,7 +299,7 @@ pub fn print(rows: &[BillingRow], period: Period, format: Format) -> Result<()> 
                 records.as_ref(),
                 "",
             ));
-            table(&mut out, &table_rows, 2)?;
+            table(&mut out, &table_rows, |c| c >= 2)?;
         }
     }
     out.flush().map_err(stdout)

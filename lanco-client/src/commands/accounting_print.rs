@@ -7,6 +7,7 @@ use std::io::Write;
 use lanco_proto::NamespaceName;
 use serde::Serialize;
 
+use super::table::table;
 use crate::accounting::{utc_day, By, Group, GroupKey, Report, Totals};
 use crate::error::{Error, Result};
 
@@ -181,7 +182,7 @@ pub fn report(r: &Report, ns: Option<&NamespaceName>, format: Format) -> Result<
             let total = std::iter::once(TOTAL.to_owned())
                 .chain(std::iter::repeat_n(String::new(), keys - 1));
             rows.push(total.chain(text_totals(&r.totals)).collect());
-            table(&mut out, &rows, keys)?;
+            table(&mut out, &rows, |c| c >= keys)?;
         }
     }
     out.flush().map_err(stdout)
@@ -271,39 +272,6 @@ pub(super) fn duration(s: u64) -> String {
     }
 }
 
-/// Columns padded to their widest cell: the first `left` to the left (names),
-/// the rest to the right (numbers); no trailing blanks.
-pub(super) fn table(out: &mut impl Write, rows: &[Vec<String>], left: usize) -> Result<()> {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c > 0 {
-                line.push_str("  ");
-            }
-            let pad = width[c] - cell.chars().count();
-            if c < left {
-                line.push_str(cell);
-                line.extend(std::iter::repeat_n(' ', pad));
-            } else {
-                line.extend(std::iter::repeat_n(' ', pad));
-                line.push_str(cell);
-            }
-        }
-        writeln!(out, "{}", line.trim_end()).map_err(stdout)?;
-    }
-    Ok(())
-}
-
 /// One CSV record (RFC 4180: a field with a comma, quote or line break is
 /// quoted, its quotes doubled).
 pub(super) fn csv_row(out: &mut impl Write, fields: impl Iterator<Item = String>) -> Result<()> {
@@ -346,19 +314,6 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\"a,b\",\"say \"\"hi\"\"\",c\n"
-        );
-    }
-
-    #[test]
-    fn table_alignment() {
-        let rows = [["TASK", "RUNS"], ["build", "12"], ["(total)", "3"]]
-            .map(|r| r.map(String::from).to_vec())
-            .to_vec();
-        let mut out = Vec::new();
-        table(&mut out, &rows, 1).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "TASK     RUNS\nbuild      12\n(total)     3\n"
         );
     }
 }

@@ -22,6 +22,7 @@ mod show;
 mod start;
 mod status;
 mod stop;
+mod table;
 mod top;
 mod undefine;
 mod wait;

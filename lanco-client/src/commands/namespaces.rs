@@ -27,49 +27,23 @@ pub fn run(config: &Config, json: bool) -> Result<u8> {
         println!("{text}");
         return Ok(0);
     }
-    let rows: Vec<[String; 5]> = list
-        .iter()
-        .map(|n| {
-            let ceilings = n.limits.describe();
-            [
-                n.name.to_string(),
-                n.owner.clone(),
-                n.group.clone(),
-                n.running.to_string(),
-                if ceilings.is_empty() {
-                    "-".into()
-                } else {
-                    ceilings
-                },
-            ]
-        })
-        .collect();
-    let head = ["NAMESPACE", "OWNER", "GROUP", "RUNNING", "CEILINGS"];
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].chars().count())
-            .chain([head[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let w: Vec<usize> = (0..4).map(width).collect();
-    let line = |r: [&str; 5]| {
-        format!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3]
-        )
-    };
-    println!("{}", line(head));
-    for r in &rows {
-        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
-    }
+    let head = ["NAMESPACE", "OWNER", "GROUP", "RUNNING", "CEILINGS"].map(String::from);
+    let mut rows = vec![head.to_vec()];
+    rows.extend(list.iter().map(|n| {
+        let ceilings = n.limits.describe();
+        vec![
+            n.name.to_string(),
+            n.owner.clone(),
+            n.group.clone(),
+            n.running.to_string(),
+            if ceilings.is_empty() {
+                "-".into()
+            } else {
+                ceilings
+            },
+        ]
+    }));
+    // The count right-aligned, as a number.
+    super::table::table(&mut std::io::stdout().lock(), &rows, |c| c == 3)?;
     Ok(0)
 }
