@@ -246,10 +246,10 @@ pub const MAX_NOTE_BYTES: usize = 512;
 /// (`memory.peak` cannot be told apart: it is the cgroup's).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
-    cpu_usec: u64,
-    oom_kills: u64,
-    forks_refused: u64,
-    throttled_usec: u64,
+    pub(crate) cpu_usec: u64,
+    pub(crate) oom_kills: u64,
+    pub(crate) forks_refused: u64,
+    pub(crate) throttled_usec: u64,
 }
 
 impl Counters {

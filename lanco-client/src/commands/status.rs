@@ -1,11 +1,11 @@
 use std::io::Write;
 
-use lanco_proto::cgroupfs::{self, Cgroup};
+use lanco_proto::cgroupfs::Cgroup;
 use lanco_proto::TaskName;
 
 use crate::error::{exit, Error, Result};
 use crate::namespace::{Namespace, Status};
-use crate::record::TaskState;
+use crate::record::{Counters, TaskState};
 
 pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
     let status = ns.status(task)?;
@@ -90,15 +90,7 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
                 lines.push(format!("  command:     {}", r.command.join(" ")));
                 lines.push(format!("  exit:        {}{how}", r.ending()));
-                if r.forks_refused > 0 {
-                    lines.push(format!("  pids limit:  refused {} forks", r.forks_refused));
-                }
-                if r.throttled_usec > 0 {
-                    lines.push(format!(
-                        "  cpu limit:   throttled for {:.3} s",
-                        r.throttled_usec as f64 / 1e6
-                    ));
-                }
+                effect_lines(r.forks_refused, 0, r.throttled_usec, &mut lines);
                 if r.restarts > 0 {
                     lines.push(format!("  restarts:    {} before this run", r.restarts));
                 }
@@ -133,20 +125,26 @@ fn limit_lines(cg: &Cgroup, lines: &mut Vec<String>) {
             lines.push(format!("  limits:      {}", l.describe()));
         }
     }
-    let keyed = |file, key| cg.keyed_u64(file, key).ok().flatten().unwrap_or(0);
-    let refused = keyed(cgroupfs::PIDS_EVENTS, "max");
-    if refused > 0 {
-        lines.push(format!("  pids limit:  refused {refused} forks"));
+    let c = Counters::read(cg);
+    effect_lines(c.forks_refused, c.oom_kills, c.throttled_usec, lines);
+}
+
+/// What the limits did: forks the pids limit refused, processes the OOM
+/// killer killed (a finished run's exit line says it instead), time the cpu
+/// limit held the task back.
+fn effect_lines(forks_refused: u64, oom_kills: u64, throttled_usec: u64, lines: &mut Vec<String>) {
+    if forks_refused > 0 {
+        lines.push(format!("  pids limit:  refused {forks_refused} forks"));
     }
-    let oom = keyed(cgroupfs::MEMORY_EVENTS, "oom_kill");
-    if oom > 0 {
-        lines.push(format!("  OOM killer:  killed {oom} of its processes"));
+    if oom_kills > 0 {
+        lines.push(format!(
+            "  OOM killer:  killed {oom_kills} of its processes"
+        ));
     }
-    let throttled = keyed(cgroupfs::CPU_STAT, "throttled_usec");
-    if throttled > 0 {
+    if throttled_usec > 0 {
         lines.push(format!(
             "  cpu limit:   throttled for {:.3} s",
-            throttled as f64 / 1e6
+            throttled_usec as f64 / 1e6
         ));
     }
 }
