@@ -44,10 +44,13 @@ const KEEP: u32 = 20;
 fn take(layout: &Layout, ns: &NamespaceName, uid: u32, event: UsageEvent) -> Option<UsageSample> {
     let cg = Cgroup::new(layout.user_cgroup(ns, uid));
     let cgroup_id = std::fs::metadata(cg.path()).ok()?.ino();
+    // One read of io.stat for both sums (absent without the io controller).
+    let io_stat = cg.read("io.stat").ok();
     let io = |key: &str| -> Option<u64> {
-        let text = cg.read("io.stat").ok()?;
         Some(
-            text.split_whitespace()
+            io_stat
+                .as_deref()?
+                .split_whitespace()
                 .filter_map(|f| f.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
                 .sum(),
         )
