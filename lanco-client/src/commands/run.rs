@@ -32,7 +32,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     }
     o.supervision.apply_to(&mut spec.supervision);
     spec.deps = o.deps.to_deps();
-    let spec = crate::commands::start::with_limits(ns, spec, &opts.limits.to_limits())?;
+    let spec = crate::commands::start::with_limits(ns, spec, &opts.limits.to_limits());
     let mut started = if spec.deps.is_empty() {
         ns.run(&spec)?
     } else {

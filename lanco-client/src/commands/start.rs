@@ -43,7 +43,7 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool, limits: &Limits) -
         .map(|task| {
             let spec = defs::owned(&all, &task, "start it")
                 .and_then(|d| d.to_spec(&task))
-                .and_then(|s| with_limits(ns, s, limits));
+                .map(|s| with_limits(ns, s, limits));
             (task, spec)
         })
         .collect();
@@ -52,15 +52,15 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], no_wait: bool, limits: &Limits) -
 }
 
 /// `spec` with `limits` over its own, warned about where above a ceiling.
-pub(crate) fn with_limits(ns: &Namespace, mut spec: TaskSpec, limits: &Limits) -> Result<TaskSpec> {
+pub(crate) fn with_limits(ns: &Namespace, mut spec: TaskSpec, limits: &Limits) -> TaskSpec {
     spec.limits = spec.limits.overlaid(limits);
     warn_above_ceilings(ns, &spec);
-    Ok(spec)
+    spec
 }
 
 /// A task limit above the namespace's ceiling is allowed (the ceiling still
 /// binds), but the member should know it will not get what it asked for.
-pub(crate) fn warn_above_ceilings(ns: &Namespace, spec: &TaskSpec) {
+fn warn_above_ceilings(ns: &Namespace, spec: &TaskSpec) {
     let Ok(ceil) = ns.ceilings() else { return };
     for k in [
         LimitKey::Memory,
@@ -98,7 +98,7 @@ pub fn run_enabled(ns: &Namespace, no_wait: bool, limits: &Limits) -> Result<u8>
         .into_iter()
         .filter(|(_, d)| d.enable)
         .map(|(task, d)| {
-            let spec = d.to_spec(&task).and_then(|s| with_limits(ns, s, limits));
+            let spec = d.to_spec(&task).map(|s| with_limits(ns, s, limits));
             (task, spec)
         })
         .collect();
