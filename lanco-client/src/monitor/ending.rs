@@ -123,6 +123,7 @@ impl Monitor {
             &self.spec.cwd,
             &self.log.file,
             None,
+            |_| {},
         ) {
             Ok(pid) => {
                 self.main_pid = pid;

@@ -63,6 +63,11 @@ impl Log {
         self.dir.join(&self.current)
     }
 
+    /// The path once installed.
+    pub fn installed_path(&self) -> PathBuf {
+        self.dir.join(&self.base)
+    }
+
     /// The payload runs: the previous log becomes `.1` and the new one
     /// takes its name.
     pub fn install(&mut self) -> Result<()> {

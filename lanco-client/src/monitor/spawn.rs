@@ -73,6 +73,8 @@ fn cwd_problem(cwd: &Path) -> Option<Errno> {
 
 /// clone3 into the task's cgroup, then exec; returns once the exec has
 /// happened (the status pipe closes on exec) or with the reason it did not.
+/// `meanwhile` runs with the child's pid between the clone and the wait for
+/// its exec, which the child does on another CPU meanwhile.
 #[allow(unsafe_code)] // clone3: see its SAFETY comment
 pub(super) fn start_process(
     cgroup_dir: &OwnedFd,
@@ -81,6 +83,7 @@ pub(super) fn start_process(
     cwd: &[u8],
     log: &File,
     pass: Option<(std::os::fd::BorrowedFd<'_>, i32)>,
+    meanwhile: impl FnOnce(i32),
 ) -> Result<i32> {
     let program =
         String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).into_owned();
@@ -153,6 +156,7 @@ pub(super) fn start_process(
             e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
         })?;
     drop(wr);
+    meanwhile(pid);
     // Until EOF: the ALIVE byte, then the failed stage and its errno.
     let mut buf = [0u8; 6];
     let mut n = 0;

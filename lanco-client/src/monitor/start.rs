@@ -73,6 +73,36 @@ impl Monitor {
         let listener = control::bind(&dir, &sock, 0o660)
             .map_err(|e| Error::system("cannot create the task's control socket", e))?;
         let mut run_env = spec.env.clone();
+        let start = crate::time::now_secs();
+        let state_for = |pid: i32, log: String| TaskState {
+            namespace: ns.clone(),
+            task: task.clone(),
+            run_id: run_id(pid),
+            uid: me,
+            command: spec
+                .argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect(),
+            pid,
+            monitor_pid: std::process::id() as i32,
+            start,
+            start_time: crate::time::utc(start),
+            log,
+            cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+            definition: spec.definition.clone(),
+            explicit: spec.explicit,
+            deps: spec.deps.clone(),
+            waiting_for: None,
+            supervised: None,
+        };
+        // A plain run (no dependencies, no mark, no supervision) has its
+        // state file written while its process execs on another CPU: the
+        // file is all `run` waits for after the exec. Any other run writes
+        // it after its mark, as readers expect.
+        let plain = spec.explicit && spec.deps.is_empty() && spec.supervision.is_plain();
+        let state_name = layout::state_name(&task);
+        let mut state_early = false;
         let started = listener
             .set_nonblocking(true)
             .map_err(|e| Error::system("control socket", e))
@@ -91,6 +121,11 @@ impl Monitor {
                     &spec.cwd,
                     &log.file,
                     pass.as_ref().map(|(fd, at)| (fd.as_fd(), *at)),
+                    |pid| {
+                        let log = log.installed_path().display().to_string();
+                        state_early = plain
+                            && record::write_json(&dir, &state_name, &state_for(pid, log)).is_ok();
+                    },
                 )?;
                 sup.run_began();
                 Ok((events, pid, sup))
@@ -98,6 +133,9 @@ impl Monitor {
         let (events, pid, sup) = match started {
             Ok(v) => v,
             Err(e) => {
+                if state_early {
+                    let _ = dir.remove(&state_name);
+                }
                 let _ = dir.remove_socket(&sock);
                 return Err(e);
             }
@@ -105,29 +143,7 @@ impl Monitor {
         // From here the task runs: failures are noted, never undone.
         claim.keep();
         let installed = log.install();
-        let start = crate::time::now_secs();
-        let state = TaskState {
-            namespace: ns.clone(),
-            task: task.clone(),
-            run_id: run_id(pid),
-            uid: me,
-            command: spec
-                .argv
-                .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect(),
-            pid,
-            monitor_pid: std::process::id() as i32,
-            start,
-            start_time: crate::time::utc(start),
-            log: log.path().display().to_string(),
-            cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
-            definition: spec.definition.clone(),
-            explicit: spec.explicit,
-            deps: spec.deps.clone(),
-            waiting_for: None,
-            supervised: None,
-        };
+        let state = state_for(pid, log.path().display().to_string());
         let mut m = Monitor {
             admitted,
             claim,
@@ -154,6 +170,7 @@ impl Monitor {
             needs: None,
             report: None,
         };
+        let installed_ok = installed.is_ok();
         if let Err(e) = installed {
             m.note(&format_args!(
                 "the new log keeps its temporary name: {}",
@@ -165,7 +182,11 @@ impl Monitor {
             || !m.spec.explicit
             || m.spec.supervision.ready != crate::supervision::Ready::Exec;
         m.set_mark(marked);
-        m.write_state();
+        if state_early && installed_ok {
+            m.sup.state_written();
+        } else {
+            m.write_state();
+        }
         let _ = send(
             report,
             &Report::Started {

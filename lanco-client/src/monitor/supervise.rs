@@ -85,6 +85,12 @@ impl Supervisor {
         })
     }
 
+    /// The state file was just written.
+    pub fn state_written(&mut self) {
+        self.state_due = None;
+        self.last_state_write = Some(Instant::now());
+    }
+
     /// A run has started: its readiness starts over.
     pub fn run_began(&mut self) {
         let now = Instant::now();
@@ -343,6 +349,7 @@ impl Monitor {
                 &self.log.file,
                 pass.as_ref()
                     .map(|(fd, at)| (std::os::fd::AsFd::as_fd(fd), *at)),
+                |_| {},
             )
         });
         self.sup.run_began();
@@ -374,8 +381,7 @@ impl Monitor {
         if !self.sup.policy.is_plain() {
             self.state.supervised = Some(self.sup.state());
         }
-        self.sup.state_due = None;
-        self.sup.last_state_write = Some(Instant::now());
+        self.sup.state_written();
         if let Err(e) =
             record::write_json(&self.dir, &layout::state_name(&self.spec.task), &self.state)
         {
