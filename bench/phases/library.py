@@ -70,7 +70,8 @@ def u_lib(env, n):
     if p.returncode != 0:
         raise RuntimeError("%s: exit %d: %s" % (env.lib_probe, p.returncode, p.stderr.strip()))
     out = json.loads(p.stdout.strip().splitlines()[-1])
-    return dict(run=[x / 1e6 for x in out["run_ns"]], before=before, after=after)
+    return dict(run=[x / 1e6 for x in out["run_ns"]], spawn=[x / 1e6 for x in out["spawn_ns"]],
+                before=before, after=after)
 
 
 def report(R, plan, res):
@@ -92,3 +93,8 @@ def report(R, plan, res):
     R.row("`Namespace::run` from a long-lived process (library), warm, %d ms apart" % SPACING_MS,
           lib["run"], comp="`lanco run`, warm, spaced" if ws else None, comp_xs=ws,
           target="≤ 1 ms", met=seen and med(lib["run"]) <= 1.0, note=note)
+    # The floor: the same process starting the same command itself, up to
+    # its exec (what `run` waits for too), interleaved with the runs.
+    R.row("`Namespace::run` (library) vs the floor: the same process spawning /bin/sleep "
+          "itself (std `Command::spawn`, returns after the exec), interleaved",
+          lib["run"], comp="`Command::spawn` /bin/sleep", comp_xs=lib["spawn"])

@@ -9,8 +9,11 @@
 //! Starts WARM + COUNT tasks `PREFIX-0`, `PREFIX-1`, … (each `/bin/sleep
 //! 1000`, an empty environment), SPACING_MS apart, timing each `run` call
 //! alone; then stops every task it started (also when a run failed), and
-//! prints one JSON line: `{"warm_up_ns": [...], "run_ns": [...]}` (the
-//! first WARM runs, then the COUNT kept). Exit status 1 on any error.
+//! prints one JSON line: `{"warm_up_ns": [...], "run_ns": [...],
+//! "spawn_ns": [...]}` (the first WARM runs, then the COUNT kept; and the
+//! floor: before each kept run, the same process starting `/bin/sleep 1000`
+//! itself with `std::process::Command::spawn`, which returns once the exec
+//! has happened, as `run` does). Exit status 1 on any error.
 
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
@@ -40,7 +43,16 @@ fn bench() -> Res {
 
     let mut started: Vec<TaskName> = Vec::new();
     let mut took: Vec<u128> = Vec::new();
-    let ran = run_all(&ns, prefix, warm + count, spacing, &mut started, &mut took);
+    let mut floor: Vec<u128> = Vec::new();
+    let ran = run_all(
+        &ns,
+        prefix,
+        (warm, count),
+        spacing,
+        &mut started,
+        &mut took,
+        &mut floor,
+    );
     // Clean up whatever was started, whether or not every run succeeded.
     let mut stop_err = None;
     for t in &started {
@@ -60,9 +72,10 @@ fn bench() -> Res {
     };
     let w = warm.min(took.len());
     println!(
-        "{{\"warm_up_ns\": [{}], \"run_ns\": [{}]}}",
+        "{{\"warm_up_ns\": [{}], \"run_ns\": [{}], \"spawn_ns\": [{}]}}",
         list(&took[..w]),
-        list(&took[w..])
+        list(&took[w..]),
+        list(&floor)
     );
     Ok(())
 }
@@ -70,13 +83,20 @@ fn bench() -> Res {
 fn run_all(
     ns: &Namespace,
     prefix: &str,
-    n: usize,
+    (warm, count): (usize, usize),
     spacing: Duration,
     started: &mut Vec<TaskName>,
     took: &mut Vec<u128>,
+    floor: &mut Vec<u128>,
 ) -> Res {
-    for i in 0..n {
-        std::thread::sleep(spacing);
+    for i in 0..warm + count {
+        if i >= warm {
+            std::thread::sleep(spacing / 2);
+            floor.push(spawn_floor()?);
+            std::thread::sleep(spacing / 2);
+        } else {
+            std::thread::sleep(spacing);
+        }
         let task: TaskName = format!("{prefix}-{i}").parse()?;
         let spec = TaskSpec::new(
             task.clone(),
@@ -92,4 +112,22 @@ fn run_all(
         drop(run);
     }
     Ok(())
+}
+
+/// One start of `/bin/sleep 1000` by this process itself, timed up to the
+/// return of `spawn` (after the exec), then killed and reaped untimed.
+fn spawn_floor() -> Res<u128> {
+    use std::process::{Command, Stdio};
+    let t0 = Instant::now();
+    let mut child = Command::new("/bin/sleep")
+        .arg("1000")
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let d = t0.elapsed();
+    child.kill()?;
+    child.wait()?;
+    Ok(d.as_nanos())
 }
