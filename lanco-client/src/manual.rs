@@ -38,7 +38,20 @@ fn shown(c: &Command) -> bool {
 /// character, dashes as minus signs (so option names can be searched and
 /// copied).
 fn esc(s: &str) -> String {
-    let mut t = s.replace('\\', "\\e").replace('-', "\\-");
+    let mut t = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => t.push_str("\\e"),
+            '-' => t.push_str("\\-"),
+            // Readable on an ASCII terminal too.
+            '…' => t.push_str("..."),
+            '→' => t.push_str("->"),
+            c if c.is_ascii() => t.push(c),
+            c => {
+                let _ = write!(t, "\\[u{:04X}]", u32::from(c));
+            }
+        }
+    }
     if t.starts_with('.') || t.starts_with('\'') {
         t.insert_str(0, "\\&");
     }
@@ -313,7 +326,8 @@ fn see_also(out: &mut String, pages: &[&str]) {
         .iter()
         .map(|p| {
             let (name, section) = p.split_once('(').unwrap_or((p, "1)"));
-            format!("\\fB{}\\fR({section}", esc(name))
+            // \%: not broken at its hyphens.
+            format!("\\%\\fB{}\\fR({section}", esc(name))
         })
         .collect();
     let _ = writeln!(out, "{}", refs.join(",\n"));
