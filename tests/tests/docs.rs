@@ -380,5 +380,26 @@ fn zsh_and_fish_scripts_parse() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // fish can also run it here: `complete -C` completes a command line.
+    if have("fish") {
+        let o = Command::new("fish")
+            .arg("-c")
+            .arg(format!(
+                "source {}; complete -C 'lanco --all-namespaces '; complete -C 'lanco x kill -s SIGH'",
+                gen.join("lanco.fish").display()
+            ))
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", target_dir().display()),
+            )
+            .output()
+            .expect("fish");
+        let out = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = out
+            .lines()
+            .map(|l| l.split('\t').next().unwrap_or(""))
+            .collect();
+        assert_eq!(lines, ["accounting", "SIGHUP"], "fish: {out}");
+    }
     let _ = fs::remove_dir_all(&dir);
 }
