@@ -77,14 +77,16 @@ done
 inst 0644 "$here/etc/lanco.toml" /etc/lanco/lanco.toml
 install -d -m 0755 "$stage/var/lib/lanco"
 
-# Man pages and completions from the clap definition of lanco.
+# Man pages (lanco(1), lanco-COMMAND(1), lanco.toml(5)) and the completion
+# scripts, which ask `lanco __complete` for their candidates.
 gen=$(mktemp -d)
 trap 'rm -rf "$gen"' EXIT
 "$bindir/lanco-gen" "$gen"
-mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man8"
+mkdir -p "$stage/usr/share/man/man1" "$stage/usr/share/man/man5" "$stage/usr/share/man/man8"
 for m in "$gen"/man/*.1; do
     gzip -9n < "$m" > "$stage/usr/share/man/man1/$(basename "$m").gz"
 done
+gzip -9n < "$gen/man/lanco.toml.5" > "$stage/usr/share/man/man5/lanco.toml.5.gz"
 gzip -9n < "$here/man/lancod.8" > "$stage/usr/share/man/man8/lancod.8.gz"
 inst 0644 "$gen/completions/lanco.bash" /usr/share/bash-completion/completions/lanco
 inst 0644 "$gen/completions/_lanco" /usr/share/zsh/vendor-completions/_lanco

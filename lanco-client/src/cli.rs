@@ -71,14 +71,14 @@ pub enum Command {
     /// Create a namespace owned by USER:GROUP (root or the admin group; via lancod)
     #[command(after_help = EXIT_STATUS_HELP)]
     Init {
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Owner [default: the caller, or $SUDO_USER under sudo]
         #[arg(short = 'u', long = "user", value_name = "USER")]
         user: Option<String>,
         /// Group whose members share the namespace [default: the owner's primary group]
         #[arg(short = 'g', long = "group", value_name = "GROUP")]
         group: Option<String>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Remove an idle namespace (root or the admin group; via lancod)
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -141,8 +141,6 @@ pub enum Command {
     /// A task that already runs is left alone (exit 0)
     #[command(after_help = EXIT_STATUS_HELP)]
     Start {
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Return once each command has been exec'd, without waiting for readiness
         #[arg(long)]
         no_wait: bool,
@@ -152,13 +150,13 @@ pub enum Command {
         enabled: bool,
         #[arg(value_name = "TASK", required_unless_present = "enabled")]
         tasks: Vec<TaskName>,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Show the namespace's ceilings, or change them (root or the admin
     /// group; via lancod); members cannot raise them
     #[command(after_help = LIMITS_HELP)]
     Limit {
-        #[command(flatten)]
-        limits: LimitArgs,
         /// Remove this ceiling (repeatable): memory, memory-high, pids, cpu,
         /// cpu-weight, io-weight
         #[arg(long, value_name = "KEY")]
@@ -166,6 +164,8 @@ pub enum Command {
         /// One JSON document on stdout
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Stop TASK if it runs, then start it from your definition
     #[command(after_help = EXIT_STATUS_HELP)]
@@ -423,8 +423,6 @@ pub struct TaskCommand {
 /// `lanco NS run`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    #[command(flatten)]
-    pub options: TaskOptions,
     /// Stay in the foreground until the task ends; exit with its status
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
@@ -436,6 +434,10 @@ pub struct RunArgs {
     /// waiting for readiness
     #[arg(long)]
     pub no_wait: bool,
+    // After the plain options: a flattened group's heading (its limits')
+    // would be theirs too.
+    #[command(flatten)]
+    pub options: TaskOptions,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
     #[command(flatten)]
@@ -447,11 +449,11 @@ pub struct RunArgs {
 /// `lanco NS define`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct DefineArgs {
-    #[command(flatten)]
-    pub options: TaskOptions,
     /// Mark the definition enabled
     #[arg(long)]
     pub enable: bool,
+    #[command(flatten)]
+    pub options: TaskOptions,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
     #[command(flatten)]

@@ -32,6 +32,8 @@ mod handoff;
 mod helper;
 mod inherit;
 mod journal;
+#[cfg(feature = "cli")]
+mod manual;
 mod monitor;
 #[cfg(feature = "cli")]
 mod msg;
@@ -86,4 +88,11 @@ pub fn monitor_main() -> u8 {
 #[doc(hidden)]
 pub fn cli_command() -> clap::Command {
     <cli::Cli as clap::CommandFactory>::command()
+}
+
+/// The man pages of `lanco` (file name, roff), for `lanco-gen`. Not API.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub fn man_pages() -> Vec<(String, String)> {
+    manual::pages()
 }

@@ -190,6 +190,17 @@ pub fn task_of_cgroup_entry(entry: &str) -> Option<TaskName> {
         .and_then(|t| TaskName::try_from(t).ok())
 }
 
+/// The task a lock file of `names/` (`task-NAME.lock`) claims, if it is one.
+pub fn task_of_lock_entry(entry: &str) -> Option<TaskName> {
+    task_of_cgroup_entry(entry.strip_suffix(".lock")?)
+}
+
+/// The namespace a log directory (`lanco-NS` in `log_dir`) is of, if it is
+/// one (not `lanco.destroyed`, nor another program's `lanco-…` file).
+pub fn ns_of_log_entry(entry: &str) -> Option<NamespaceName> {
+    NamespaceName::try_from(entry.strip_prefix("lanco-")?).ok()
+}
+
 /// The task a mark (`MARKS/task-NAME`) is of, if it is one.
 pub fn task_of_mark_entry(entry: &str) -> Option<TaskName> {
     task_of_cgroup_entry(entry)
@@ -263,6 +274,23 @@ pub fn task_cgroups(layout: &Layout, ns: &NamespaceName) -> Result<Vec<TaskCgrou
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn names_read_back_from_entries() {
+        let l = Layout {
+            cgroup_root: "/r".into(),
+            state_dir: "/s".into(),
+            log_dir: "/l".into(),
+        };
+        let ns = NamespaceName::try_from("web").unwrap();
+        let t = TaskName::try_from("db.1").unwrap();
+        let log_dir = l.ns_log_dir(&ns);
+        let entry = log_dir.file_name().unwrap().to_str().unwrap();
+        assert_eq!(ns_of_log_entry(entry), Some(ns));
+        assert_eq!(ns_of_log_entry("lanco.destroyed"), None);
+        assert_eq!(task_of_lock_entry(&lock_name(&t)), Some(t));
+        assert_eq!(task_of_lock_entry("task-x.state.json"), None);
+    }
 
     #[test]
     fn paths() {

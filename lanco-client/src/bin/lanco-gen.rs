@@ -1,16 +1,21 @@
-//! `lanco-gen OUTDIR`: writes the man pages and shell completions of `lanco`,
-//! generated from its clap definition, for packaging (packaging/build-deb.sh).
-//! Not installed.
+//! `lanco-gen OUTDIR`: writes the man pages and shell completions of `lanco`
+//! for packaging (packaging/build-deb.sh). Not installed.
 //!
-//! OUTDIR/man/lanco.1, OUTDIR/man/lanco-SUBCOMMAND.1, ...
-//! OUTDIR/completions/lanco.bash, _lanco (zsh), lanco.fish
+//! OUTDIR/man/lanco.1, OUTDIR/man/lanco-COMMAND.1 (one per command),
+//! OUTDIR/man/lanco.toml.5: generated from the clap definition, with the
+//! examples, files and environment `lanco_client`'s manual module adds.
+//! OUTDIR/completions/lanco.bash, _lanco (zsh), lanco.fish: small scripts
+//! that ask `lanco __complete` for the candidates, so namespaces, task names
+//! and signals complete, and new options without regenerating them.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap_complete::Shell;
-
-const BIN: &str = "lanco";
+const COMPLETIONS: [(&str, &str); 3] = [
+    ("lanco.bash", include_str!("../../completions/lanco.bash")),
+    ("_lanco", include_str!("../../completions/_lanco")),
+    ("lanco.fish", include_str!("../../completions/lanco.fish")),
+];
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -28,18 +33,15 @@ fn main() -> ExitCode {
 }
 
 fn generate(out: &Path) -> std::io::Result<()> {
-    let cmd = lanco_client::cli_command().name(BIN).bin_name(BIN);
-
     let man = out.join("man");
     std::fs::create_dir_all(&man)?;
-    // One page per (sub)command: lanco.1, lanco-run.1, ...
-    clap_mangen::generate_to(cmd.clone(), &man)?;
-
+    for (name, page) in lanco_client::man_pages() {
+        std::fs::write(man.join(name), page)?;
+    }
     let completions = out.join("completions");
     std::fs::create_dir_all(&completions)?;
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut c = cmd.clone();
-        clap_complete::generate_to(shell, &mut c, BIN, &completions)?;
+    for (name, script) in COMPLETIONS {
+        std::fs::write(completions.join(name), script)?;
     }
     Ok(())
 }

@@ -137,7 +137,7 @@ fn warn(warnings: &[accounting::JournalWarning]) {
 
 /// Root, or a member of the configured admin group (effective or
 /// supplementary).
-fn is_admin(config: &Config) -> bool {
+pub(super) fn is_admin(config: &Config) -> bool {
     use nix::unistd::{getegid, geteuid, getgroups, Group};
     if geteuid().is_root() {
         return true;

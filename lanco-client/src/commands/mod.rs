@@ -5,6 +5,7 @@ mod accounting_billing;
 mod accounting_print;
 mod apply;
 mod check;
+mod complete;
 mod define;
 mod deps;
 mod destroy;
@@ -126,6 +127,10 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
 /// `lanco`'s main: parse, dispatch, print one line per error; returns the
 /// exit status.
 pub fn run() -> u8 {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "__complete") {
+        return complete::run(args.collect());
+    }
     if let Some((ns, task)) = fast_check() {
         return check_only(ns, task);
     }
