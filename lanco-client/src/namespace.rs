@@ -53,6 +53,11 @@ pub struct TaskInfo {
     /// monitor waits for (no process of it runs meanwhile).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<TaskName>,
+    /// Its cgroup could not be read, and why (e.g. a cgroup its owner made
+    /// without the namespace's group): listed with no process rather than
+    /// failing the whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 /// Whether a task runs, and what lanco knows of its run
@@ -343,6 +348,7 @@ impl Namespace {
                         processes: Vec::new(),
                         restarting_at_ms: state.next_restart_ms(),
                         waiting_for: state.waiting_for,
+                        unreadable: None,
                     },
                 );
             }
@@ -556,7 +562,17 @@ fn read_tasks(
             Ok(()) => {}
             // Ended between the listing and the read.
             Err(e) if e.io_kind() == Some(ErrorKind::NotFound) => continue,
-            Err(e) => return Err(e.into()),
+            // One task the caller cannot read costs that task only.
+            Err(e) => {
+                out.push(TaskInfo {
+                    task: task.clone(),
+                    processes: Vec::new(),
+                    restarting_at_ms: None,
+                    waiting_for: None,
+                    unreadable: Some(e.to_string()),
+                });
+                continue;
+            }
         }
         if pids.is_empty() {
             continue;
@@ -573,6 +589,7 @@ fn read_tasks(
             processes,
             restarting_at_ms: None,
             waiting_for: None,
+            unreadable: None,
         });
     }
     Ok(out)

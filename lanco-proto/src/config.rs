@@ -87,21 +87,33 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The file `load` reads: `$LANCO_CONFIG` (which must exist: `true`) or
+    /// the default path (which may be absent: `false`).
+    pub fn source() -> (PathBuf, bool) {
+        match std::env::var_os(ENV_VAR) {
+            Some(p) if !p.is_empty() => (PathBuf::from(p), true),
+            _ => (PathBuf::from(DEFAULT_PATH), false),
+        }
+    }
+
     /// Loads `$LANCO_CONFIG` (which must exist) or the default path (which may
     /// be absent: then every key has its default).
     pub fn load() -> Result<Self, ConfigError> {
-        match std::env::var_os(ENV_VAR) {
-            Some(p) if !p.is_empty() => Self::from_file(Path::new(&p)),
-            _ => match std::fs::read_to_string(DEFAULT_PATH) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-                r => Self::parse(
-                    &r.map_err(|error| ConfigError::Read {
-                        path: DEFAULT_PATH.into(),
-                        error,
-                    })?,
-                    Path::new(DEFAULT_PATH),
-                ),
-            },
+        let (path, required) = Self::source();
+        Self::load_from(&path, required)
+    }
+
+    /// Loads `path`; an absent file gives the defaults unless `required`.
+    pub fn load_from(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            r => Self::parse(
+                &r.map_err(|error| ConfigError::Read {
+                    path: path.into(),
+                    error,
+                })?,
+                path,
+            ),
         }
     }
 

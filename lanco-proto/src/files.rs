@@ -84,6 +84,8 @@ pub struct Entry {
     pub gid: u32,
     pub mode: u32,
     pub kind: &'static str,
+    /// Bytes (st_size).
+    pub size: u64,
 }
 
 impl Entry {
@@ -94,6 +96,7 @@ impl Entry {
             gid: st.st_gid,
             mode: st.st_mode & 0o7777,
             kind: kind_of(st),
+            size: u64::try_from(st.st_size).unwrap_or(0),
         }
     }
     pub fn is_file(&self) -> bool {
@@ -489,6 +492,39 @@ impl Dir {
         check_name(&self.path, name)?;
         nix::unistd::unlinkat(self.fd.as_fd(), name, nix::unistd::UnlinkatFlags::RemoveDir)
             .map_err(|e| io("remove", &self.join(name), e))
+    }
+
+    /// Removes the entry `name`, whatever it is and whoever owns it, and
+    /// for a directory everything beneath it, never following a symbolic
+    /// link (a link is removed, not its target). For root in directories
+    /// only root can reach (the kept records of destroyed namespaces): it
+    /// removes other users' files, which is why nothing else may use it. A
+    /// tree deeper than `max_depth` directories is an error, removed in
+    /// part: one level holds one fd and one stack frame.
+    pub fn remove_tree(&self, name: &str, max_depth: usize) -> Result<()> {
+        let Some(e) = self.entry(name)? else {
+            return Ok(());
+        };
+        if !e.is_dir() {
+            return match nix::unistd::unlinkat(
+                self.fd.as_fd(),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            ) {
+                Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                Err(e) => Err(io("remove", &self.join(name), e)),
+            };
+        }
+        if max_depth == 0 {
+            return Err(io("remove", &self.join(name), Errno::ELOOP));
+        }
+        // Opened without following: a directory swapped for a link since
+        // the stat is an error here, never a walk elsewhere.
+        let d = self.sub(name)?;
+        for child in d.list()? {
+            d.remove_tree(&child, max_depth - 1)?;
+        }
+        self.rmdir(name)
     }
 
     /// Sets this directory's owner, group and mode (root, on directories it

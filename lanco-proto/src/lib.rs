@@ -12,6 +12,7 @@ pub mod layout;
 pub mod limits;
 pub mod name;
 pub mod sys;
+pub mod time;
 pub mod wire;
 
 pub use config::Config;

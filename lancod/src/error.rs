@@ -17,6 +17,8 @@ pub enum StartError {
     #[error(transparent)]
     Namespace(#[from] NsError),
     #[error(transparent)]
+    Kept(#[from] crate::destroyed::KeptError),
+    #[error(transparent)]
     Billing(#[from] crate::billing::BillingError),
     #[error("admin_group {0:?} does not exist")]
     NoAdminGroup(String),

@@ -7,8 +7,10 @@
 pub mod auth;
 pub mod billing;
 pub mod boot;
+pub mod destroyed;
 pub mod error;
 pub mod namespace;
+pub mod reload;
 mod request;
 pub mod server;
 mod slots;

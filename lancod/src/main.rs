@@ -54,6 +54,33 @@ enum Cmd {
     /// ExecStart of lanco-account.service, which lanco-account.timer runs
     /// every 15 minutes; run it from cron without systemd.
     Account,
+    /// The records and logs of destroyed namespaces (root only). `destroy`
+    /// keeps a namespace's state directory (exit records, accounting
+    /// journals, definitions) and its logs, under the same name NS-STAMP,
+    /// in {state_dir}/destroyed/ and {log_dir}/lanco.destroyed/, which only
+    /// root can enter.
+    Destroyed {
+        #[command(subcommand)]
+        what: Option<DestroyedCmd>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DestroyedCmd {
+    /// Each kept NS-STAMP, oldest first: when it was destroyed, and where
+    /// its records and logs are (the default).
+    List,
+    /// Every file kept of KEPT, with owner, mode and size: read them there
+    /// (e.g. `cat …/user-UID/accounting.jsonl`).
+    Show {
+        /// NS-STAMP as `list` shows it, or NS for every one of that namespace.
+        kept: String,
+    },
+    /// Removes KEPT's records and logs for good.
+    Remove {
+        /// NS-STAMP as `list` shows it, or NS for every one of that namespace.
+        kept: String,
+    },
 }
 
 fn init_logging() {
@@ -121,24 +148,82 @@ fn registered_names(
         .collect())
 }
 
+fn destroyed(layout: &lanco_proto::Layout, what: DestroyedCmd) -> Result<(), StartError> {
+    use lancod::destroyed::{self, Kept};
+    let when = |k: &Kept| {
+        k.destroyed_at()
+            .map_or_else(|| "?".into(), lanco_proto::time::utc)
+    };
+    let place = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or_else(|| "-".into(), |p| p.display().to_string())
+    };
+    match what {
+        DestroyedCmd::List => {
+            let all = destroyed::list(layout)?;
+            if all.is_empty() {
+                eprintln!(
+                    "nothing kept: no namespace has been destroyed (or what was kept was removed)"
+                );
+            }
+            for k in &all {
+                println!("{}  destroyed {}", k.name, when(k));
+                println!("    records: {}", place(&k.state));
+                println!("    logs:    {}", place(&k.logs));
+            }
+        }
+        DestroyedCmd::Show { kept } => {
+            for k in destroyed::select(layout, &kept)? {
+                println!("{}  destroyed {}", k.name, when(&k));
+                for f in destroyed::files(&k)? {
+                    let slash = if f.kind == "a directory" { "/" } else { "" };
+                    println!(
+                        "{:04o} {:<12} {:>10}  {}{slash}",
+                        f.mode,
+                        lanco_proto::files::user_name(f.owner),
+                        f.size,
+                        f.path.display()
+                    );
+                }
+            }
+        }
+        DestroyedCmd::Remove { kept } => {
+            for k in destroyed::select(layout, &kept)? {
+                destroyed::remove(&k)?;
+                println!("removed {}", k.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serves the socket; the configuration is looked at again at each request
+/// (`server::LiveContext`).
+fn serve() -> Result<(), StartError> {
+    let (live, cfg) = server::LiveContext::load()?;
+    let listener = server::listener(&cfg.socket)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+        .map_err(StartError::Runtime)?;
+    rt.block_on(server::serve(
+        listener,
+        live,
+        Duration::from_secs(cfg.idle_timeout),
+    ))
+    .map_err(StartError::Runtime)
+}
+
 fn run(cmd: Cmd) -> Result<(), StartError> {
+    if let Cmd::Serve = cmd {
+        return serve();
+    }
+    // The other commands read the configuration once.
     let cfg = Config::load()?;
     let ctx = server::Context::from_config(&cfg)?;
     match cmd {
-        Cmd::Serve => {
-            let listener = server::listener(&cfg.socket)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .max_blocking_threads(8)
-                .build()
-                .map_err(StartError::Runtime)?;
-            rt.block_on(server::serve(
-                listener,
-                ctx,
-                Duration::from_secs(cfg.idle_timeout),
-            ))
-            .map_err(StartError::Runtime)
-        }
+        Cmd::Serve => serve(), // (above)
         Cmd::Restore { no_tasks } => {
             let mut failed = 0;
             let mut restored = Vec::new();
@@ -174,6 +259,7 @@ fn run(cmd: Cmd) -> Result<(), StartError> {
             tracing::info!(members = n, "billing sample taken");
             Ok(())
         }
+        Cmd::Destroyed { what } => destroyed(&ctx.layout, what.unwrap_or(DestroyedCmd::List)),
         Cmd::StartEnabled => {
             start_enabled(&cfg, &ctx.layout, namespace::registered(&ctx.layout)?);
             Ok(())

@@ -437,15 +437,27 @@ fn tidy_legacy(layout: &Layout, ns: &NamespaceName) {
     }
     let legacy = layout.legacy_state_dir(ns);
     if !busy && legacy.is_dir() {
-        if let Err(e) = keep(&layout.kept_state_dir(), &legacy, ns, "-0.1") {
+        let name = format!("{}-0.1", kept_name(ns));
+        if let Err(e) = keep(&layout.kept_state_dir(), &legacy, &name) {
             tracing::warn!(%ns, "cannot put away the 0.1 state directory: {e}");
         }
     }
 }
 
+/// The name a destroyed namespace's records and logs are kept under,
+/// `NS-STAMP` (STAMP: nanoseconds since the epoch), the same in both kept
+/// directories; `crate::destroyed` reads it back.
+pub(crate) fn kept_name(ns: &NamespaceName) -> String {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{ns}-{stamp}")
+}
+
 /// Moves `dir` (an entry of a root-owned directory) into the root-only
-/// `kept` as `NS-STAMP[-tag]`.
-fn keep(kept: &Path, dir: &Path, ns: &NamespaceName, tag: &str) -> Result<(), NsError> {
+/// `kept` as `kept_name`.
+fn keep(kept: &Path, dir: &Path, kept_name: &str) -> Result<(), NsError> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name().and_then(|n| n.to_str()))
     else {
         return Ok(());
@@ -454,12 +466,7 @@ fn keep(kept: &Path, dir: &Path, ns: &NamespaceName, tag: &str) -> Result<(), Ns
     let to = root_dir(kept, 0o700)?;
     // Made by an older lanco without the mode: no tenant may reach inside.
     to.set_owner(ROOT, ROOT, 0o700)?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let kept_name = format!("{ns}-{stamp}{tag}");
-    Ok(from.move_to(name, &to, &kept_name)?)
+    Ok(from.move_to(name, &to, kept_name)?)
 }
 
 /// destroy: removes the cgroups and the registration. State and logs (exit
@@ -499,13 +506,16 @@ pub fn destroy(
         tracing::error!(%ns, "billing sample failed: {e}");
     }
     cg.remove_tree()?;
+    // One name for the records and the logs, so that `lancod destroyed`
+    // shows them as one.
+    let name = kept_name(ns);
     for (kept, dir, tag) in [
         (layout.kept_state_dir(), layout.ns_state_dir(ns), ""),
         (layout.kept_state_dir(), layout.legacy_state_dir(ns), "-0.1"),
         (layout.kept_log_dir(), layout.ns_log_dir(ns), ""),
     ] {
         if dir.is_dir() {
-            keep(&kept, &dir, ns, tag)?;
+            keep(&kept, &dir, &format!("{name}{tag}"))?;
         }
     }
     let reg = Dir::open(&layout.registry_dir())?;

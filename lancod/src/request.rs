@@ -90,12 +90,12 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
             if let Verdict::Deny(why) =
                 auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
             {
-                info!(%ns, "destroy denied: {why}");
+                info!(%ns, "destroy of {ns} denied for uid {}: {why}", peer.uid);
                 return err(ErrorCode::PermissionDenied, why);
             }
             match namespace::destroy(&ctx.layout, ctx.admin_gid, &ns, force) {
                 Ok(()) => {
-                    info!(%ns, force, "destroyed");
+                    info!(%ns, force, "{ns} destroyed by uid {}", peer.uid);
                     Response::Destroyed
                 }
                 Err(e) => ns_error(e),
@@ -107,7 +107,7 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
             if let Verdict::Deny(why) =
                 auth::authorize(peer, Action::Administer, ctx.admin_gid, None)
             {
-                info!(%ns, "limit denied: {why}");
+                info!(%ns, "limit of {ns} denied for uid {}: {why}", peer.uid);
                 return err(ErrorCode::PermissionDenied, why);
             }
             if clear.len() > limits::Key::ALL.len() {
@@ -115,7 +115,13 @@ pub fn handle(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, req: Request) 
             }
             match namespace::limit(&ctx.layout, &ns, &set, &clear) {
                 Ok(limits) => {
-                    info!(%ns, set = set.describe(), ?clear, "limits changed");
+                    info!(
+                        %ns,
+                        set = set.describe(),
+                        ?clear,
+                        "limits of {ns} changed by uid {}",
+                        peer.uid
+                    );
                     Response::Limited { limits }
                 }
                 Err(e) => ns_error(e),
@@ -135,7 +141,7 @@ fn init(
     limits: Limits,
 ) -> Response {
     if let Verdict::Deny(why) = auth::authorize(peer, Action::Administer, ctx.admin_gid, None) {
-        info!(%ns, "init denied: {why}");
+        info!(%ns, "init of {ns} denied for uid {}: {why}", peer.uid);
         return err(ErrorCode::PermissionDenied, why);
     }
     let too_long =
@@ -149,7 +155,16 @@ fn init(
     };
     match namespace::init(&ctx.layout, &ns, &rec) {
         Ok(created) => {
-            info!(%ns, owner = rec.owner, group = rec.group, created, "init allowed");
+            info!(
+                %ns,
+                owner = rec.owner,
+                group = rec.group,
+                created,
+                "init of {ns} allowed for uid {} (owner {}, group {})",
+                peer.uid,
+                rec.owner,
+                rec.group
+            );
             Response::Initialized {
                 created,
                 uid: rec.uid,
@@ -179,7 +194,13 @@ fn enable(ctx: &Context, peer: &Peer, ns: &NamespaceName, wanted: &[String]) -> 
     }
     match namespace::enable(&ctx.layout, ns, &names) {
         Ok(()) => {
-            info!(%ns, controllers = names.join(" "), "controllers enabled");
+            info!(
+                %ns,
+                controllers = names.join(" "),
+                "controllers {} enabled in {ns} for uid {}",
+                names.join(" "),
+                peer.uid
+            );
             Response::Enabled
         }
         Err(e) => ns_error(e),
@@ -223,7 +244,7 @@ fn entering(
 ) -> Result<Option<namespace::Record>, Response> {
     let rec = namespace::load_record(&ctx.layout, ns).map_err(ns_error)?;
     if let Verdict::Deny(why) = auth::authorize(peer, Action::Enter, ctx.admin_gid, rec.as_ref()) {
-        info!(%ns, "{what} denied: {why}");
+        info!(%ns, "{what} of uid {} in {ns} denied: {why}", peer.uid);
         return Err(err(ErrorCode::PermissionDenied, why));
     }
     Ok(rec)
@@ -269,7 +290,12 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
     let same_caller =
         || lanco_proto::sys::pidfd_alive(pidfd.as_fd()) && ids_are(peer.pid, peer.uid, peer.gid);
     if !same_caller() {
-        info!(%ns, "admission denied: caller changed identity or exited");
+        info!(
+            %ns,
+            "admission of pid {} of uid {} into {ns} denied: caller changed identity or exited",
+            peer.pid,
+            peer.uid
+        );
         return err(
             ErrorCode::PermissionDenied,
             "the calling process exited or changed identity",
@@ -287,17 +313,27 @@ fn admit(ctx: &Context, peer: &Peer, pidfd: Option<OwnedFd>, ns: &NamespaceName)
         Err(e) => return ns_error(e),
     };
     if let Err(e) = leaf.attach(peer.pid) {
-        warn!(%ns, "admission failed: {e}");
+        warn!(
+            %ns,
+            "admission of pid {} of uid {} into {ns} failed: {e}",
+            peer.pid,
+            peer.uid
+        );
         return err(ErrorCode::Internal, &e.to_string());
     }
     if !same_caller() {
-        warn!(%ns, "caller exited or changed identity during admission");
+        warn!(
+            %ns,
+            "admission of pid {} of uid {} into {ns}: caller exited or changed identity meanwhile",
+            peer.pid,
+            peer.uid
+        );
         return err(
             ErrorCode::PermissionDenied,
             "the calling process exited or changed identity",
         );
     }
-    info!(%ns, "admitted");
+    info!(%ns, "admitted pid {} of uid {} into {ns}", peer.pid, peer.uid);
     if let Err(e) = billing::member(&ctx.layout, ctx.admin_gid, ns, peer.uid, UsageEvent::Admit) {
         warn!(%ns, "billing sample failed: {e}");
     }

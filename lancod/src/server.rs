@@ -20,6 +20,7 @@ use crate::request::{err, handle};
 use crate::slots::{refuse_busy, Slot, Slots};
 use crate::sys;
 
+pub use crate::reload::LiveContext;
 pub use crate::request::Context;
 pub use crate::socket::listener;
 
@@ -55,10 +56,14 @@ impl Activity {
 }
 
 /// Serves until `idle` passes with no connection (zero = forever) or SIGTERM.
-pub async fn serve(listener: StdListener, ctx: Context, idle: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: StdListener,
+    live: LiveContext,
+    idle: Duration,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = UnixListener::from_std(listener)?;
-    let ctx = Arc::new(ctx);
+    let ctx = Arc::new(live);
     let activity = Arc::new(Activity {
         last: Mutex::new(Instant::now()),
     });
@@ -144,7 +149,7 @@ fn identify(
 /// administrator's `destroy --force` waits, up to 10 s, for tasks to end.
 async fn connection(
     mut stream: UnixStream,
-    ctx: Arc<Context>,
+    ctx: Arc<LiveContext>,
     cred: UnixCredentials,
     slot: &Slot,
     received_by: Instant,
@@ -183,7 +188,9 @@ async fn connection(
                 let peer = peer.clone();
                 let span = tracing::Span::current();
                 tokio::task::spawn_blocking(move || {
-                    span.in_scope(|| handle(&ctx, &peer, pidfd, req))
+                    // The configuration as it is now (one stat; re-read if
+                    // it changed).
+                    span.in_scope(|| handle(&ctx.get(), &peer, pidfd, req))
                 })
                 .await
                 .unwrap_or_else(|e| err(ErrorCode::Internal, &format!("handler failed: {e}")))

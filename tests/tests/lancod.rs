@@ -94,7 +94,8 @@ fn every_denial() {
     let log = std::fs::read_to_string(inst.dir.join("lancod.log")).unwrap();
     let eve_uid = nix::unistd::User::from_name(EVE).unwrap().unwrap().uid;
     assert!(
-        log.contains(&format!("uid={eve_uid}")) && log.contains("admission denied"),
+        log.contains(&format!("uid={eve_uid}"))
+            && log.contains(&format!("admission of uid {eve_uid} in x denied")),
         "{log}"
     );
 }

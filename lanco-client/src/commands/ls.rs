@@ -59,6 +59,7 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
                     processes: Vec::new(),
                     restarting_at_ms: None,
                     waiting_for: None,
+                    unreadable: None,
                 },
             );
         }
@@ -109,7 +110,9 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
     for row in &rows {
         let t = row.info;
         let mut notes = Vec::new();
-        if let Some(at) = t.restarting_at_ms {
+        if let Some(why) = &t.unreadable {
+            notes.push(format!("unreadable: {why}"));
+        } else if let Some(at) = t.restarting_at_ms {
             let left = crate::time::secs_until(at);
             notes.push(format!("restarting in {left:.1} s"));
         } else if row.state != "ready" {
