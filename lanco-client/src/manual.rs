@@ -615,6 +615,10 @@ fn config_page(version: &str) -> String {
          back to a default silently; so is a relative path where an absolute one is \
          needed. Without the file (and without $LANCO_CONFIG) every key has its default.",
     );
+    paragraphs(
+        &mut out,
+        "Changes apply without a restart or reload: lancod looks at the file (one stat)          before each request and reads it again when it changed; an edit it cannot use          (a syntax error, an unknown key, an admin_group that does not exist) is logged          and the previous configuration stays in force. socket and idle_timeout apply          when lancod next starts (it exits when idle). lanco and the monitors read the          file at every start.",
+    );
     out.push_str(".SH KEYS\n");
     let defaults = config_defaults();
     for (key, what) in CONFIG_KEYS {
