@@ -99,7 +99,7 @@ pub enum Error {
     /// step failed is `step`; why is `reason` (an OS error, whose kind and
     /// errno it keeps, or what else happened), whose words end the message
     /// (so it is not also the `source()`).
-    #[error("{step}: {}", reason_words(reason))]
+    #[error("{step}: {}{}", reason_words(reason), step.hint())]
     StartFailed {
         /// The step that failed, with what it was given.
         step: StartStep,
@@ -201,6 +201,13 @@ pub enum StartStep {
         /// The working directory.
         dir: PathBuf,
     },
+    /// Changing to the working directory the task was to inherit, the
+    /// caller's current one (no `--cwd` was given): a user who ran `lanco`
+    /// from a directory the task cannot enter is told to pick one.
+    CurrentDir {
+        /// The caller's current directory.
+        dir: PathBuf,
+    },
     /// Executing the program (not found, not executable, not a format the
     /// kernel runs).
     Exec {
@@ -223,6 +230,11 @@ impl fmt::Display for StartStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartStep::Cwd { dir } => write!(f, "cannot change directory to {}", dir.display()),
+            StartStep::CurrentDir { dir } => write!(
+                f,
+                "cannot change directory to {} (the current directory)",
+                dir.display()
+            ),
             StartStep::Exec {
                 program,
                 path: None,
@@ -232,6 +244,17 @@ impl fmt::Display for StartStep {
                 path: Some(p),
             } => write!(f, "cannot execute {program} ({})", p.display()),
             StartStep::Spawn { program } => write!(f, "unable to run {program}"),
+        }
+    }
+}
+
+impl StartStep {
+    /// What to do about it, after the reason, if the step itself suggests
+    /// something.
+    fn hint(&self) -> &'static str {
+        match self {
+            StartStep::CurrentDir { .. } => "; use --cwd",
+            _ => "",
         }
     }
 }
@@ -288,6 +311,23 @@ impl Error {
             Error::Cgroup(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::File(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::Cgroup(_) | Error::File(_) | Error::System { .. } => exit::SYSTEM,
+        }
+    }
+
+    /// This error, for a task that was to inherit the caller's current
+    /// directory: a failure to change to it says so (and how to choose
+    /// another); any other error is itself.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn in_current_dir(self) -> Self {
+        match self {
+            Error::StartFailed {
+                step: StartStep::Cwd { dir },
+                reason,
+            } => Error::StartFailed {
+                step: StartStep::CurrentDir { dir },
+                reason,
+            },
+            e => e,
         }
     }
 
@@ -383,6 +423,10 @@ mod tests {
             "cannot change directory to /root: Permission denied"
         );
         assert!(e.source().is_none(), "the reason is in the message");
+        assert_eq!(
+            e.in_current_dir().to_string(),
+            "cannot change directory to /root (the current directory): Permission denied; use --cwd"
+        );
         let e = Error::StartFailed {
             step: StartStep::Exec {
                 program: "sh".into(),

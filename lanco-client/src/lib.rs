@@ -36,6 +36,7 @@ mod monitor;
 #[cfg(feature = "cli")]
 mod msg;
 mod namespace;
+mod quote;
 mod record;
 mod signal;
 mod spec;

@@ -18,6 +18,10 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         spec.inherit_env();
     }
     let opts = o.options;
+    // Without --cwd, the task was to start where the caller stands: a
+    // failure to go there says so.
+    let given_cwd = opts.cwd.is_some();
+    let said = |e: Error| if given_cwd { e } else { e.in_current_dir() };
     for kv in &opts.env {
         let (k, v) = env_pair(kv)?;
         spec.env(k, v);
@@ -34,7 +38,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     spec.deps = o.deps.to_deps();
     let spec = crate::commands::start::with_limits(ns, spec, &opts.limits.to_limits());
     let mut started = if spec.deps.is_empty() {
-        ns.run(&spec)?
+        ns.run(&spec).map_err(said)?
     } else {
         // Its dependencies first, as `start` does, in one transition.
         let lock = ns.transition_lock(super::stop::waiting)?;
@@ -44,7 +48,9 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
             return Err(Error::AlreadyRunning(spec.name.clone()));
         }
         let task = spec.name.clone();
-        start_one(ns, &lock, &task, spec, true)?.ok_or(Error::AlreadyRunning(task))?
+        start_one(ns, &lock, &task, spec, true)
+            .map_err(said)?
+            .ok_or(Error::AlreadyRunning(task))?
     };
     if !o.foreground {
         if !o.no_wait {

@@ -122,6 +122,7 @@ impl Monitor {
             start_time: crate::time::utc(start),
             log: log.path().display().to_string(),
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+            stop_timeout_ms: Some(spec.stop_timeout_ms),
             definition: spec.definition.clone(),
             explicit: spec.explicit,
             deps: spec.deps.clone(),
