@@ -26,11 +26,13 @@ pub(crate) mod exit {
     pub const NOT_RUNNING: u8 = 1;
     /// Bad usage or input (names, options); nothing was changed.
     pub const USAGE: u8 = 2;
-    /// The task's state forbids it: already running (run), not running (stop, kill).
+    /// The task's or namespace's state forbids it: already running (run),
+    /// not running (stop, kill, wait), namespace busy or owned (init, destroy), ….
     pub const CONFLICT: u8 = 3;
     /// Not allowed: not a member of the namespace, not an administrator.
     pub const DENIED: u8 = 4;
-    /// The namespace (or the definition named) does not exist.
+    /// What is named does not exist: the namespace (told to root), a user or
+    /// group (`init`), a definition, a task's log.
     pub const NO_NAMESPACE: u8 = 5;
     /// The command could not be started (not found, not executable, bad cwd).
     pub const START_FAILED: u8 = 6;
@@ -85,6 +87,10 @@ pub enum Error {
     /// `undefine`, …).
     #[error("task {0} is not defined")]
     NotDefined(TaskName),
+    /// `logs`: the task has no log: it never ran in the namespace, or its
+    /// log was removed.
+    #[error("task {0} has no log: it never ran here, or its log was removed")]
+    NoLog(TaskName),
     /// Not allowed for another reason than membership: root running a task,
     /// signalling another member's processes, a file or cgroup the caller may
     /// not use, or lancod's refusal.
@@ -289,7 +295,7 @@ impl Error {
             | Error::NotRunning(_)
             | Error::NameTaken { .. }
             | Error::Conflict(_) => exit::CONFLICT,
-            Error::NotDefined(_) => exit::NO_NAMESPACE,
+            Error::NotDefined(_) | Error::NoLog(_) => exit::NO_NAMESPACE,
             Error::NotMember(_) | Error::PermissionDenied(_) => exit::DENIED,
             Error::NoNamespace(_) => exit::NO_NAMESPACE,
             Error::InvalidInput(_) | Error::Config(_) | Error::Name(_) => exit::USAGE,

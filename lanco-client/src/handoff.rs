@@ -215,6 +215,7 @@ impl From<&Error> for Failure {
             | Error::File(_)
             | Error::Conflict(_)
             | Error::NotDefined(_)
+            | Error::NoLog(_)
             | Error::DependencyFailed { .. } => Failure::System {
                 context: e.one_line(),
                 reason: None,

@@ -109,7 +109,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         } => stop::run(&open()?, &task, timeout, force),
         Command::Release { task } => stop::release(&open()?, &task),
         Command::Deps { json, task } => deps::run(&open()?, &task, json),
-        Command::Kill { signal, task } => kill::run(&open()?, &task, signal),
+        Command::Kill { signal, main, task } => kill::run(&open()?, &task, signal, main),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
         Command::Ls { long, json } => ls::run(&open()?, long, json),
         Command::Status { json, task } => status::run(&open()?, &task, json),
