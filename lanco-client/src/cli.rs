@@ -258,24 +258,33 @@ pub enum Command {
         #[arg(value_name = "TASK", required = true)]
         tasks: Vec<TaskName>,
     },
-    /// List running tasks and every process in them
+    /// List running tasks and every process in them (-a: also those that
+    /// ended or failed, with how their last run ended)
     #[command(after_help = EXIT_STATUS_HELP)]
     Ls {
         /// Do not truncate command lines
         #[arg(short = 'l', long = "long")]
         long: bool,
+        /// Also the tasks that do not run now: every name used in the
+        /// namespace, with its last run's end from its exit record (ended,
+        /// failed, stopped, killed), as `status` without TASK
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// One JSON document on stdout
         #[arg(long)]
         json: bool,
     },
-    /// Show whether TASK runs, its pids and start time, or its last exit record
+    /// Show whether TASK runs, its pids and start time, or its last exit
+    /// record; without TASK, a summary of the namespace: every task it has
+    /// known, its state, when it started or ended, and how its last run ended
     #[command(after_help = EXIT_STATUS_HELP)]
     Status {
         /// One JSON document on stdout
         #[arg(long)]
         json: bool,
+        /// The task [default: a summary of every task]
         #[arg(value_name = "TASK")]
-        task: TaskName,
+        task: Option<TaskName>,
     },
     /// Report finished runs from the members' journals: runs, CPU, memory,
     /// wall time, failures and OOM kills per task, user or day, and totals
@@ -450,9 +459,14 @@ pub struct TaskCommand {
 pub struct RunArgs {
     #[command(flatten)]
     pub options: TaskOptions,
-    /// Stay in the foreground until the task ends; exit with its status
+    /// Stay in the foreground until the task ends, copying what it writes
+    /// to its log to stdout as well (as `systemd-run --wait --pipe`); exit
+    /// with its status
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
+    /// With -f: do not copy the task's output to stdout (it is in the log)
+    #[arg(short = 'q', long = "quiet", requires = "foreground")]
+    pub quiet: bool,
     /// Start the task's environment empty, not from the caller's (then only
     /// the --env variables)
     #[arg(long)]

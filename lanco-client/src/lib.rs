@@ -25,6 +25,7 @@ mod commands;
 mod control;
 #[cfg(feature = "cli")]
 mod defs;
+mod ended;
 mod error;
 mod follow;
 mod graph;
@@ -49,6 +50,7 @@ mod transition;
 mod usage;
 mod wait;
 
+pub use ended::Ended;
 pub use error::{Error, Result, StartStep};
 pub use follow::{Followed, LogFollower};
 pub use graph::{Deps, Kind};

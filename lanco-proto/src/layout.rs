@@ -195,6 +195,11 @@ pub fn task_of_mark_entry(entry: &str) -> Option<TaskName> {
     task_of_cgroup_entry(entry)
 }
 
+/// The task a name's lock file (`names/task-NAME.lock`) is of, if it is one.
+pub fn task_of_lock_entry(entry: &str) -> Option<TaskName> {
+    entry.strip_suffix(".lock").and_then(task_of_cgroup_entry)
+}
+
 /// The namespace a registry file (`NS.toml`) stands for, if it is one.
 pub fn ns_of_registry_entry(entry: &str) -> Option<NamespaceName> {
     entry
@@ -293,6 +298,11 @@ mod tests {
             l.registry_file(&ns),
             Path::new("/var/lib/lanco/namespaces/testns.toml")
         );
+        assert_eq!(
+            task_of_lock_entry("task-first-task.lock").as_ref(),
+            Some(&t)
+        );
+        assert_eq!(task_of_lock_entry("task-first-task"), None);
         assert_eq!(task_of_cgroup_entry("task-first-task"), Some(t));
         assert_eq!(task_of_cgroup_entry("monitors"), None);
         assert_eq!(task_of_cgroup_entry("task-.."), None);

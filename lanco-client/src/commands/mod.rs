@@ -22,6 +22,7 @@ mod show;
 mod start;
 mod status;
 mod stop;
+mod summary;
 mod table;
 mod top;
 mod undefine;
@@ -111,8 +112,12 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Deps { json, task } => deps::run(&open()?, &task, json),
         Command::Kill { signal, main, task } => kill::run(&open()?, &task, signal, main),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
-        Command::Ls { long, json } => ls::run(&open()?, long, json),
-        Command::Status { json, task } => status::run(&open()?, &task, json),
+        Command::Ls { long, json, all } => ls::run(&open()?, long, json, all),
+        Command::Status {
+            json,
+            task: Some(task),
+        } => status::run(&open()?, &task, json),
+        Command::Status { json, task: None } => summary::run(&open()?, json),
         Command::Logs {
             follow,
             lines,

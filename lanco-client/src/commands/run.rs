@@ -37,6 +37,10 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     o.supervision.apply_to(&mut spec.supervision);
     spec.deps = o.deps.to_deps();
     let spec = crate::commands::start::with_limits(ns, spec, &opts.limits.to_limits());
+    // With -f, what this run writes is copied to stdout: its log, a new
+    // file each run (the earlier runs' are kept as task-NAME.log.1, …).
+    let copy = o.foreground && !o.quiet;
+    let name = spec.name.clone();
     let mut started = if spec.deps.is_empty() {
         ns.run(&spec).map_err(said)?
     } else {
@@ -58,11 +62,36 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if copy {
+        copy_output(ns, &name)?;
+    }
     let exit = started.wait()?;
     Ok(exit
         .shell_status()
         .map(|s| s.clamp(0, 255) as u8)
         .unwrap_or(crate::error::exit::SYSTEM))
+}
+
+/// Copies what the run of `task` writes to its log to stdout until the run
+/// ends (as `systemd-run --wait --pipe` shows the output; the log keeps it
+/// too).
+fn copy_output(ns: &Namespace, task: &lanco_proto::TaskName) -> Result<()> {
+    use std::io::Write;
+    let Some(mut f) = ns.follow(task)? else {
+        return Ok(());
+    };
+    let mut out = std::io::stdout().lock();
+    let mut out_ok = true;
+    loop {
+        match f.next_chunk(None)? {
+            crate::follow::Followed::Data(b) if out_ok => {
+                // A closed stdout (`| head`) stops the copy, not the wait.
+                out_ok = out.write_all(&b).and_then(|()| out.flush()).is_ok();
+            }
+            crate::follow::Followed::Ended => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 /// `--env K=V` split at its first `=`; K must not be empty.
