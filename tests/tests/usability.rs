@@ -453,13 +453,12 @@ fn kill_main_signals_the_main_process_only() {
     assert!(wait_for(Duration::from_secs(5), || pids_with(&helper)
         .len()
         == 1));
+    let main = inst.status("ns", "e")["info"]["pid"].as_i64().unwrap() as i32;
     inst.lanco(A, &["ns", "kill", "--main", "-s", "KILL", "e"])
         .ok();
-    assert!(wait_for(Duration::from_secs(5), || inst
-        .lanco(A, &["ns", "status", "--json", "e"])
-        .stdout()
-        .contains("running")));
+    assert!(wait_for(Duration::from_secs(5), || !alive(main)));
     assert_eq!(pids_with(&helper).len(), 1, "the helper lives on");
+    inst.lanco(A, &["ns", "check", "e"]).ok();
     inst.lanco(A, &["ns", "kill", "--main", "e"])
         .fails(3, "main process has exited");
     inst.lanco(A, &["ns", "stop", "e"]).ok();
@@ -519,7 +518,11 @@ fn versions_timestamps_quoting_and_a_stop_that_says_what_it_waits_for() {
         waiting.contains("to end after SIGTERM; cgroup.kill at 20"),
         "{waiting}"
     );
-    assert!(waiting.contains("(in 2 s)"), "{waiting}");
+    // 3 s from the stop, told after about 1 s (later on a loaded host).
+    assert!(
+        waiting.contains("(in 2 s)") || waiting.contains("(in 1 s)"),
+        "{waiting}"
+    );
     assert!(
         said.contains("outlived its stop timeout and was killed"),
         "{o}"

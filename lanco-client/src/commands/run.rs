@@ -63,7 +63,14 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         return Ok(0);
     }
     if copy {
-        copy_output(ns, &name)?;
+        // The task runs whatever becomes of the copy: its status is still
+        // waited for and given.
+        if let Err(e) = copy_output(ns, &name) {
+            crate::msg::warn(
+                "run",
+                &format_args!("cannot copy task {name}'s output: {}", e.one_line()),
+            );
+        }
     }
     let exit = started.wait()?;
     Ok(exit
