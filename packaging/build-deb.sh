@@ -3,10 +3,12 @@
 #
 #   packaging/build-deb.sh [--no-build] [VERSION]
 #
-# VERSION defaults to the workspace version in Cargo.toml. --no-build skips
+# VERSION defaults to the workspace version in Cargo.toml; it must be the
+# version the binaries say (`lanco --version`), with at most a +SUFFIX or
+# ~SUFFIX. --no-build skips
 # `cargo build --release --workspace` and packages the binaries already in
 # $LANCO_BIN_DIR (default: where cargo puts them, $CARGO_TARGET_DIR/release
-# or target/release), e.g. to make a second package with a bumped version
+# or target/release), e.g. to make a second package with another suffix
 # from the same build. The package is written to
 # $LANCO_DEB_DIR (default: target/deb) and its path printed on the last line.
 set -euo pipefail
@@ -44,6 +46,15 @@ fi
 for b in lanco lancod lanco-monitor lanco-gen; do
     [ -x "$bindir/$b" ] || { echo "build-deb: $bindir/$b missing (cargo build --release --workspace)" >&2; exit 1; }
 done
+# One version source: what `lanco --version` says is the workspace version
+# the binaries were built from, and the package's version is that same one
+# (a test build may add a +SUFFIX or ~SUFFIX, as tests/lib/test-deb.sh does).
+# Packaging other binaries under a bumped version would make them disagree.
+built=$("$bindir/lanco" --version | sed -n 's/^lanco //p')
+if [ "$built" != "${version%%[+~]*}" ]; then
+    echo "build-deb: $bindir/lanco is version '$built', the package would be $version: build the binaries of version ${version%%[+~]*} (its Cargo.toml), or package them as $built" >&2
+    exit 2
+fi
 
 pkg=lanco_${version}_${arch}
 stage=$outdir/$pkg

@@ -13,24 +13,37 @@ use crate::graph::Deps;
 use crate::signal::Signal;
 use crate::supervision::{parse_duration, Ready, Restart, RestartLimit};
 
+/// The exit statuses, as `--help` ends: the same table as the README's
+/// "Exit status" and DESIGN's "What bad input gets", and what
+/// `Error::exit_code` maps to (tests/tests/usability.rs runs a case of
+/// each row).
 pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
-  0  success (check: the task is running)
-  1  check/status: the task is not running
-  2  bad usage or input (names, options); nothing was changed
-  3  refused by the task's state: already running (run), not running (stop,
-     kill), a name another member owns or defined (run, define, apply), a
-     definition whose task runs (undefine without --stop), tasks that need
-     it run (stop, restart without --force)
-  4  permission denied (not a member of the namespace, not an administrator;
-     start, restart, undefine of another member's definition)
-  5  the namespace, or the definition named, does not exist
-  6  the command could not be started, or was never ready (run, start), or
-     a task it needs failed to start (start)
-  7  lancod unreachable, or it failed
-  8  system error (cgroupfs, files)
+  0    success; check, status TASK: the task is running
+  1    check, status TASK: the task is not running
+  2    bad usage or input (names, options, the config, an owner outside the
+       group, a limit this host's cgroups lack); nothing was changed
+  3    refused by state: already running (run); not running (stop, kill,
+       wait, release); needed by running tasks (stop, restart without
+       --force); namespace busy (destroy without --force) or owned by
+       someone else (init); a name another member owns or defined (run,
+       define, apply); a definition whose task runs (undefine without
+       --stop)
+  4    permission denied: not an administrator (init, destroy, limit);
+       another member's definition (start, restart, undefine); no such
+       namespace, or you are not a member of it (the same answer for both)
+  5    what is named does not exist: the namespace (told to root), a user or
+       group (init), a definition (start, show, undefine), a task's log
+       (logs of a task that never ran)
+  6    the command could not be started (with why: no such program, a
+       directory it cannot enter), or was never ready (run --ready, start),
+       or a task it needs failed to start (start)
+  7    lancod unreachable, failed, or still busy after 3 s of retries
+  8    system error (cgroupfs, files); run -f, wait: the task's status was
+       lost (its monitor was killed)
+  124  wait: the timeout passed first
   run -f and wait exit with the task's own status (128+N if killed by
-  signal N); wait exits 124 when its timeout passes first.";
+  signal N).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -214,9 +227,17 @@ pub enum Command {
         #[arg(value_name = "TASK")]
         task: TaskName,
     },
-    /// Send a signal to every process of TASK
+    /// Send a signal to every process of TASK, or with --main to its main
+    /// process only
     #[command(after_help = EXIT_STATUS_HELP)]
     Kill {
+        /// Only the task's main process (the command run, or the process
+        /// it named with MAINPID=), not its children or helpers: `kill
+        /// --main -s HUP` asks a daemon to reload without signalling
+        /// helpers that do not handle HUP (as `systemctl kill
+        /// --kill-whom=main`). Exit 3 if the main process has exited
+        #[arg(long)]
+        main: bool,
         /// Signal name (TERM, SIGHUP, …) or number
         #[arg(
             short = 's',
@@ -237,24 +258,33 @@ pub enum Command {
         #[arg(value_name = "TASK", required = true)]
         tasks: Vec<TaskName>,
     },
-    /// List running tasks and every process in them
+    /// List running tasks and every process in them (-a: also those that
+    /// ended or failed, with how their last run ended)
     #[command(after_help = EXIT_STATUS_HELP)]
     Ls {
         /// Do not truncate command lines
         #[arg(short = 'l', long = "long")]
         long: bool,
+        /// Also the tasks that do not run now: every name used in the
+        /// namespace, with its last run's end from its exit record (ended,
+        /// failed, stopped, killed), as `status` without TASK
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// One JSON document on stdout
         #[arg(long)]
         json: bool,
     },
-    /// Show whether TASK runs, its pids and start time, or its last exit record
+    /// Show whether TASK runs, its pids and start time, or its last exit
+    /// record; without TASK, a summary of the namespace: every task it has
+    /// known, its state, when it started or ended, and how its last run ended
     #[command(after_help = EXIT_STATUS_HELP)]
     Status {
         /// One JSON document on stdout
         #[arg(long)]
         json: bool,
+        /// The task [default: a summary of every task]
         #[arg(value_name = "TASK")]
-        task: TaskName,
+        task: Option<TaskName>,
     },
     /// Report finished runs from the members' journals: runs, CPU, memory,
     /// wall time, failures and OOM kills per task, user or day, and totals
@@ -315,8 +345,12 @@ pub struct TaskOptions {
     /// Log file, relative to the current directory [default: {log_dir}/lanco-NS/task-TASK.log]
     #[arg(short = 'l', long = "log", value_name = "LOGFILE")]
     pub log: Option<PathBuf>,
-    /// Shell command to run after the task ends (LANCO_NAMESPACE, LANCO_TASK,
-    /// LANCO_EXIT_STATUS in its environment; output to the task's log)
+    /// Shell command to run after the task ends, in its cgroup and working
+    /// directory, its output appended to the task's log. Its environment has
+    /// LANCO_NAMESPACE, LANCO_TASK, LANCO_EXIT_STATUS (the status a shell
+    /// would give: 0-255, 128+N for signal N; empty if lost) and LANCO_EXIT
+    /// (the end in words: "exited with code 3", "killed by signal 9
+    /// (SIGKILL)")
     #[arg(short = 'c', long = "on-exit", value_name = "ON_EXIT_CMD")]
     pub on_exit: Option<String>,
     /// Working directory [default: the current one]
@@ -423,9 +457,14 @@ pub struct TaskCommand {
 /// `lanco NS run`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Stay in the foreground until the task ends; exit with its status
+    /// Stay in the foreground until the task ends, copying what it writes
+    /// to its log to stdout as well (as `systemd-run --wait --pipe`); exit
+    /// with its status
     #[arg(short = 'f', long = "foreground")]
     pub foreground: bool,
+    /// With -f: do not copy the task's output to stdout (it is in the log)
+    #[arg(short = 'q', long = "quiet", requires = "foreground")]
+    pub quiet: bool,
     /// Start the task's environment empty, not from the caller's (then only
     /// the --env variables)
     #[arg(long)]

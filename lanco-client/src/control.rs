@@ -35,6 +35,10 @@ pub enum ControlRequest {
     /// Set (started on purpose) or drop (`release`) the task's explicit
     /// mark in its state file.
     Mark { explicit: bool },
+    /// Deliver a signal to the task's main process only (`kill --main`).
+    /// Last, so the variants before keep their postcard tags; monitors
+    /// older than it drop the connection unanswered.
+    KillMain { signal: i32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +54,23 @@ pub enum ControlReply {
     Error {
         message: String,
     },
+    /// For `KillMain`: the main process has exited (other processes of the
+    /// task may run on). Only sent in answer to `KillMain`, which older
+    /// clients never send.
+    MainGone,
+}
+
+impl ControlReply {
+    /// An answer other than the one awaited, as an error: an `Error`'s
+    /// words, or what came instead.
+    pub(crate) fn into_error(self) -> crate::error::Error {
+        match self {
+            ControlReply::Error { message } => crate::error::Error::failed(message),
+            other => crate::error::Error::failed(format!(
+                "unexpected answer from the task's monitor: {other:?}"
+            )),
+        }
+    }
 }
 
 /// Binds the socket `name` in this member's state directory `dir`

@@ -26,11 +26,13 @@ pub(crate) mod exit {
     pub const NOT_RUNNING: u8 = 1;
     /// Bad usage or input (names, options); nothing was changed.
     pub const USAGE: u8 = 2;
-    /// The task's state forbids it: already running (run), not running (stop, kill).
+    /// The task's or namespace's state forbids it: already running (run),
+    /// not running (stop, kill, wait), namespace busy or owned (init, destroy), ….
     pub const CONFLICT: u8 = 3;
     /// Not allowed: not a member of the namespace, not an administrator.
     pub const DENIED: u8 = 4;
-    /// The namespace (or the definition named) does not exist.
+    /// What is named does not exist: the namespace (told to root), a user or
+    /// group (`init`), a definition, a task's log.
     pub const NO_NAMESPACE: u8 = 5;
     /// The command could not be started (not found, not executable, bad cwd).
     pub const START_FAILED: u8 = 6;
@@ -85,6 +87,10 @@ pub enum Error {
     /// `undefine`, …).
     #[error("task {0} is not defined")]
     NotDefined(TaskName),
+    /// `logs`: the task has no log: it never ran in the namespace, or its
+    /// log was removed.
+    #[error("task {0} has no log: it never ran here, or its log was removed")]
+    NoLog(TaskName),
     /// Not allowed for another reason than membership: root running a task,
     /// signalling another member's processes, a file or cgroup the caller may
     /// not use, or lancod's refusal.
@@ -99,7 +105,7 @@ pub enum Error {
     /// step failed is `step`; why is `reason` (an OS error, whose kind and
     /// errno it keeps, or what else happened), whose words end the message
     /// (so it is not also the `source()`).
-    #[error("{step}: {}", reason_words(reason))]
+    #[error("{step}: {}{}", reason_words(reason), step.hint())]
     StartFailed {
         /// The step that failed, with what it was given.
         step: StartStep,
@@ -201,6 +207,13 @@ pub enum StartStep {
         /// The working directory.
         dir: PathBuf,
     },
+    /// Changing to the working directory the task was to inherit, the
+    /// caller's current one (no `--cwd` was given): a user who ran `lanco`
+    /// from a directory the task cannot enter is told to pick one.
+    CurrentDir {
+        /// The caller's current directory.
+        dir: PathBuf,
+    },
     /// Executing the program (not found, not executable, not a format the
     /// kernel runs).
     Exec {
@@ -223,6 +236,11 @@ impl fmt::Display for StartStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartStep::Cwd { dir } => write!(f, "cannot change directory to {}", dir.display()),
+            StartStep::CurrentDir { dir } => write!(
+                f,
+                "cannot change directory to {} (the current directory)",
+                dir.display()
+            ),
             StartStep::Exec {
                 program,
                 path: None,
@@ -232,6 +250,17 @@ impl fmt::Display for StartStep {
                 path: Some(p),
             } => write!(f, "cannot execute {program} ({})", p.display()),
             StartStep::Spawn { program } => write!(f, "unable to run {program}"),
+        }
+    }
+}
+
+impl StartStep {
+    /// What to do about it, after the reason, if the step itself suggests
+    /// something.
+    fn hint(&self) -> &'static str {
+        match self {
+            StartStep::CurrentDir { .. } => "; use --cwd",
+            _ => "",
         }
     }
 }
@@ -266,7 +295,7 @@ impl Error {
             | Error::NotRunning(_)
             | Error::NameTaken { .. }
             | Error::Conflict(_) => exit::CONFLICT,
-            Error::NotDefined(_) => exit::NO_NAMESPACE,
+            Error::NotDefined(_) | Error::NoLog(_) => exit::NO_NAMESPACE,
             Error::NotMember(_) | Error::PermissionDenied(_) => exit::DENIED,
             Error::NoNamespace(_) => exit::NO_NAMESPACE,
             Error::InvalidInput(_) | Error::Config(_) | Error::Name(_) => exit::USAGE,
@@ -288,6 +317,23 @@ impl Error {
             Error::Cgroup(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::File(e) if e.io_kind() == Some(Eacces) => exit::DENIED,
             Error::Cgroup(_) | Error::File(_) | Error::System { .. } => exit::SYSTEM,
+        }
+    }
+
+    /// This error, for a task that was to inherit the caller's current
+    /// directory: a failure to change to it says so (and how to choose
+    /// another); any other error is itself.
+    #[cfg_attr(not(feature = "cli"), allow(dead_code))]
+    pub(crate) fn in_current_dir(self) -> Self {
+        match self {
+            Error::StartFailed {
+                step: StartStep::Cwd { dir },
+                reason,
+            } => Error::StartFailed {
+                step: StartStep::CurrentDir { dir },
+                reason,
+            },
+            e => e,
         }
     }
 
@@ -383,6 +429,10 @@ mod tests {
             "cannot change directory to /root: Permission denied"
         );
         assert!(e.source().is_none(), "the reason is in the message");
+        assert_eq!(
+            e.in_current_dir().to_string(),
+            "cannot change directory to /root (the current directory): Permission denied; use --cwd"
+        );
         let e = Error::StartFailed {
             step: StartStep::Exec {
                 program: "sh".into(),

@@ -171,7 +171,9 @@ impl From<&Error> for Failure {
             Error::InvalidInput(m) => Failure::InvalidInput(m.clone()),
             Error::StartFailed { step, reason } => Failure::StartFailed {
                 step: match step {
-                    StartStep::Cwd { dir } => Step::Cwd(dir.clone()),
+                    StartStep::Cwd { dir } | StartStep::CurrentDir { dir } => {
+                        Step::Cwd(dir.clone())
+                    }
                     StartStep::Exec { program, path } => Step::Exec {
                         program: program.clone(),
                         path: path.clone(),
@@ -213,6 +215,7 @@ impl From<&Error> for Failure {
             | Error::File(_)
             | Error::Conflict(_)
             | Error::NotDefined(_)
+            | Error::NoLog(_)
             | Error::DependencyFailed { .. } => Failure::System {
                 context: e.one_line(),
                 reason: None,

@@ -25,6 +25,7 @@ mod commands;
 mod control;
 #[cfg(feature = "cli")]
 mod defs;
+mod ended;
 mod error;
 mod follow;
 mod graph;
@@ -38,6 +39,7 @@ mod monitor;
 #[cfg(feature = "cli")]
 mod msg;
 mod namespace;
+mod quote;
 mod record;
 mod signal;
 mod spec;
@@ -50,6 +52,7 @@ mod transition;
 mod usage;
 mod wait;
 
+pub use ended::Ended;
 pub use error::{Error, Result, StartStep};
 pub use follow::{Followed, LogFollower};
 pub use graph::{Deps, Kind};

@@ -1,10 +1,11 @@
-//! Messages on stderr in the original lanco's shape:
-//! `2013-06-09T22:50:34 [WARN/run] task first-task is already running`.
+//! Messages on stderr in the original lanco's shape, stamped in UTC as
+//! every time lanco prints or records (`status`, exit records, accounting):
+//! `2013-06-09T22:50:34Z [WARN/run] task first-task is already running`.
 
 pub fn log(level: &str, cmd: &str, text: &dyn std::fmt::Display) {
     eprintln!(
         "{} [{level}/{cmd}] {text}",
-        crate::sys::local_timestamp(crate::time::now_secs())
+        crate::time::utc(crate::time::now_secs())
     );
 }
 

@@ -31,8 +31,10 @@ const ENDING: Duration = Duration::from_secs(5);
 pub struct Process {
     /// Its pid.
     pub pid: i32,
-    /// Its command line, arguments separated by spaces (`[comm]` for a
-    /// process that has none: a kernel thread, a zombie).
+    /// Its command line, each argument shell-quoted where a shell would
+    /// need it (`sh -c 'while true; do sleep 1; done'`); a title a process
+    /// set for itself as it is; `[comm]` for a process that has none (a
+    /// kernel thread, a zombie).
     pub cmdline: String,
 }
 
@@ -595,22 +597,25 @@ fn read_tasks(
     Ok(out)
 }
 
-/// A process's command line as `ls` shows it: arguments joined by spaces;
-/// `[comm]` for a process that has none (a kernel thread, a zombie); empty
-/// if it is gone. Read relative to an open `/proc`; `buf` and `path` are
-/// scratch space reused across processes.
+/// A process's command line as `ls` shows it: its arguments shell-quoted
+/// (`sh -c 'while true; do sleep 1; done'`), or, for a process that
+/// rewrote its command line as one title (`nginx: worker process`, no NUL
+/// between words), that title as it is; `[comm]` for a process that has
+/// none (a kernel thread, a zombie); empty if it is gone. Read relative to
+/// an open `/proc`; `buf` and `path` are scratch space reused across
+/// processes.
 fn cmdline(proc_dir: Option<&fs::File>, pid: i32, buf: &mut Vec<u8>, path: &mut String) -> String {
     let mut n = read_proc(proc_dir, pid, "cmdline", 64 * 1024, buf, path).unwrap_or(0);
     while n > 0 && buf[n - 1] == 0 {
         n -= 1;
     }
     if n > 0 {
-        for b in &mut buf[..n] {
-            if *b == 0 {
-                *b = b' ';
-            }
+        let text = String::from_utf8_lossy(&buf[..n]);
+        if !text.contains('\0') {
+            return text.into_owned();
         }
-        return String::from_utf8_lossy(&buf[..n]).into_owned();
+        let args: Vec<&str> = text.split('\0').collect();
+        return crate::quote::words(&args);
     }
     // Kernel threads and zombies have no command line.
     read_proc(proc_dir, pid, "comm", usize::MAX, buf, path)

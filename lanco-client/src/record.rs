@@ -44,6 +44,11 @@ pub struct TaskState {
     pub log: String,
     /// The task's working directory.
     pub cwd: String,
+    /// Its stop timeout: how long a stop waits after SIGTERM before
+    /// cgroup.kill, in milliseconds (`None` in the states older monitors
+    /// wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_ms: Option<u64>,
     /// The definition this run was started from (its digest), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,

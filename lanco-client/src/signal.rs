@@ -183,7 +183,7 @@ impl Namespace {
                 killed_after_timeout,
                 ..
             })) => return Ok(killed_after_timeout),
-            Ok(Some(ControlReply::Error { message })) => Err(Error::failed(message)),
+            Ok(Some(other)) => Err(other.into_error()),
             Err(e) => Err(e),
             Ok(None) => {
                 return self.stop_orphan(task, &found, timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
@@ -235,7 +235,7 @@ impl Namespace {
             Some(Duration::from_secs(30)),
         )? {
             Some(ControlReply::Done { .. }) => Ok(()),
-            Some(ControlReply::Error { message }) => Err(Error::failed(message)),
+            Some(other) => Err(other.into_error()),
             None => match found.cgroup.signal_frozen(signal.0, &mut HashSet::new()) {
                 Err(e) if e.io_kind() == Some(ErrorKind::PermissionDenied) => {
                     Err(Error::PermissionDenied(format!(
@@ -245,6 +245,42 @@ impl Namespace {
                 }
                 r => Ok(r?),
             },
+        }
+    }
+}
+
+impl Namespace {
+    /// Delivers `signal` to the task's main process only, not to its other
+    /// processes (as `systemctl kill --kill-whom=main`): a daemon asked to
+    /// reload with SIGHUP, without its helpers, which may not handle it.
+    /// The task's monitor sends it, through a pidfd of the process it
+    /// started (or that took over as main with `MAINPID=`), so no other
+    /// process that took its pid is signalled. [`Error::NotRunning`] if no
+    /// process of the task lives; [`Error::Conflict`] if its main process
+    /// has exited while others live, or its monitor is gone (then no one
+    /// can tell the main process from one that took its pid).
+    pub fn kill_main(&self, task: &TaskName, signal: Signal) -> Result<()> {
+        let found = self.running(task)?;
+        let no_monitor = || {
+            Error::Conflict(format!(
+                "task {task}'s monitor is gone (or too old to know its main process): kill without --main signals every process"
+            ))
+        };
+        if found.legacy {
+            return Err(no_monitor());
+        }
+        let req = ControlRequest::KillMain {
+            signal: signal.as_raw(),
+        };
+        match self.ask_monitor(task, &found, &req, Some(Duration::from_secs(30))) {
+            Ok(Some(ControlReply::Done { .. })) => Ok(()),
+            Ok(Some(ControlReply::MainGone)) => Err(Error::Conflict(format!(
+                "task {task}'s main process has exited; its other processes run on (kill without --main signals them)"
+            ))),
+            Ok(Some(other)) => Err(other.into_error()),
+            // An older monitor drops the request unanswered.
+            Ok(None) | Err(Error::System { .. }) => Err(no_monitor()),
+            Err(e) => Err(e),
         }
     }
 }

@@ -303,26 +303,6 @@ pub unsafe fn close_fds_from(first: RawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Local wall-clock time as `YYYY-MM-DDTHH:MM:SS`, for messages.
-#[cfg(feature = "cli")]
-pub fn local_timestamp(secs: i64) -> String {
-    // SAFETY: localtime_r writes only into `tm`, which we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let t: libc::time_t = secs;
-    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
-        return crate::time::utc(secs);
-    }
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec
-    )
-}
-
 /// Sets the given signals to SIG_IGN.
 pub fn ignore_signals(sigs: &[nix::sys::signal::Signal]) -> Result<(), Errno> {
     for s in sigs {

@@ -215,7 +215,7 @@ impl Namespace {
         let req = ControlRequest::Mark { explicit };
         match self.ask_monitor(task, &found, &req, Some(Duration::from_secs(10)))? {
             Some(ControlReply::Done { .. }) => Ok(()),
-            Some(ControlReply::Error { message }) => Err(Error::failed(message)),
+            Some(other) => Err(other.into_error()),
             None => Err(Error::failed(format!(
                 "task {task} has no monitor to keep its mark (it was killed)"
             ))),

@@ -321,6 +321,11 @@ mod tests {
             l.registry_file(&ns),
             Path::new("/var/lib/lanco/namespaces/testns.toml")
         );
+        assert_eq!(
+            task_of_lock_entry("task-first-task.lock").as_ref(),
+            Some(&t)
+        );
+        assert_eq!(task_of_lock_entry("task-first-task"), None);
         assert_eq!(task_of_cgroup_entry("task-first-task"), Some(t));
         assert_eq!(task_of_cgroup_entry("monitors"), None);
         assert_eq!(task_of_cgroup_entry("task-.."), None);

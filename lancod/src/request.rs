@@ -56,7 +56,9 @@ pub(crate) fn err(code: ErrorCode, message: &str) -> Response {
 
 fn ns_error(e: NsError) -> Response {
     let code = match &e {
-        NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::InvalidRequest,
+        // What the request names does not exist (exit 5, as the README's
+        // table says), not a malformed request.
+        NsError::NoUser(_) | NsError::NoGroup(_) => ErrorCode::NotFound,
         // `Busy` on the wire means "lancod is overloaded, try again", which
         // clients retry; a namespace still in use is a conflict of state,
         // answered like one.

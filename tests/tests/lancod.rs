@@ -52,7 +52,7 @@ fn every_denial() {
     inst.lanco(None, &["x", "init", "-u", ALICE, "-g", OPS])
         .ok();
     inst.lanco(None, &["y", "init", "-u", "no-such-user-here"])
-        .fails(2, "no such user");
+        .fails(5, "no such user");
     assert!(
         !inst.ns_cgroup("y").exists(),
         "a failed init leaves nothing"

@@ -36,7 +36,7 @@ fn quick_tour() {
     let out = ls.stdout();
     assert!(out.starts_with("first-task\n → "), "tree format: {out}");
     assert!(
-        out.contains("sh -c while true; do echo tick; sleep 0.2; done"),
+        out.contains("sh -c 'while true; do echo tick; sleep 0.2; done'"),
         "{out}"
     );
     assert!(wait_for(Duration::from_secs(5), || inst

@@ -177,7 +177,7 @@ impl Namespace {
                 killed_after_timeout,
                 ..
             }) => return Ok(killed_after_timeout),
-            Ok(ControlReply::Error { message }) => Err(Error::failed(message)),
+            Ok(other) => Err(other.into_error()),
             Err(e) => Err(Error::system(
                 format_args!("no answer from the monitor of task {task}"),
                 e,

@@ -73,7 +73,7 @@ pub fn run(ns: &Namespace, json: bool) -> Result<u8> {
                 r.restart,
                 r.ready,
                 if r.enable { "enabled" } else { "-" },
-                r.command.join(" ")
+                crate::quote::words(&r.command)
             )
             .map_err(fail)?;
         }

@@ -12,7 +12,7 @@ use crate::namespace::Namespace;
 use crate::tail::tail_lines;
 
 pub fn run(ns: &Namespace, task: &TaskName, follow: bool, lines: Option<usize>) -> Result<u8> {
-    let no_log = || Error::InvalidInput(format!("task {task} has no log"));
+    let no_log = || Error::NoLog(task.clone());
     let mut out = std::io::stdout().lock();
     let out_err = |e: std::io::Error| Error::system("stdout", e);
     if follow {

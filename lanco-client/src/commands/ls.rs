@@ -21,14 +21,22 @@ struct Row<'a> {
     pulled_in_by: Vec<TaskName>,
     /// `starting`, `ready`, `stopping`, `waiting for db`, `restarting`;
     /// for a task that does not run but that a waiting task waits for,
-    /// `failed` or `not running`.
+    /// `failed` or `not running`; with -a, for the others that do not run,
+    /// `ended`, `failed`, `never started` or `unreadable`.
     state: String,
+    /// With -a, a task that does not run: when its last run ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ended: Option<String>,
+    /// With -a, a task that does not run: how its last run ended, or why
+    /// it cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_exit: Option<String>,
 }
 
 /// Width command lines are cut to without `-l`.
 const WIDTH: usize = 80;
 
-pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
+pub fn run(ns: &Namespace, long: bool, json: bool, all: bool) -> Result<u8> {
     // The tasks and their processes, and (in a second thread) the state
     // files of marked ones; unreadable state files only cost a task its
     // annotations.
@@ -83,6 +91,8 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
                     explicit: false,
                     pulled_in_by: by,
                     state: state.clone(),
+                    ended: None,
+                    last_exit: None,
                 };
             }
             Row {
@@ -94,9 +104,41 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
                     Vec::new()
                 },
                 state: node.map_or_else(|| "ready".into(), transition::state_words),
+                ended: None,
+                last_exit: None,
             }
         })
         .collect();
+    // With -a, the tasks that do not run, from their exit records.
+    let listed: Vec<TaskName> = tasks.iter().map(|t| t.task.clone()).collect();
+    let ended = if all { ns.ended(&listed)? } else { Vec::new() };
+    let quiet: Vec<TaskInfo> = ended
+        .iter()
+        .map(|e| TaskInfo {
+            task: e.task.clone(),
+            processes: Vec::new(),
+            restarting_at_ms: None,
+            waiting_for: None,
+            unreadable: None,
+        })
+        .collect();
+    let mut rows = rows;
+    for (e, info) in ended.iter().zip(&quiet) {
+        let (state, when, how) = match (&e.last, &e.unreadable) {
+            (_, Some(why)) => ("unreadable", None, Some(why.clone())),
+            (None, None) => ("never started", None, None),
+            (Some(r), None) => super::summary::ended(r),
+        };
+        rows.push(Row {
+            info,
+            explicit: true,
+            pulled_in_by: Vec::new(),
+            state: state.into(),
+            ended: when,
+            last_exit: how,
+        });
+    }
+    rows.sort_by(|a, b| a.info.task.cmp(&b.info.task));
     // Buffered: stdout alone writes each line with its own write(2).
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let fail = |e: std::io::Error| Error::system("stdout", e);
@@ -106,10 +148,38 @@ pub fn run(ns: &Namespace, long: bool, json: bool) -> Result<u8> {
         out.flush().map_err(fail)?;
         return Ok(0);
     }
+    if rows.is_empty() {
+        // An empty listing says why on stderr, so stdout stays a list.
+        let hint = if all {
+            format!(
+                "namespace {ns} has no task yet; start one: lanco {ns} run TASK CMD",
+                ns = ns.name()
+            )
+        } else {
+            format!(
+                "no task runs in namespace {ns} (lanco {ns} ls -a: also those that ended)",
+                ns = ns.name()
+            )
+        };
+        crate::msg::log("INFO", "ls", &hint);
+    }
     // The original lanco's tree: the task, then one "→ PID cmdline" per process.
     for row in &rows {
         let t = row.info;
         let mut notes = Vec::new();
+        if row.ended.is_some() || row.last_exit.is_some() || row.state == "never started" {
+            // -a: a task that does not run.
+            let mut what = row.state.clone();
+            if let Some(when) = &row.ended {
+                what = format!("{what} {when}");
+            }
+            match &row.last_exit {
+                Some(how) => writeln!(out, "{} ({what}: {how})", t.task),
+                None => writeln!(out, "{} ({what})", t.task),
+            }
+            .map_err(fail)?;
+            continue;
+        }
         if let Some(why) = &t.unreadable {
             notes.push(format!("unreadable: {why}"));
         } else if let Some(at) = t.restarting_at_ms {

@@ -23,6 +23,7 @@ mod show;
 mod start;
 mod status;
 mod stop;
+mod summary;
 mod table;
 mod top;
 mod undefine;
@@ -110,10 +111,14 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         } => stop::run(&open()?, &task, timeout, force),
         Command::Release { task } => stop::release(&open()?, &task),
         Command::Deps { json, task } => deps::run(&open()?, &task, json),
-        Command::Kill { signal, task } => kill::run(&open()?, &task, signal),
+        Command::Kill { signal, main, task } => kill::run(&open()?, &task, signal, main),
         Command::Wait { timeout, tasks } => wait::run(&open()?, &tasks, timeout),
-        Command::Ls { long, json } => ls::run(&open()?, long, json),
-        Command::Status { json, task } => status::run(&open()?, &task, json),
+        Command::Ls { long, json, all } => ls::run(&open()?, long, json, all),
+        Command::Status {
+            json,
+            task: Some(task),
+        } => status::run(&open()?, &task, json),
+        Command::Status { json, task: None } => summary::run(&open()?, json),
         Command::Logs {
             follow,
             lines,

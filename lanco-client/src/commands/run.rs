@@ -18,6 +18,10 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         spec.inherit_env();
     }
     let opts = o.options;
+    // Without --cwd, the task was to start where the caller stands: a
+    // failure to go there says so.
+    let given_cwd = opts.cwd.is_some();
+    let said = |e: Error| if given_cwd { e } else { e.in_current_dir() };
     for kv in &opts.env {
         let (k, v) = env_pair(kv)?;
         spec.env(k, v);
@@ -33,8 +37,12 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
     o.supervision.apply_to(&mut spec.supervision);
     spec.deps = o.deps.to_deps();
     let spec = crate::commands::start::with_limits(ns, spec, &opts.limits.to_limits());
+    // With -f, what this run writes is copied to stdout: its log, a new
+    // file each run (the earlier runs' are kept as task-NAME.log.1, …).
+    let copy = o.foreground && !o.quiet;
+    let name = spec.name.clone();
     let mut started = if spec.deps.is_empty() {
-        ns.run(&spec)?
+        ns.run(&spec).map_err(said)?
     } else {
         // Its dependencies first, as `start` does, in one transition.
         let lock = ns.transition_lock(super::stop::waiting)?;
@@ -44,7 +52,9 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
             return Err(Error::AlreadyRunning(spec.name.clone()));
         }
         let task = spec.name.clone();
-        start_one(ns, &lock, &task, spec, true)?.ok_or(Error::AlreadyRunning(task))?
+        start_one(ns, &lock, &task, spec, true)
+            .map_err(said)?
+            .ok_or(Error::AlreadyRunning(task))?
     };
     if !o.foreground {
         if !o.no_wait {
@@ -52,11 +62,43 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
         }
         return Ok(0);
     }
+    if copy {
+        // The task runs whatever becomes of the copy: its status is still
+        // waited for and given.
+        if let Err(e) = copy_output(ns, &name) {
+            crate::msg::warn(
+                "run",
+                &format_args!("cannot copy task {name}'s output: {}", e.one_line()),
+            );
+        }
+    }
     let exit = started.wait()?;
     Ok(exit
         .shell_status()
         .map(|s| s.clamp(0, 255) as u8)
         .unwrap_or(crate::error::exit::SYSTEM))
+}
+
+/// Copies what the run of `task` writes to its log to stdout until the run
+/// ends (as `systemd-run --wait --pipe` shows the output; the log keeps it
+/// too).
+fn copy_output(ns: &Namespace, task: &lanco_proto::TaskName) -> Result<()> {
+    use std::io::Write;
+    let Some(mut f) = ns.follow(task)? else {
+        return Ok(());
+    };
+    let mut out = std::io::stdout().lock();
+    let mut out_ok = true;
+    loop {
+        match f.next_chunk(None)? {
+            crate::follow::Followed::Data(b) if out_ok => {
+                // A closed stdout (`| head`) stops the copy, not the wait.
+                out_ok = out.write_all(&b).and_then(|()| out.flush()).is_ok();
+            }
+            crate::follow::Followed::Ended => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 /// `--env K=V` split at its first `=`; K must not be empty.

@@ -41,7 +41,10 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                     s.start_time,
                     crate::record::user_name(s.uid)
                 ));
-                lines.push(format!("  command:     {}", s.command.join(" ")));
+                lines.push(format!(
+                    "  command:     {}",
+                    crate::quote::words(&s.command)
+                ));
                 lines.push(format!("  log:         {}", s.log));
                 let m = if *monitor_alive {
                     String::new()
@@ -69,7 +72,10 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                     lines.push(format!("task {task} is restarting (in {when:.1} s)"));
                 }
             }
-            lines.push(format!("  command:     {}", info.command.join(" ")));
+            lines.push(format!(
+                "  command:     {}",
+                crate::quote::words(&info.command)
+            ));
             if let Some(r) = last {
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
             }
@@ -88,7 +94,10 @@ pub fn run(ns: &Namespace, task: &TaskName, json: bool) -> Result<u8> {
                     _ => "",
                 };
                 lines.push(format!("  last run:    {} to {}", r.start_time, r.end_time));
-                lines.push(format!("  command:     {}", r.command.join(" ")));
+                lines.push(format!(
+                    "  command:     {}",
+                    crate::quote::words(&r.command)
+                ));
                 lines.push(format!("  exit:        {}{how}", r.ending()));
                 effect_lines(r.forks_refused, 0, r.throttled_usec, &mut lines);
                 if r.restarts > 0 {

@@ -1,5 +1,7 @@
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use lanco_proto::TaskName;
 
@@ -7,7 +9,8 @@ use crate::commands::restart::names;
 use crate::error::{Error, Result};
 use crate::graph;
 use crate::msg;
-use crate::namespace::Namespace;
+use crate::namespace::{Namespace, Status};
+use crate::spec::DEFAULT_STOP_TIMEOUT;
 use crate::transition::{self, in_parallel, Readiness};
 
 /// `lanco NS stop [--force] TASK`, as one transition: refused while tasks
@@ -34,7 +37,7 @@ pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bo
                     "stop",
                     &format_args!("stopping {t}: it needs {task}"),
                 );
-                match ns.stop(t, timeout) {
+                match stop_telling(ns, t, timeout) {
                     Ok(_) | Err(Error::NotRunning(_)) => None,
                     Err(e) => Some(e),
                 }
@@ -44,7 +47,7 @@ pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bo
             }
         }
     }
-    if ns.stop(task, timeout)? {
+    if stop_telling(ns, task, timeout)? {
         msg::log(
             "INFO",
             "stop",
@@ -53,6 +56,60 @@ pub fn run(ns: &Namespace, task: &TaskName, timeout: Option<Duration>, force: bo
     }
     ns.settle(&settled("stop"))?;
     Ok(0)
+}
+
+/// How long a stop waits before saying, on a terminal, what it waits for.
+const NOTICE_AFTER: Duration = Duration::from_secs(1);
+
+/// `ns.stop(task, timeout)`; on a terminal, a stop still waiting after
+/// [`NOTICE_AFTER`] says what for (the processes that outlive SIGTERM) and
+/// when it kills them, rather than hang silently for the stop timeout.
+fn stop_telling(ns: &Namespace, task: &TaskName, timeout: Option<Duration>) -> Result<bool> {
+    if !std::io::stderr().is_terminal() {
+        return ns.stop(task, timeout);
+    }
+    let began = Instant::now();
+    // The task's own stop timeout, from its run's state file (read before
+    // the stop: the file goes with the run).
+    let timeout_of_run = match timeout {
+        Some(t) => t,
+        None => match ns.status(task) {
+            Ok(Status::Running { info: Some(s), .. }) => s
+                .stop_timeout_ms
+                .map_or(DEFAULT_STOP_TIMEOUT, Duration::from_millis),
+            _ => DEFAULT_STOP_TIMEOUT,
+        },
+    };
+    let (done, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if stopped.recv_timeout(NOTICE_AFTER) != Err(RecvTimeoutError::Timeout) {
+                return;
+            }
+            let left = ns
+                .task_cgroup(task)
+                .ok()
+                .flatten()
+                .and_then(|cg| cg.procs_recursive().ok())
+                .map_or(0, |p| p.len());
+            let wait = timeout_of_run.saturating_sub(began.elapsed());
+            let at = crate::time::now_secs() + wait.as_secs_f64().ceil() as i64;
+            msg::log(
+                "INFO",
+                "stop",
+                &format_args!(
+                    "waiting for task {task}'s {left} process{} to end after SIGTERM; cgroup.kill at {} (in {:.0} s) if {} not",
+                    if left == 1 { "" } else { "es" },
+                    crate::time::utc(at),
+                    wait.as_secs_f64().ceil(),
+                    if left == 1 { "it has" } else { "they have" },
+                ),
+            );
+        });
+        let r = ns.stop(task, timeout);
+        drop(done);
+        r
+    })
 }
 
 /// `lanco NS release TASK`: drops its mark of started on purpose; it

@@ -199,6 +199,25 @@ impl Monitor {
                         },
                     );
                 }
+                Ok(ControlRequest::KillMain { signal }) => {
+                    let reply = match Signal::try_from(signal) {
+                        Ok(sig) => match self.kill_main(sig) {
+                            Ok(true) => ControlReply::Done {
+                                killed_after_timeout: false,
+                                record: None,
+                            },
+                            Ok(false) => ControlReply::MainGone,
+                            Err(e) => ControlReply::Error {
+                                message: e.one_line(),
+                            },
+                        },
+                        Err(_) => ControlReply::Error {
+                            message: format!("invalid signal {signal}"),
+                        },
+                    };
+                    let mut conn = conn;
+                    let _ = control::send(&mut conn, &reply);
+                }
                 Ok(ControlRequest::Kill { signal }) => {
                     let reply = match Signal::try_from(signal) {
                         Ok(sig) => match self.kill(sig) {
@@ -286,6 +305,46 @@ impl Monitor {
             self.sup.inhibited = true;
         }
         Ok(self.claim.cgroup.signal_frozen(sig, &mut HashSet::new())?)
+    }
+
+    /// `lanco kill --main`: the signal to the task's main process only (as
+    /// `systemctl kill --kill-whom=main`); `false` if it has exited. The
+    /// main process is this monitor's child, which nothing reaps but
+    /// `reap` on this one thread, so its pid cannot be reused under the
+    /// signal; a MAINPID that is not a child (a daemon that forked) is
+    /// pinned by a pidfd and must still be alive and in the task's cgroup
+    /// once pinned. Ending signals end the run on purpose, as in `kill`.
+    fn kill_main(&mut self, sig: Signal) -> Result<bool> {
+        use lanco_proto::sys::{pidfd_alive, pidfd_open, pidfd_send_signal};
+        self.reap();
+        if self.main_pid <= 0 || self.main_exit.is_some() {
+            return Ok(false);
+        }
+        let Ok(pidfd) = pidfd_open(self.main_pid) else {
+            return Ok(false);
+        };
+        let inside = self
+            .claim
+            .cgroup
+            .procs_recursive()?
+            .contains(&self.main_pid);
+        if !inside || !pidfd_alive(pidfd.as_fd()) {
+            return Ok(false);
+        }
+        if matches!(
+            sig,
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT | Signal::SIGKILL
+        ) {
+            self.sup.inhibited = true;
+        }
+        match pidfd_send_signal(pidfd.as_fd(), sig as i32) {
+            Ok(()) => Ok(true),
+            Err(nix::errno::Errno::ESRCH) => Ok(false),
+            Err(e) => Err(crate::error::Error::system(
+                format_args!("cannot send {sig} to the main process {}", self.main_pid),
+                e,
+            )),
+        }
     }
 
     /// SIGTERM to every process of the task not yet sent one. Repeated while

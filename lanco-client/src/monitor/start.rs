@@ -90,6 +90,7 @@ impl Monitor {
             start_time: crate::time::utc(start),
             log,
             cwd: String::from_utf8_lossy(&spec.cwd).into_owned(),
+            stop_timeout_ms: Some(spec.stop_timeout_ms),
             definition: spec.definition.clone(),
             explicit: spec.explicit,
             deps: spec.deps.clone(),

@@ -114,7 +114,7 @@ pub fn header(u: &NamespaceUsage) -> Vec<(String, bool)> {
         Some(s) => format!("CPU % over {s:.1} s"),
         None => "CPU % after the next sample".into(),
     };
-    let when = crate::sys::local_timestamp(u.time_ms / 1000);
+    let when = crate::time::utc(u.time_ms / 1000);
     let first = format!(
         "namespace {} · {} tasks · {} CPUs · {} · {}",
         u.namespace,
