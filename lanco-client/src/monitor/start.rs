@@ -103,7 +103,7 @@ impl Monitor {
         // it after its mark, as readers expect.
         let plain = spec.explicit && spec.deps.is_empty() && spec.supervision.is_plain();
         let state_name = layout::state_name(&task);
-        let mut state_early = false;
+        let mut early: Option<TaskState> = None;
         let started = listener
             .set_nonblocking(true)
             .map_err(|e| Error::system("control socket", e))
@@ -124,8 +124,9 @@ impl Monitor {
                     pass.as_ref().map(|(fd, at)| (fd.as_fd(), *at)),
                     |pid| {
                         let log = log.installed_path().display().to_string();
-                        state_early = plain
-                            && record::write_json(&dir, &state_name, &state_for(pid, log)).is_ok();
+                        early = plain
+                            .then(|| state_for(pid, log))
+                            .filter(|state| record::write_json(&dir, &state_name, state).is_ok());
                     },
                 )?;
                 sup.run_began();
@@ -134,7 +135,7 @@ impl Monitor {
         let (events, pid, sup) = match started {
             Ok(v) => v,
             Err(e) => {
-                if state_early {
+                if early.is_some() {
                     let _ = dir.remove(&state_name);
                 }
                 let _ = dir.remove_socket(&sock);
@@ -144,7 +145,10 @@ impl Monitor {
         // From here the task runs: failures are noted, never undone.
         claim.keep();
         let installed = log.install();
-        let state = state_for(pid, log.path().display().to_string());
+        let state_early = early.is_some();
+        // One run id: the one the early state file has, if written.
+        let mut state = early.unwrap_or_else(|| state_for(pid, String::new()));
+        state.log = log.path().display().to_string();
         let mut m = Monitor {
             admitted,
             claim,
