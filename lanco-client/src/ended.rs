@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::namespace::Namespace;
-use crate::record::{self, ExitRecord};
+use crate::record::{self, ExitRecord, TaskState};
 
 /// A task that does not run now, and what lanco knows of its last run
 /// ([`Namespace::ended`]).
@@ -63,15 +63,16 @@ impl Namespace {
     }
 
     /// The exit record of `task`'s last run, if it has one (without
-    /// waiting for a monitor writing one, as `status` does).
+    /// waiting for a monitor writing one, as `status` does). A run whose
+    /// monitor died left its state file and no record: it is "lost", as
+    /// `status` says (and, for the name's owner, records).
     fn last_record(&self, task: &TaskName) -> Result<Option<ExitRecord>> {
         let Some(found) = self.find(task)? else {
             return Ok(None);
         };
-        record::read_json(
-            &self.state_dir_of(&found)?,
-            &layout::exit_name(task),
-            found.owner,
-        )
+        let dir = self.state_dir_of(&found)?;
+        let state: Option<TaskState> =
+            record::read_json(&dir, &layout::state_name(task), found.owner)?;
+        self.record_of(task, &found, &dir, state.as_ref())
     }
 }

@@ -173,6 +173,35 @@ fn status_without_a_task_and_ls_all_show_what_happened() {
     // Strangers learn nothing.
     inst.lanco(Some(EVE), &["ns", "status"])
         .fails(4, "no such namespace ns, or you are not a member of it");
+
+    // A run whose monitor was killed left a state file and no record: it
+    // is "lost" in the listings too (not "never started"), for any member.
+    let s2 = unique_sleep();
+    inst.lanco(A, &["ns", "run", "victim", "sleep", &s2]).ok();
+    let monitor = inst.status("ns", "victim")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let cg = inst.task_cgroup("ns", "victim");
+    cg.kill().unwrap();
+    assert!(wait_for(Duration::from_secs(5), || !alive(monitor)
+        && !cg.populated().unwrap_or(true)));
+    let all = inst.lanco(B, &["ns", "ls", "-a"]).ok().stdout();
+    assert!(
+        all.lines().any(|l| l.starts_with("victim (ended 20")
+            && l.ends_with("exit status lost (its monitor was killed))")),
+        "{all}"
+    );
+    let sum = inst.lanco(B, &["ns", "status"]).ok().stdout();
+    assert!(
+        sum.lines()
+            .any(|l| l.starts_with("victim ") && l.contains("exit status lost")),
+        "{sum}"
+    );
     inst.lanco(A, &["ns", "stop", "long"]).ok();
 }
 
