@@ -139,6 +139,9 @@ pub fn run() -> u8 {
     if let Some((ns, task)) = fast_check() {
         return check_only(ns, task);
     }
+    if let Some((ns, args)) = fast_run() {
+        return run_only(ns, args);
+    }
     let parsed = Cli::try_parse();
     let cli = match parsed {
         Ok(c) => c,
@@ -163,7 +166,12 @@ pub fn run() -> u8 {
         }
     };
     let cmd = cli.command.name();
-    match dispatch(cli) {
+    said(cmd, dispatch(cli))
+}
+
+/// The exit status of `cmd`'s result, its error said on one line.
+fn said(cmd: &str, result: Result<u8>) -> u8 {
+    match result {
         Ok(code) => code,
         Err(e) => {
             let line = e.one_line();
@@ -193,6 +201,44 @@ fn fast_check() -> Option<(NamespaceName, TaskName)> {
     Some((ns.to_str()?.parse().ok()?, task.to_str()?.parse().ok()?))
 }
 
+/// `lanco NS run …`, what starts every task: its arguments parsed by
+/// `run`'s own parser, without building the rest of the command line's (two
+/// dozen commands: most of what clap costs `run`). Anything it does not
+/// take (`--config`, `--help`, a mistake) goes through the whole parser and
+/// its messages.
+fn fast_run() -> Option<(NamespaceName, crate::cli::RunArgs)> {
+    fast_run_of(std::env::args_os().skip(1))
+}
+
+fn fast_run_of(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+) -> Option<(NamespaceName, crate::cli::RunArgs)> {
+    use clap::{Args, FromArgMatches};
+    let (ns, cmd) = (args.next()?, args.next()?);
+    if cmd != "run" {
+        return None;
+    }
+    let ns: NamespaceName = ns.to_str()?.parse().ok()?;
+    let parser = crate::cli::RunArgs::augment_args(
+        clap::Command::new("run")
+            .no_binary_name(true)
+            .disable_help_flag(true)
+            .disable_version_flag(true),
+    );
+    let matches = parser.try_get_matches_from(args).ok()?;
+    Some((ns, crate::cli::RunArgs::from_arg_matches(&matches).ok()?))
+}
+
+/// `run` of the fast form, as `dispatch` would run it.
+#[inline(never)]
+fn run_only(ns: NamespaceName, args: crate::cli::RunArgs) -> u8 {
+    let ran = Config::load()
+        .map_err(Error::from)
+        .and_then(|config| Namespace::open(config, ns))
+        .and_then(|ns| run::run(&ns, args));
+    said("run", ran)
+}
+
 /// `check` of the fast form, as `dispatch` would run it, without passing
 /// through `dispatch`: its stack frame, sized for every command, cost
 /// `check` three page faults of stack, and its code pages more.
@@ -208,5 +254,70 @@ fn check_only(ns: NamespaceName, task: TaskName) -> u8 {
             crate::msg::error("check", &e.one_line());
             e.exit_code()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the fast form takes `run`'s arguments, it reads them as the
+    /// whole parser does; what it does not take, the whole parser gets.
+    #[test]
+    fn the_fast_run_reads_what_the_whole_parser_reads() {
+        let cases: &[&[&str]] = &[
+            &["ns", "run", "t", "sleep", "10"],
+            &["ns", "run", "t", "ls", "-l", "--color"],
+            &["ns", "run", "-f", "-q", "t", "sh", "-c", "exit 3"],
+            &[
+                "ns", "run", "--env", "A=1", "--cwd", "/tmp", "--memory", "64M", "t", "x",
+            ],
+            &[
+                "ns",
+                "run",
+                "--restart",
+                "on-failure",
+                "--needs",
+                "db",
+                "t",
+                "x",
+                "--",
+                "y",
+            ],
+            &["ns", "run", "t", "--", "x"],
+            &["ns", "run", "--help"],
+            &["ns", "run", "--config", "/x", "t", "x"],
+            &["ns", "run", "-q", "t", "x"],
+            &["ns", "run", "t"],
+            &["ns", "run", "bad/name", "x"],
+            &["--all-namespaces", "run", "t", "x"],
+        ];
+        for argv in cases {
+            let fast = fast_run_of(argv.iter().map(std::ffi::OsString::from));
+            let whole = Cli::try_parse_from(std::iter::once("lanco").chain(argv.iter().copied()));
+            match (fast, whole) {
+                (Some((ns, fast)), Ok(cli)) => {
+                    assert_eq!(cli.namespace.as_ref(), Some(&ns), "{argv:?}");
+                    assert!(
+                        cli.config.is_none(),
+                        "{argv:?}: --config must go the whole way"
+                    );
+                    let Command::Run(whole) = cli.command else {
+                        panic!("{argv:?}: not run")
+                    };
+                    assert_eq!(format!("{fast:?}"), format!("{whole:?}"), "{argv:?}");
+                }
+                (Some(_), Err(e)) => panic!("{argv:?}: fast took what clap refuses: {e}"),
+                (None, _) => {}
+            }
+        }
+        // The common forms do take the fast way.
+        assert!(fast_run_of(
+            ["ns", "run", "t", "sleep", "10"]
+                .map(Into::into)
+                .into_iter()
+        )
+        .is_some());
+        assert!(fast_run_of(["ns", "run", "-f", "t", "x"].map(Into::into).into_iter()).is_some());
     }
 }
