@@ -18,13 +18,10 @@
 //! other process can read, securebits and memory-deny-write-execute, the
 //! client checks on itself (start.rs) and the spawner on itself (below).
 
-use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 
-use lanco_proto::cgroupfs::read_small;
+use lanco_proto::cgroupfs::read_into;
 use nix::sys::socket::{
     getsockopt,
     sockopt::{PeerCredentials, PeerPidfd},
@@ -97,10 +94,39 @@ impl Context {
     }
 
     fn of(pid: i32) -> std::io::Result<Context> {
+        use nix::fcntl::{openat, readlinkat, OFlag, AT_FDCWD};
+        use nix::sys::stat::Mode;
+        // /proc/PID and its ns/ opened once: each name below is then one
+        // step from there, not a walk from / through /proc and the pid.
+        let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let dir = openat(
+            AT_FDCWD,
+            format!("/proc/{pid}").as_str(),
+            dir_flags,
+            Mode::empty(),
+        )?;
+        let ns = openat(&dir, "ns", dir_flags, Mode::empty())?;
         // One read each (procfs files have no size for read_to_string's
         // estimate, so it would read them 32 bytes first, doubling).
-        let proc = |name: &str| read_small(Path::new(&format!("/proc/{pid}/{name}")));
-        let status = proc("status")?;
+        let read = |name: &str| -> std::io::Result<Vec<u8>> {
+            let f = std::fs::File::from(openat(
+                &dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?);
+            let mut buf = Vec::new();
+            let n = read_into(&f, &mut buf, usize::MAX, false)?;
+            buf.truncate(n);
+            Ok(buf)
+        };
+        let text = |name: &str| {
+            read(name).and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+        };
+        let status = text("status")?;
         let status = STATUS_KEYS
             .iter()
             .map(|k| {
@@ -113,23 +139,24 @@ impl Context {
         let namespaces = NAMESPACES
             .iter()
             .map(|n| {
-                fs::read_link(format!("/proc/{pid}/ns/{n}"))
+                readlinkat(&ns, *n)
                     .ok()
                     .map(|l| l.to_string_lossy().into_owned())
             })
             .collect();
-        let root = fs::metadata(format!("/proc/{pid}/root"))?;
+        // `root` is a link to the process's root directory: followed.
+        let root = nix::sys::stat::fstatat(&dir, "root", nix::fcntl::AtFlags::empty())?;
         Ok(Context {
             status,
             namespaces,
-            root: (root.st_dev(), root.st_ino()),
+            root: (root.st_dev, root.st_ino),
             // Bytes: a label need not be UTF-8, and two that are not must
             // still compare unequal.
-            label: fs::read(format!("/proc/{pid}/attr/current")).ok(),
+            label: read("attr/current").ok(),
             sched: sys::sched_of(pid).ok(),
             ioprio: sys::ioprio_of(pid).ok(),
-            oom_score_adj: proc("oom_score_adj").ok(),
-            personality: proc("personality").ok(),
+            oom_score_adj: text("oom_score_adj").ok(),
+            personality: text("personality").ok(),
         })
     }
 
