@@ -83,10 +83,11 @@ class Env:
         return cgroup.procs_recursive(self.monitor_cgroup())
 
     def monitor_pids(self):
-        """The tasks' monitors: the monitors cgroup without the spawner."""
+        """The tasks' monitors: the monitors cgroup without the spawner and
+        its standby (the fork it keeps ready for the next caller)."""
         pids = self.monitors_cgroup_pids()
-        sp = set(self._spawners_among(pids))
-        return [p for p in pids if p not in sp]
+        return [p for p in pids
+                if procfs.comm(p) not in (layout.SPAWNER_COMM, layout.STANDBY_COMM)]
 
     def spawner_pids(self):
         """The member's warm spawner(s): the process named `lanco-spawner`
@@ -95,7 +96,18 @@ class Env:
         return self._spawners_among(self.monitors_cgroup_pids())
 
     def _spawners_among(self, pids):
-        return [p for p in pids if procfs.comm(p) == layout.SPAWNER_COMM]
+        """The spawner: of the processes named `lanco-spawner`, the oldest (a
+        fork of it has its comm for a few microseconds, until it names
+        itself a standby or a monitor). One member, so at most one."""
+        named = [p for p in pids if procfs.comm(p) == layout.SPAWNER_COMM]
+        started = {}
+        for p in named:
+            try:
+                with open("/proc/%d/stat" % p) as f:
+                    started[p] = int(f.read().rsplit(")", 1)[1].split()[19])
+            except (OSError, ValueError, IndexError):
+                pass
+        return sorted(started, key=started.get)[:1]
 
     def kill_spawners(self, timeout=5.0):
         """SIGKILLs the member's spawner(s) (as root or as the user) and

@@ -22,6 +22,7 @@ import os
 MONITOR_LEAF = "monitors"
 SPAWNER_SOCKET = "spawner.sock"
 SPAWNER_COMM = "lanco-spawner"  # a spawner's comm; its argv is any monitor's
+STANDBY_COMM = "lanco-standby"  # the fork of it kept ready for the next caller
 STATE_SUFFIX = ".state.json"
 ACCOUNTING = "accounting.jsonl"
 NAMES = "names"

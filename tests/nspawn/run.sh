@@ -379,12 +379,12 @@ task_pids() {
             [ "$c" = "sleep 0.3 " ] || echo "$p"; done | sort -n' sh "$CGROOT/ns-$1" "$2"
 }
 # The monitors of a namespace: ns-NS/monitors (0.1), ns-NS/user-UID/monitors
-# (0.2), without the members' warm spawners (comm lanco-spawner), which come
-# and go with use.
+# (0.2), without the members' warm spawners (comm lanco-spawner) and their
+# standbys (lanco-standby), which come and go with use.
 monitor_pids() {
     ct sh -c 'find "$1" -mindepth 1 -maxdepth 2 -type d -name monitors 2>/dev/null |
         while read -r d; do cat "$d/cgroup.procs" 2>/dev/null; done |
-        while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = lanco-spawner ] || echo "$p"; done |
+        while read -r p; do case "$(cat /proc/$p/comm 2>/dev/null)" in lanco-spawner|lanco-standby) ;; *) echo "$p" ;; esac; done |
         sort -n' sh "$CGROOT/ns-$1"
 }
 # expect_stat MODE USER:GROUP PATH...: each PATH has that mode (stat %a)

@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -372,18 +372,42 @@ impl Install {
     /// Pids of the namespace's monitors (every member's), not counting the
     /// spawners that share their cgroups.
     pub fn monitors(&self, ns: &str) -> Vec<i32> {
-        let spawners = self.spawners(ns);
+        // Neither the spawners nor their standbys (forks of a spawner kept
+        // ready for the next caller) are any task's monitor.
         self.monitor_cgroup_procs(ns)
             .into_iter()
-            .filter(|p| !spawners.contains(p))
+            .filter(|p| !matches!(comm(*p).as_deref(), Some("lanco-spawner" | "lanco-standby")))
             .collect()
     }
 
     /// Pids of the namespace's warm spawners (one per member at most).
+    /// A fork of a spawner has its comm for a few microseconds, until it
+    /// names itself (a standby, a monitor): of a member's processes named
+    /// so, the spawner is the oldest.
     pub fn spawners(&self, ns: &str) -> Vec<i32> {
+        let mut oldest: std::collections::BTreeMap<u32, (u64, i32)> = Default::default();
+        for p in self.monitor_cgroup_procs(ns) {
+            if comm(p).as_deref() != Some("lanco-spawner") {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(format!("/proc/{p}")) else {
+                continue;
+            };
+            let Some(start) = start_time(p) else { continue };
+            let e = oldest.entry(meta.uid()).or_insert((start, p));
+            if start < e.0 {
+                *e = (start, p);
+            }
+        }
+        oldest.into_values().map(|(_, p)| p).collect()
+    }
+
+    /// Pids of the spawners' standbys (the fork each keeps ready for the
+    /// next caller; at most one per spawner).
+    pub fn standbys(&self, ns: &str) -> Vec<i32> {
         self.monitor_cgroup_procs(ns)
             .into_iter()
-            .filter(|p| comm(*p).as_deref() == Some("lanco-spawner"))
+            .filter(|p| comm(*p).as_deref() == Some("lanco-standby"))
             .collect()
     }
 
@@ -405,9 +429,7 @@ impl Install {
         assert!(
             wait_for(Duration::from_secs(10), || {
                 found = self.spawners(ns);
-                found.len() == 1
-                    && fs::read_to_string(format!("/proc/{}/net/unix", found[0]))
-                        .is_ok_and(|t| t.contains("spawner.sock"))
+                found.len() == 1 && listens_on(found[0], "/spawner.sock")
             }),
             "no single listening spawner: {found:?}"
         );
@@ -602,6 +624,40 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
 }
 
 /// A process's command name (comm), if it exists.
+/// Whether `pid` holds a Unix socket bound to a path ending in `suffix`:
+/// one of its fds is a socket whose inode /proc/net/unix lists with such a
+/// path (other processes' sockets of the same name do not count).
+fn listens_on(pid: i32, suffix: &str) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    fs::read_to_string(format!("/proc/{pid}/net/unix")).is_ok_and(|t| {
+        t.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8 && f[7].ends_with(suffix) && inodes.iter().any(|i| i == f[6])
+        })
+    })
+}
+
+/// When `pid` started, in clock ticks since boot (/proc/PID/stat field 22).
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the comm's closing parenthesis: state is field 3, start 22.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
 pub fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()

@@ -597,13 +597,11 @@ fn a_busy_namespace_matches_the_ownership_table() {
         inst.status_as(b, NS, "b-orphan")["last"]["exit"]["kind"],
         "lost"
     );
-    // Nothing runs but the members' warm spawners.
+    // Nothing runs but the members' warm spawners and their standbys.
     let left = inst.ns_cgroup(NS).procs_recursive().unwrap();
-    let spawners = inst.spawners(NS);
-    assert!(
-        left.iter().all(|p| spawners.contains(p)),
-        "{left:?} {spawners:?}"
-    );
+    let mut warm = inst.spawners(NS);
+    warm.extend(inst.standbys(NS));
+    assert!(left.iter().all(|p| warm.contains(p)), "{left:?} {warm:?}");
     let m = fs::symlink_metadata(&custom).unwrap();
     assert_eq!(
         (m.uid(), m.mode() & 0o7777),

@@ -104,6 +104,71 @@ fn later_runs_are_forked_by_the_spawner_not_admitted() {
     assert!(alive(sp), "the spawner outlives the tasks");
 }
 
+/// Every fd of `pid`, as the targets of its /proc/PID/fd links.
+fn fd_targets(pid: i32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_standby_becomes_the_next_monitor_and_holds_nothing_of_the_spawner() {
+    let Some(inst) = setup("spawner_standby") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "first", "sleep", "1000"]).ok();
+    let sp = inst.spawner("ns");
+    // One fork of the spawner waits for the next caller: its sibling.
+    assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
+    let standby = inst.standbys("ns")[0];
+    assert_eq!(ppid(standby), ppid(sp));
+    inst.lanco(a, &["ns", "run", "second", "sleep", "1000"])
+        .ok();
+    let monitor = inst.status("ns", "second")["info"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    assert_eq!(monitor, standby, "the standby became the monitor");
+    assert_eq!(comm(monitor).as_deref(), Some("lanco-monitor"));
+    // Its start over, the spawner forks the next one.
+    assert!(wait_for(WAIT, || inst
+        .standbys("ns")
+        .iter()
+        .any(|p| *p != standby)));
+    assert_eq!(inst.admissions(), 1, "warm");
+    // A monitor holds neither the spawner's lock (the next spawner could
+    // never start) nor its state directory.
+    let lock = inst.user_state_dir("ns", ALICE).join("spawner.lock");
+    let held = fd_targets(monitor);
+    assert!(
+        !held.iter().any(|t| t == &lock.display().to_string()),
+        "{held:?}"
+    );
+    // The spawner killed, its standby goes too; the monitors stay, and
+    // none of them holds the spawner's listening socket: its file (left by
+    // the SIGKILL) refuses connections.
+    let standby = inst.standbys("ns")[0];
+    kill(Pid::from_raw(sp), Signal::SIGKILL).unwrap();
+    assert!(
+        wait_for(WAIT, || !alive(standby) && !alive(sp)),
+        "the standby outlived its spawner"
+    );
+    assert!(alive(monitor));
+    let refused = std::os::unix::net::UnixStream::connect(socket(&inst, "ns", ALICE));
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    for t in ["first", "second"] {
+        inst.lanco(a, &["ns", "stop", t]).ok();
+    }
+}
+
 #[test]
 fn a_caller_the_spawner_cannot_copy_takes_the_cold_path() {
     let Some(inst) = setup("spawner_cold") else {
@@ -218,10 +283,11 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
     assert_ne!(sp2, sp);
     assert_eq!(inst.monitors("ns").len(), 2);
     let (_, user) = inst.user_cgroups("ns").remove(0);
+    assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
     assert_eq!(
         user.procs_recursive().unwrap().len(),
-        2 + 1 + 2,
-        "2 monitors, 1 spawner, 2 sleeps"
+        2 + 1 + 1 + 2,
+        "2 monitors, 1 spawner and its standby, 2 sleeps"
     );
     // A spawner that stays stopped costs a run one second, then the cold path.
     kill(Pid::from_raw(sp2), Signal::SIGSTOP).unwrap();

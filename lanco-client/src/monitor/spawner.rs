@@ -8,12 +8,15 @@
 //! there: `lanco-monitor` exec'd afresh as `lanco-spawner` (nothing of the
 //! monitor's memory, fds or signal state), holding `spawner.lock` in the
 //! member's state directory (one per member and namespace) and listening on
-//! `spawner.sock` (0600) beside it. A `run` connects; the spawner checks the
-//! caller is itself in all that a fork passes on and reads its limits
-//! (peer.rs), answers, and forks a monitor as its own sibling (CLONE_PARENT:
-//! the spawner is nobody's parent) that takes on those limits, reads the
-//! spec from the connection and reports on it. The spawner never reads what a caller
-//! sends, holds no task and no privilege, and exits after
+//! `spawner.sock` (0600) beside it. It keeps one fork of itself ready, the
+//! standby (`lanco-standby` in ps; CLONE_PARENT: the spawner is nobody's
+//! parent), so that no caller waits for a fork. A `run` connects; the
+//! spawner hands the connection to the standby and forks the next one. The
+//! standby checks the caller is itself in all that a fork passes on and
+//! reads its limits (peer.rs), answers, takes on those limits, reads the
+//! spec from the connection and reports on it: it is the caller's monitor.
+//! The spawner never reads what a caller sends, holds no task and no
+//! privilege, and exits after
 //! `spawner_idle_secs` without a start, or at once when the monitor binary
 //! was replaced (an upgrade). It is a cache: killing it loses nothing, and
 //! the next `run` takes the cold path and starts a new one.
@@ -21,7 +24,7 @@
 use std::ffi::{CString, OsString};
 use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -203,23 +206,51 @@ impl Spawner {
         })
     }
 
+    /// Accepts callers and hands each to the standby, a fork of the
+    /// spawner made ahead of time so that no caller waits for a fork. The
+    /// next standby is forked once the last one has started its caller's
+    /// task (it closes its channel then), so the fork does not take a CPU
+    /// from that start; a caller who comes sooner gets one forked for it.
     #[allow(unsafe_code)] // the fork: see the SAFETY comment
     fn serve(self) -> u8 {
         let mut last = Instant::now();
+        let mut standby: Option<UnixStream> = None;
+        // The channel of the standby serving the last caller, until it
+        // closes: its start is over.
+        let mut busy: Option<UnixStream> = None;
         loop {
             let left = self.idle.saturating_sub(last.elapsed());
             if left.is_zero() {
                 break;
             }
-            let mut fds = [nix::poll::PollFd::new(
+            if standby.is_none() && busy.is_none() {
+                match self.fork_standby() {
+                    Some(chan) => standby = Some(chan),
+                    None => break,
+                }
+            }
+            let mut fds = vec![nix::poll::PollFd::new(
                 self.listener.as_fd(),
                 nix::poll::PollFlags::POLLIN,
             )];
+            if let Some(b) = &busy {
+                fds.push(nix::poll::PollFd::new(
+                    b.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                ));
+            }
             let t = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
             match nix::poll::poll(&mut fds, t) {
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) => {}
                 Err(_) => break,
+            }
+            let caller = fds[0].any().unwrap_or(false);
+            if fds.get(1).is_some_and(|f| f.any().unwrap_or(false)) {
+                busy = None;
+            }
+            if !caller {
+                continue;
             }
             let conn = match self.listener.accept() {
                 Ok((c, _)) => c,
@@ -228,29 +259,51 @@ impl Spawner {
             if self.replaced() {
                 break;
             }
-            let Ok(inherited) = self.own.admit(&conn) else {
-                continue;
-            };
             last = Instant::now();
-            if (&conn).write_all(&self.answer).is_err() {
-                continue;
-            }
-            // SAFETY: the spawner is single-threaded.
-            match unsafe { sys::fork_sibling() } {
-                Ok(sys::Forked::Child) => {
-                    // The listener, the lock and the directory stay the
-                    // spawner's alone.
-                    drop(self);
-                    warm_monitor(conn, &inherited)
-                }
-                // The caller sees its connection closed and goes cold.
-                Ok(sys::Forked::Parent) | Err(_) => {}
+            let Some(chan) = standby.take().or_else(|| self.fork_standby()) else {
+                break;
+            };
+            // The standby takes it (or, gone, closes it: the caller goes
+            // cold).
+            if hand_over(&chan, &conn).is_ok() {
+                busy = Some(chan);
             }
         }
         // Whoever connects from now on finds no socket (or, connecting
         // through a path opened before, a refused connection) and goes cold.
+        // The standby sees its channel close and exits.
         let _ = self.dir.remove_socket(layout::SPAWNER_SOCKET);
         0
+    }
+
+    /// Forks the standby; returns the spawner's end of its channel.
+    #[allow(unsafe_code)] // the fork: see the SAFETY comment
+    fn fork_standby(&self) -> Option<UnixStream> {
+        let (ours, theirs) = UnixStream::pair().ok()?;
+        // SAFETY: the spawner is single-threaded.
+        match unsafe { sys::fork_sibling() } {
+            Ok(sys::Forked::Child) => {
+                // Named first: until then ps shows a second lanco-spawner.
+                let _ = nix::sys::prctl::set_name(c"lanco-standby");
+                drop(ours);
+                // The listener, the lock and the directory stay the
+                // spawner's alone (a monitor holding the lock would keep
+                // the next spawner from starting).
+                for fd in [
+                    self.listener.as_raw_fd(),
+                    self.dir.as_fd().as_raw_fd(),
+                    self._lock.as_raw_fd(),
+                ] {
+                    // SAFETY: this process is the standby from here on and
+                    // never returns to the spawner's code: the owners of
+                    // these fds are never used or dropped in it.
+                    unsafe { libc::close(fd) };
+                }
+                wait_for_caller(theirs, &self.own, &self.answer)
+            }
+            Ok(sys::Forked::Parent) => Some(ours),
+            Err(_) => None,
+        }
     }
 
     /// The monitor binary at the configured path is no longer this one.
@@ -259,17 +312,76 @@ impl Spawner {
     }
 }
 
-/// The monitor a spawner forked for one caller, on its connection: takes on
-/// the caller's limits as the spawner read them (or declines: the caller
-/// goes cold), reads the spec, and from there is the monitor a cold start
-/// makes.
-fn warm_monitor(conn: UnixStream, inherited: &Inherited) -> ! {
-    match start_warm(conn, inherited) {
+/// Passes the caller's connection to the standby over its channel.
+fn hand_over(chan: &UnixStream, conn: &UnixStream) -> nix::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [conn.as_raw_fd()];
+    sendmsg::<()>(
+        chan.as_raw_fd(),
+        &[std::io::IoSlice::new(&[0])],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+}
+
+/// The standby: a fork of the spawner (`lanco-standby` in ps) that waits
+/// for the spawner to hand it a caller, serves that caller as the spawner
+/// would (same checks: it has the spawner's context), and becomes its
+/// monitor. Exits when the spawner's end of its channel closes.
+fn wait_for_caller(chan: UnixStream, own: &Context, answer: &[u8; 17]) -> ! {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let conn = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        match recvmsg::<()>(
+            chan.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            Err(_) => std::process::exit(0),
+            Ok(msg) => {
+                let fd = msg
+                    .cmsgs()
+                    .ok()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|c| match c {
+                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                        _ => None,
+                    });
+                match fd {
+                    // SAFETY: the fd just received is this process's own.
+                    #[allow(unsafe_code)]
+                    Some(fd) => break unsafe { UnixStream::from_raw_fd(fd) },
+                    // The channel closed: the spawner is gone.
+                    None => std::process::exit(0),
+                }
+            }
+        }
+    };
+    let Ok(inherited) = own.admit(&conn) else {
+        std::process::exit(0)
+    };
+    if (&conn).write_all(answer).is_err() {
+        std::process::exit(0)
+    }
+    let started = start_warm(conn, &inherited);
+    // The start is over: the spawner may fork the next standby now.
+    drop(chan);
+    match started {
         Some((monitor, report)) => monitor.run(report),
         None => std::process::exit(1),
     }
 }
 
+/// The monitor a standby becomes for one caller, on its connection: takes
+/// on the caller's limits as the standby read them (or declines: the caller
+/// goes cold), reads the spec, and from there is the monitor a cold start
+/// makes.
 fn start_warm(conn: UnixStream, inherited: &Inherited) -> Option<(Monitor, File)> {
     nix::unistd::setsid().ok()?;
     let _ = nix::sys::prctl::set_name(c"lanco-monitor");
