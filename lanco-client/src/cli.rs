@@ -153,19 +153,7 @@ pub enum Command {
     /// Start your defined TASKs (in parallel); returns once each is ready.
     /// A task that already runs is left alone (exit 0)
     #[command(after_help = EXIT_STATUS_HELP)]
-    Start {
-        /// Return once each command has been exec'd, without waiting for readiness
-        #[arg(long)]
-        no_wait: bool,
-        /// Instead of TASKs: every definition of yours marked enabled (what
-        /// runs at boot, as you: `lancod restore` runs this for each member)
-        #[arg(long, conflicts_with = "tasks")]
-        enabled: bool,
-        #[arg(value_name = "TASK", required_unless_present = "enabled")]
-        tasks: Vec<TaskName>,
-        #[command(flatten)]
-        limits: LimitArgs,
-    },
+    Start(StartArgs),
     /// Show the namespace's ceilings, or change them (root or the admin
     /// group; via lancod); members cannot raise them
     #[command(after_help = LIMITS_HELP)]
@@ -485,6 +473,22 @@ pub struct RunArgs {
     pub what: TaskCommand,
 }
 
+/// `lanco NS start`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Return once each command has been exec'd, without waiting for readiness
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Instead of TASKs: every definition of yours marked enabled (what
+    /// runs at boot, as you: `lancod restore` runs this for each member)
+    #[arg(long, conflicts_with = "tasks")]
+    pub enabled: bool,
+    #[arg(value_name = "TASK", required_unless_present = "enabled")]
+    pub tasks: Vec<TaskName>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
 /// `lanco NS define`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct DefineArgs {
@@ -602,7 +606,7 @@ impl Command {
             Command::Show { .. } => "show",
             Command::Enable { .. } => "enable",
             Command::Disable { .. } => "disable",
-            Command::Start { .. } => "start",
+            Command::Start(_) => "start",
             Command::Limit { .. } => "limit",
             Command::Namespaces { .. } => "namespaces",
             Command::Restart { .. } => "restart",

@@ -86,18 +86,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Show { task } => show::run(&open()?, &task),
         Command::Enable { task } => enable::run(&open()?, &task, true),
         Command::Disable { task } => enable::run(&open()?, &task, false),
-        Command::Start {
-            no_wait,
-            enabled: true,
-            limits,
-            ..
-        } => start::run_enabled(&open()?, no_wait, &limits.to_limits()),
-        Command::Start {
-            no_wait,
-            tasks,
-            limits,
-            ..
-        } => start::run(&open()?, &tasks, no_wait, &limits.to_limits()),
+        Command::Start(args) => start_cmd(&open()?, args),
         Command::Restart {
             no_wait,
             force,
@@ -139,8 +128,8 @@ pub fn run() -> u8 {
     if let Some((ns, task)) = fast_check() {
         return check_only(ns, task);
     }
-    if let Some((ns, args)) = fast_run() {
-        return run_only(ns, args);
+    if let Some((ns, fast)) = fast_start() {
+        return start_only(ns, fast);
     }
     let parsed = Cli::try_parse();
     let cli = match parsed {
@@ -201,42 +190,67 @@ fn fast_check() -> Option<(NamespaceName, TaskName)> {
     Some((ns.to_str()?.parse().ok()?, task.to_str()?.parse().ok()?))
 }
 
-/// `lanco NS run …`, what starts every task: its arguments parsed by
-/// `run`'s own parser, without building the rest of the command line's (two
-/// dozen commands: most of what clap costs `run`). Anything it does not
-/// take (`--config`, `--help`, a mistake) goes through the whole parser and
-/// its messages.
-fn fast_run() -> Option<(NamespaceName, crate::cli::RunArgs)> {
-    fast_run_of(std::env::args_os().skip(1))
+/// `lanco NS run …` and `lanco NS start …`, what start tasks: their
+/// arguments parsed by the command's own parser, without building the rest
+/// of the command line's (two dozen commands: most of what clap costs a
+/// start). Anything that parser does not take (`--config`, `--help`, a
+/// mistake) goes through the whole parser and its messages.
+#[allow(clippy::large_enum_variant)] // one per process, as clap's Command
+enum Fast {
+    Run(crate::cli::RunArgs),
+    Start(crate::cli::StartArgs),
 }
 
-fn fast_run_of(
+fn fast_start() -> Option<(NamespaceName, Fast)> {
+    fast_start_of(std::env::args_os().skip(1))
+}
+
+fn fast_start_of(
     mut args: impl Iterator<Item = std::ffi::OsString>,
-) -> Option<(NamespaceName, crate::cli::RunArgs)> {
+) -> Option<(NamespaceName, Fast)> {
     use clap::{Args, FromArgMatches};
-    let (ns, cmd) = (args.next()?, args.next()?);
-    if cmd != "run" {
-        return None;
+    fn parse<A: Args + FromArgMatches>(
+        name: &'static str,
+        args: impl Iterator<Item = std::ffi::OsString>,
+    ) -> Option<A> {
+        let parser = A::augment_args(
+            clap::Command::new(name)
+                .no_binary_name(true)
+                .disable_help_flag(true)
+                .disable_version_flag(true),
+        );
+        A::from_arg_matches(&parser.try_get_matches_from(args).ok()?).ok()
     }
+    let (ns, cmd) = (args.next()?, args.next()?);
     let ns: NamespaceName = ns.to_str()?.parse().ok()?;
-    let parser = crate::cli::RunArgs::augment_args(
-        clap::Command::new("run")
-            .no_binary_name(true)
-            .disable_help_flag(true)
-            .disable_version_flag(true),
-    );
-    let matches = parser.try_get_matches_from(args).ok()?;
-    Some((ns, crate::cli::RunArgs::from_arg_matches(&matches).ok()?))
+    let fast = match cmd.to_str()? {
+        "run" => Fast::Run(parse("run", args)?),
+        "start" => Fast::Start(parse("start", args)?),
+        _ => return None,
+    };
+    Some((ns, fast))
 }
 
-/// `run` of the fast form, as `dispatch` would run it.
+/// A start of the fast form, as `dispatch` would run it.
 #[inline(never)]
-fn run_only(ns: NamespaceName, args: crate::cli::RunArgs) -> u8 {
-    let ran = Config::load()
+fn start_only(ns: NamespaceName, fast: Fast) -> u8 {
+    let ns = Config::load()
         .map_err(Error::from)
-        .and_then(|config| Namespace::open(config, ns))
-        .and_then(|ns| run::run(&ns, args));
-    said("run", ran)
+        .and_then(|config| Namespace::open(config, ns));
+    match fast {
+        Fast::Run(args) => said("run", ns.and_then(|ns| run::run(&ns, args))),
+        Fast::Start(args) => said("start", ns.and_then(|ns| start_cmd(&ns, args))),
+    }
+}
+
+/// `lanco NS start`: the TASKs named, or every enabled definition.
+fn start_cmd(ns: &Namespace, a: crate::cli::StartArgs) -> Result<u8> {
+    let limits = a.limits.to_limits();
+    if a.enabled {
+        start::run_enabled(ns, a.no_wait, &limits)
+    } else {
+        start::run(ns, &a.tasks, a.no_wait, &limits)
+    }
 }
 
 /// `check` of the fast form, as `dispatch` would run it, without passing
@@ -261,10 +275,11 @@ fn check_only(ns: NamespaceName, task: TaskName) -> u8 {
 mod tests {
     use super::*;
 
-    /// Where the fast form takes `run`'s arguments, it reads them as the
-    /// whole parser does; what it does not take, the whole parser gets.
+    /// Where the fast form takes `run`'s or `start`'s arguments, it reads
+    /// them as the whole parser does; what it does not take, the whole
+    /// parser gets.
     #[test]
-    fn the_fast_run_reads_what_the_whole_parser_reads() {
+    fn the_fast_start_reads_what_the_whole_parser_reads() {
         let cases: &[&[&str]] = &[
             &["ns", "run", "t", "sleep", "10"],
             &["ns", "run", "t", "ls", "-l", "--color"],
@@ -291,9 +306,15 @@ mod tests {
             &["ns", "run", "t"],
             &["ns", "run", "bad/name", "x"],
             &["--all-namespaces", "run", "t", "x"],
+            &["ns", "start", "a", "b"],
+            &["ns", "start", "--no-wait", "--memory", "1G", "a"],
+            &["ns", "start", "--enabled"],
+            &["ns", "start", "--enabled", "a"],
+            &["ns", "start"],
+            &["ns", "start", "--help"],
         ];
         for argv in cases {
-            let fast = fast_run_of(argv.iter().map(std::ffi::OsString::from));
+            let fast = fast_start_of(argv.iter().map(std::ffi::OsString::from));
             let whole = Cli::try_parse_from(std::iter::once("lanco").chain(argv.iter().copied()));
             match (fast, whole) {
                 (Some((ns, fast)), Ok(cli)) => {
@@ -302,22 +323,23 @@ mod tests {
                         cli.config.is_none(),
                         "{argv:?}: --config must go the whole way"
                     );
-                    let Command::Run(whole) = cli.command else {
-                        panic!("{argv:?}: not run")
+                    let same = match (fast, cli.command) {
+                        (Fast::Run(f), Command::Run(w)) => format!("{f:?}") == format!("{w:?}"),
+                        (Fast::Start(f), Command::Start(w)) => format!("{f:?}") == format!("{w:?}"),
+                        _ => false,
                     };
-                    assert_eq!(format!("{fast:?}"), format!("{whole:?}"), "{argv:?}");
+                    assert!(same, "{argv:?}");
                 }
                 (Some(_), Err(e)) => panic!("{argv:?}: fast took what clap refuses: {e}"),
                 (None, _) => {}
             }
         }
         // The common forms do take the fast way.
-        assert!(fast_run_of(
-            ["ns", "run", "t", "sleep", "10"]
-                .map(Into::into)
-                .into_iter()
-        )
-        .is_some());
-        assert!(fast_run_of(["ns", "run", "-f", "t", "x"].map(Into::into).into_iter()).is_some());
+        for argv in [
+            &["ns", "run", "t", "sleep", "10"][..],
+            &["ns", "start", "a"],
+        ] {
+            assert!(fast_start_of(argv.iter().map(std::ffi::OsString::from)).is_some());
+        }
     }
 }
