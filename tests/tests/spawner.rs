@@ -350,7 +350,15 @@ fn a_thousand_runs_leave_the_spawner_as_they_found_it() {
             .parse::<u64>()
             .unwrap()
     };
-    let fds = || fs::read_dir(format!("/proc/{sp}/fd")).unwrap().count();
+    // Its fds, once settled: a standby ready (one channel), none serving
+    // (right after a start the spawner holds the serving one's channel,
+    // then, for a moment, neither).
+    let fds = || {
+        assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
+        // (the fork's other end is closed in the spawner just after)
+        std::thread::sleep(Duration::from_millis(50));
+        fs::read_dir(format!("/proc/{sp}/fd")).unwrap().count()
+    };
     let (rss0, fds0) = (rss(), fds());
     sh_as(ALICE, &script(1000)).ok();
     assert_eq!(inst.spawners("ns"), vec![sp]);

@@ -48,6 +48,11 @@ use crate::sys;
 const LOCK_FD: i32 = 3;
 /// How long a forked monitor waits for the spec.
 const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a start the next standby is forked: past what a caller
+/// typically does right after `run` returns, so the fork does not compete
+/// with it for a CPU. Runs closer together than this get a fork each, as
+/// without a standby.
+const STANDBY_DELAY: Duration = Duration::from_millis(20);
 
 /// Called by a monitor that was admitted (a cold start), once its task runs:
 /// starts the member's spawner unless one lives, or the monitor was adopted
@@ -208,9 +213,11 @@ impl Spawner {
 
     /// Accepts callers and hands each to the standby, a fork of the
     /// spawner made ahead of time so that no caller waits for a fork. The
-    /// next standby is forked once the last one has started its caller's
-    /// task (it closes its channel then), so the fork does not take a CPU
-    /// from that start; a caller who comes sooner gets one forked for it.
+    /// next standby is forked STANDBY_DELAY after the last one has started
+    /// its caller's task (it closes its channel then), so the fork takes no
+    /// CPU from that start, nor from what the caller does right after it
+    /// (`check`, `stop`, its next `run`); a caller who comes sooner gets
+    /// one forked for it.
     #[allow(unsafe_code)] // the fork: see the SAFETY comment
     fn serve(self) -> u8 {
         let mut last = Instant::now();
@@ -218,15 +225,23 @@ impl Spawner {
         // The channel of the standby serving the last caller, until it
         // closes: its start is over.
         let mut busy: Option<UnixStream> = None;
+        // When the next standby is due, if none is ready and none busy.
+        let mut due = Instant::now();
         loop {
             let left = self.idle.saturating_sub(last.elapsed());
             if left.is_zero() {
                 break;
             }
+            let mut wait = left;
             if standby.is_none() && busy.is_none() {
-                match self.fork_standby() {
-                    Some(chan) => standby = Some(chan),
-                    None => break,
+                let until_due = due.saturating_duration_since(Instant::now());
+                if until_due.is_zero() {
+                    match self.fork_standby() {
+                        Some(chan) => standby = Some(chan),
+                        None => break,
+                    }
+                } else {
+                    wait = wait.min(until_due);
                 }
             }
             let mut fds = vec![nix::poll::PollFd::new(
@@ -239,7 +254,11 @@ impl Spawner {
                     nix::poll::PollFlags::POLLIN,
                 ));
             }
-            let t = nix::poll::PollTimeout::try_from(left).unwrap_or(nix::poll::PollTimeout::MAX);
+            // In whole milliseconds, rounded up: a timeout that ended early
+            // would spin until due.
+            let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+            let t = nix::poll::PollTimeout::try_from(Duration::from_millis(ms))
+                .unwrap_or(nix::poll::PollTimeout::MAX);
             match nix::poll::poll(&mut fds, t) {
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) => {}
@@ -248,6 +267,7 @@ impl Spawner {
             let caller = fds[0].any().unwrap_or(false);
             if fds.get(1).is_some_and(|f| f.any().unwrap_or(false)) {
                 busy = None;
+                due = Instant::now() + STANDBY_DELAY;
             }
             if !caller {
                 continue;
