@@ -178,10 +178,20 @@ pub fn fds(ns: &Namespace, file: &str) -> Res {
             "the {who} inherited the caller's fds: {open:?}"
         );
     }
-    // The monitor's own fds are close-on-exec, all but stdio.
+    // The monitor's own fds are close-on-exec, all but stdio. One it
+    // closed since the listing (a cold monitor opens the spawner's lock for
+    // a moment after it answered) is gone, not leaked.
     for (n, target) in proc::fds(s.monitor_pid)? {
         if n > 2 {
-            let flags = proc::fd_flags(s.monitor_pid, n)?;
+            let flags = match proc::fd_flags(s.monitor_pid, n) {
+                Err(_)
+                    if !std::path::Path::new(&format!("/proc/{}/fd/{n}", s.monitor_pid))
+                        .exists() =>
+                {
+                    continue
+                }
+                r => r?,
+            };
             ensure!(
                 flags & libc::O_CLOEXEC as u32 != 0,
                 "monitor fd {n} ({target}) is not close-on-exec"
