@@ -262,13 +262,7 @@ fn check_only(ns: NamespaceName, task: TaskName) -> u8 {
         .map_err(Error::from)
         .and_then(|config| Namespace::open(config, ns))
         .and_then(|ns| check::run(&ns, &task));
-    match checked {
-        Ok(code) => code,
-        Err(e) => {
-            crate::msg::error("check", &e.one_line());
-            e.exit_code()
-        }
-    }
+    said("check", checked)
 }
 
 #[cfg(test)]

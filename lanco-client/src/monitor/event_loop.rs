@@ -199,46 +199,36 @@ impl Monitor {
                         },
                     );
                 }
-                Ok(ControlRequest::KillMain { signal }) => {
-                    let reply = match Signal::try_from(signal) {
-                        Ok(sig) => match self.kill_main(sig) {
-                            Ok(true) => ControlReply::Done {
-                                killed_after_timeout: false,
-                                record: None,
-                            },
-                            Ok(false) => ControlReply::MainGone,
-                            Err(e) => ControlReply::Error {
-                                message: e.one_line(),
-                            },
-                        },
-                        Err(_) => ControlReply::Error {
-                            message: format!("invalid signal {signal}"),
-                        },
-                    };
-                    let mut conn = conn;
-                    let _ = control::send(&mut conn, &reply);
-                }
-                Ok(ControlRequest::Kill { signal }) => {
-                    let reply = match Signal::try_from(signal) {
-                        Ok(sig) => match self.kill(sig) {
-                            Ok(()) => ControlReply::Done {
-                                killed_after_timeout: false,
-                                record: None,
-                            },
-                            Err(e) => ControlReply::Error {
-                                message: e.one_line(),
-                            },
-                        },
-                        Err(_) => ControlReply::Error {
-                            message: format!("invalid signal {signal}"),
-                        },
-                    };
-                    let mut conn = conn;
-                    let _ = control::send(&mut conn, &reply);
-                }
+                Ok(ControlRequest::KillMain { signal }) => self.answer_kill(conn, signal, true),
+                Ok(ControlRequest::Kill { signal }) => self.answer_kill(conn, signal, false),
                 Err(_) => {}
             }
         }
+    }
+
+    /// `kill`: `signal` to every process of the task, or (`main`) to its
+    /// main process only, which may be gone (`MainGone`).
+    fn answer_kill(&mut self, mut conn: UnixStream, signal: i32, main: bool) {
+        let sent = match Signal::try_from(signal) {
+            Ok(sig) if main => self.kill_main(sig),
+            Ok(sig) => self.kill(sig).map(|()| true),
+            Err(_) => {
+                let message = format!("invalid signal {signal}");
+                let _ = control::send(&mut conn, &ControlReply::Error { message });
+                return;
+            }
+        };
+        let reply = match sent {
+            Ok(true) => ControlReply::Done {
+                killed_after_timeout: false,
+                record: None,
+            },
+            Ok(false) => ControlReply::MainGone,
+            Err(e) => ControlReply::Error {
+                message: e.one_line(),
+            },
+        };
+        let _ = control::send(&mut conn, &reply);
     }
 
     fn stop(&mut self, conn: UnixStream, timeout_ms: Option<u64>) {
