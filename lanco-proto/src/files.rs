@@ -359,24 +359,29 @@ impl Dir {
     pub fn open_append(&self, name: &str, mode: u32) -> Result<File> {
         check_name(&self.path, name)?;
         let me = Uid::effective().as_raw();
-        let fd = match self.open_raw(name, OFlag::O_RDWR | OFlag::O_APPEND, 0) {
-            Ok(fd) => {
-                self.check_opened(name, &fd, me, false)?;
-                fchmod(&fd, mode, &self.join(name))?;
-                clear_nonblock(&fd, &self.join(name))?;
-                fd
-            }
-            Err(Errno::ENOENT) => {
-                let f = self.create_new(name, mode)?;
-                return Ok(File::from(
-                    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(OFlag::O_APPEND))
-                        .map(|_| OwnedFd::from(f))
-                        .map_err(|e| io("open", &self.join(name), e))?,
-                ));
-            }
-            Err(e) => return Err(self.explain(name, me, "open", e)),
-        };
-        Ok(File::from(fd))
+        let append = OFlag::O_RDWR | OFlag::O_APPEND;
+        // Two appenders may both find it missing; the one whose create
+        // loses opens what the other made, at the next turn.
+        for _ in 0..3 {
+            let fd = match self.open_raw(name, append, 0) {
+                Ok(fd) => {
+                    self.check_opened(name, &fd, me, false)?;
+                    fd
+                }
+                Err(Errno::ENOENT) => {
+                    match self.open_raw(name, append | OFlag::O_CREAT | OFlag::O_EXCL, mode) {
+                        Ok(fd) => fd,
+                        Err(Errno::EEXIST) => continue,
+                        Err(e) => return Err(self.explain(name, me, "create", e)),
+                    }
+                }
+                Err(e) => return Err(self.explain(name, me, "open", e)),
+            };
+            fchmod(&fd, mode, &self.join(name))?;
+            clear_nonblock(&fd, &self.join(name))?;
+            return Ok(File::from(fd));
+        }
+        Err(self.explain(name, me, "create", Errno::EEXIST))
     }
 
     /// Replaces `name` (absent, or a file of this user) with `bytes`,
@@ -713,6 +718,46 @@ mod tests {
         d.remove("log.2").unwrap();
         let names: Vec<String> = d.list().unwrap();
         assert_eq!(names, vec!["a.json".to_string()], "no temporary file left");
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn appenders_that_all_find_the_file_missing_all_open_it() {
+        let p = tmpdir("append-race");
+        let rounds = 200;
+        let go = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (p, go) = (p.clone(), go.clone());
+                std::thread::spawn(move || {
+                    let d = Dir::open(&p).unwrap();
+                    // Errors are counted, not unwrapped: a thread that
+                    // panicked would leave the others at the barrier.
+                    let mut failed = Vec::new();
+                    for r in 0..rounds {
+                        go.wait();
+                        let name = format!("r{r}");
+                        match d.open_append(&name, 0o600) {
+                            Ok(mut f) => f.write_all(b"x").unwrap(),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        for t in threads {
+            let failed = t.join().unwrap();
+            assert!(
+                failed.is_empty(),
+                "{} failed: {:?}",
+                failed.len(),
+                failed[0]
+            );
+        }
+        for r in 0..rounds {
+            assert_eq!(std::fs::read(p.join(format!("r{r}"))).unwrap(), b"xxxxxxxx");
+        }
         std::fs::remove_dir_all(&p).unwrap();
     }
 }
