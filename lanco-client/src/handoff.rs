@@ -21,10 +21,12 @@ use crate::supervision::Supervision;
 /// Largest spec `lanco run` may hand over (argv + environment).
 pub const MAX_SPEC: u64 = 16 << 20;
 
-/// A spawner's answer to a caller it serves, before it forks: `+`, then the
-/// device and inode (little-endian u64s) of the monitor binary it runs. The
-/// caller builds the answer it expects from its own configured monitor and
-/// compares: a spawner of another binary is not used.
+/// A spawner's answer to a caller it serves: `+`, then the device and inode
+/// (little-endian u64s) of the monitor binary it runs. The caller builds
+/// the answer it expects from its own configured monitor and sends it ahead
+/// of its spec; the standby starts nothing for a caller that expected
+/// another, and the caller compares the answer it gets: a spawner of another
+/// binary is not used.
 pub fn spawner_answer((dev, ino): (u64, u64)) -> [u8; 17] {
     let mut a = [0u8; 17];
     a[0] = b'+';
@@ -301,6 +303,11 @@ mod exit_as_pair {
 /// length checked before allocating), with the spec's larger bound.
 pub fn send<T: Serialize>(w: &mut impl Write, msg: &T) -> std::io::Result<()> {
     wire::write_frame_max(w, msg, MAX_SPEC).map_err(std::io::Error::other)
+}
+
+/// One frame, as `send` writes it.
+pub fn encode<T: Serialize>(msg: &T) -> std::io::Result<Vec<u8>> {
+    wire::encode_max(msg, MAX_SPEC).map_err(std::io::Error::other)
 }
 
 pub fn recv<T: DeserializeOwned>(r: &mut impl Read) -> std::io::Result<T> {

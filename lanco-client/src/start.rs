@@ -5,7 +5,7 @@
 //! never forked.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -250,15 +250,22 @@ impl Namespace {
             return None;
         }
         // A spawner that is stopped or swamped: not worth waiting for.
+        conn.set_write_timeout(Some(WARM_ACCEPT_TIMEOUT)).ok()?;
         conn.set_read_timeout(Some(WARM_ACCEPT_TIMEOUT)).ok()?;
+        // The spec goes at once, after the answer this caller expects: the
+        // standby checks this caller meanwhile, then answers, and starts
+        // nothing unless the expected answer is its own (an older one
+        // reads no spec that begins so, and starts nothing either).
         let expected = handoff::spawner_answer(binary);
+        let mut hello = expected.to_vec();
+        hello.extend(handoff::encode(mspec).ok()?);
+        NoSigpipe(&conn).write_all(&hello).ok()?;
         let mut answer = [0u8; 17];
         (&conn).read_exact(&mut answer).ok()?;
         if answer != expected {
             return None;
         }
         conn.set_read_timeout(None).ok()?;
-        handoff::send(&mut NoSigpipe(&conn), mspec).ok()?;
         let mut report = File::from(OwnedFd::from(conn));
         match handoff::recv::<Report>(&mut report) {
             Ok(Report::Declined(_)) | Err(_) => None,

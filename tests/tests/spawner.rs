@@ -266,14 +266,17 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
     let a = Some(ALICE);
     inst.lanco(a, &["ns", "run", "one", "sleep", "1000"]).ok();
     let sp = inst.spawner("ns");
-    // Stopped, it cannot answer; the run waits for it, and is then killed.
-    kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
+    // Stopped, the spawner and its standby (which accepts callers) cannot
+    // answer; the run waits for them, and they are then killed.
+    let warm = stop_warm_side(&inst);
     let mut run = inst
         .cmd(a, &["ns", "run", "two", "sleep", "1000"])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    kill(Pid::from_raw(sp), Signal::SIGKILL).unwrap();
+    for p in warm {
+        kill(Pid::from_raw(p), Signal::SIGKILL).unwrap();
+    }
     assert!(run.wait().unwrap().success());
     assert_eq!(inst.admissions(), 2, "the run went cold");
     assert_eq!(inst.lanco(a, &["ns", "check", "two"]).code(), 0);
@@ -289,13 +292,16 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
         2 + 1 + 1 + 2,
         "2 monitors, 1 spawner and its standby, 2 sleeps"
     );
-    // A spawner that stays stopped costs a run one second, then the cold path.
-    kill(Pid::from_raw(sp2), Signal::SIGSTOP).unwrap();
+    // A spawner and standby that stay stopped cost a run one second, then
+    // the cold path.
+    let warm = stop_warm_side(&inst);
     let t0 = Instant::now();
     inst.lanco(a, &["ns", "run", "three", "sleep", "1000"]).ok();
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(inst.admissions(), 3);
-    kill(Pid::from_raw(sp2), Signal::SIGKILL).unwrap();
+    for p in warm {
+        kill(Pid::from_raw(p), Signal::SIGKILL).unwrap();
+    }
     for t in ["one", "two", "three"] {
         inst.lanco(a, &["ns", "stop", t]).ok();
     }
@@ -303,6 +309,21 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
         .unwrap()
         .count();
     assert_eq!(names, 3, "one lock per name, none stale");
+}
+
+/// Stops the namespace's spawner and its standby (SIGSTOP), once a
+/// standby is ready; returns their pids.
+fn stop_warm_side(inst: &Install) -> Vec<i32> {
+    assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
+    let warm: Vec<i32> = inst
+        .spawners("ns")
+        .into_iter()
+        .chain(inst.standbys("ns"))
+        .collect();
+    for &p in &warm {
+        kill(Pid::from_raw(p), Signal::SIGSTOP).unwrap();
+    }
+    warm
 }
 
 #[test]

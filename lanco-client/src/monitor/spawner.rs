@@ -10,9 +10,9 @@
 //! member's state directory (one per member and namespace) and listening on
 //! `spawner.sock` (0600) beside it. It keeps one fork of itself ready, the
 //! standby (`lanco-standby` in ps; CLONE_PARENT: the spawner is nobody's
-//! parent), so that no caller waits for a fork. A `run` connects; the
-//! spawner hands the connection to the standby and forks the next one. The
-//! standby checks the caller is itself in all that a fork passes on and
+//! parent), so that no caller waits for a fork: it accepts the next caller
+//! on the spawner's socket itself, and the spawner forks the next standby
+//! once that start is over. The standby checks the caller is itself in all that a fork passes on and
 //! reads its limits (peer.rs), answers, takes on those limits, reads the
 //! spec from the connection and reports on it: it is the caller's monitor.
 //! The spawner never reads what a caller sends, holds no task and no
@@ -23,7 +23,7 @@
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
 use std::os::unix::ffi::OsStrExt;
@@ -211,21 +211,19 @@ impl Spawner {
         })
     }
 
-    /// Accepts callers and hands each to the standby, a fork of the
-    /// spawner made ahead of time so that no caller waits for a fork. The
-    /// next standby is forked STANDBY_DELAY after the last one has started
-    /// its caller's task (it closes its channel then), so the fork takes no
-    /// CPU from that start, nor from what the caller does right after it
-    /// (`check`, `stop`, its next `run`); a caller who comes sooner gets
-    /// one forked for it.
-    #[allow(unsafe_code)] // the fork: see the SAFETY comment
+    /// Keeps a standby ready: a fork of the spawner made ahead of time that
+    /// accepts the next caller itself, so that no caller waits for a fork
+    /// nor for the spawner to wake. While one is ready the spawner waits
+    /// only for its channel to close: its start is over (or it is gone).
+    /// The next standby is forked STANDBY_DELAY after that, so the fork
+    /// takes no CPU from that start, nor from what the caller does right
+    /// after it (`check`, `stop`, its next `run`). With no standby ready,
+    /// the spawner watches the listener, and a caller who comes gets a
+    /// standby forked for it at once, which accepts it.
     fn serve(self) -> u8 {
         let mut last = Instant::now();
         let mut standby: Option<UnixStream> = None;
-        // The channel of the standby serving the last caller, until it
-        // closes: its start is over.
-        let mut busy: Option<UnixStream> = None;
-        // When the next standby is due, if none is ready and none busy.
+        // When the next standby is due, if none is ready.
         let mut due = Instant::now();
         loop {
             let left = self.idle.saturating_sub(last.elapsed());
@@ -233,7 +231,7 @@ impl Spawner {
                 break;
             }
             let mut wait = left;
-            if standby.is_none() && busy.is_none() {
+            if standby.is_none() {
                 let until_due = due.saturating_duration_since(Instant::now());
                 if until_due.is_zero() {
                     match self.fork_standby() {
@@ -244,16 +242,16 @@ impl Spawner {
                     wait = wait.min(until_due);
                 }
             }
-            let mut fds = vec![nix::poll::PollFd::new(
-                self.listener.as_fd(),
+            // One process waits on the listener at a time: the standby,
+            // else the spawner.
+            let watched = match &standby {
+                Some(chan) => chan.as_fd(),
+                None => self.listener.as_fd(),
+            };
+            let mut fds = [nix::poll::PollFd::new(
+                watched,
                 nix::poll::PollFlags::POLLIN,
             )];
-            if let Some(b) = &busy {
-                fds.push(nix::poll::PollFd::new(
-                    b.as_fd(),
-                    nix::poll::PollFlags::POLLIN,
-                ));
-            }
             // In whole milliseconds, rounded up: a timeout that ended early
             // would spin until due.
             let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
@@ -264,34 +262,26 @@ impl Spawner {
                 Ok(_) => {}
                 Err(_) => break,
             }
-            let caller = fds[0].any().unwrap_or(false);
-            if fds.get(1).is_some_and(|f| f.any().unwrap_or(false)) {
-                busy = None;
-                due = Instant::now() + STANDBY_DELAY;
-            }
-            if !caller {
-                continue;
-            }
-            let conn = match self.listener.accept() {
-                Ok((c, _)) => c,
-                Err(_) => continue,
-            };
-            if self.replaced() {
-                break;
-            }
-            last = Instant::now();
-            let Some(chan) = standby.take().or_else(|| self.fork_standby()) else {
-                break;
-            };
-            // The standby takes it (or, gone, closes it: the caller goes
-            // cold).
-            if hand_over(&chan, &conn).is_ok() {
-                busy = Some(chan);
+            match standby.take() {
+                // Its start is over (or it died): the next is due later.
+                // A byte first: it found the monitor binary replaced.
+                Some(chan) => {
+                    if (&chan).read(&mut [0u8; 1]).is_ok_and(|n| n == 1) {
+                        break;
+                    }
+                    last = Instant::now();
+                    due = last + STANDBY_DELAY;
+                }
+                // A caller and no standby: one for it, at once.
+                None => match self.fork_standby() {
+                    Some(chan) => standby = Some(chan),
+                    None => break,
+                },
             }
         }
         // Whoever connects from now on finds no socket (or, connecting
         // through a path opened before, a refused connection) and goes cold.
-        // The standby sees its channel close and exits.
+        // A standby sees its channel close and exits.
         let _ = self.dir.remove_socket(layout::SPAWNER_SOCKET);
         0
     }
@@ -306,20 +296,7 @@ impl Spawner {
                 // Named first: until then ps shows a second lanco-spawner.
                 let _ = nix::sys::prctl::set_name(c"lanco-standby");
                 drop(ours);
-                // The listener, the lock and the directory stay the
-                // spawner's alone (a monitor holding the lock would keep
-                // the next spawner from starting).
-                for fd in [
-                    self.listener.as_raw_fd(),
-                    self.dir.as_fd().as_raw_fd(),
-                    self._lock.as_raw_fd(),
-                ] {
-                    // SAFETY: this process is the standby from here on and
-                    // never returns to the spawner's code: the owners of
-                    // these fds are never used or dropped in it.
-                    unsafe { libc::close(fd) };
-                }
-                wait_for_caller(theirs, &self.own, &self.answer)
+                self.wait_for_caller(theirs)
             }
             Ok(sys::Forked::Parent) => Some(ours),
             Err(_) => None,
@@ -330,71 +307,66 @@ impl Spawner {
     fn replaced(&self) -> bool {
         std::fs::metadata(&self.monitor).map_or(true, |m| (m.st_dev(), m.st_ino()) != self.exe)
     }
-}
 
-/// Passes the caller's connection to the standby over its channel.
-fn hand_over(chan: &UnixStream, conn: &UnixStream) -> nix::Result<usize> {
-    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [conn.as_raw_fd()];
-    sendmsg::<()>(
-        chan.as_raw_fd(),
-        &[std::io::IoSlice::new(&[0])],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-}
-
-/// The standby: a fork of the spawner (`lanco-standby` in ps) that waits
-/// for the spawner to hand it a caller, serves that caller as the spawner
-/// would (same checks: it has the spawner's context), and becomes its
-/// monitor. Exits when the spawner's end of its channel closes.
-fn wait_for_caller(chan: UnixStream, own: &Context, answer: &[u8; 17]) -> ! {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut byte = [0u8; 1];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let conn = loop {
-        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-        match recvmsg::<()>(
-            chan.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Err(Errno::EINTR) => continue,
-            Err(_) => std::process::exit(0),
-            Ok(msg) => {
-                let fd = msg
-                    .cmsgs()
-                    .ok()
-                    .into_iter()
-                    .flatten()
-                    .find_map(|c| match c {
-                        ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
-                        _ => None,
-                    });
-                match fd {
-                    // SAFETY: the fd just received is this process's own.
-                    #[allow(unsafe_code)]
-                    Some(fd) => break unsafe { UnixStream::from_raw_fd(fd) },
-                    // The channel closed: the spawner is gone.
-                    None => std::process::exit(0),
-                }
+    /// The standby: a fork of the spawner (`lanco-standby` in ps) that
+    /// accepts the next caller on the spawner's listener, serves it as the
+    /// spawner would (same checks: it has the spawner's context), and
+    /// becomes its monitor. Exits when the spawner's end of its channel
+    /// closes before a caller comes.
+    fn wait_for_caller(&self, chan: UnixStream) -> ! {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        // The lock and the directory are the spawner's alone (a standby or
+        // monitor holding the lock would keep the next spawner from
+        // starting once this one is gone).
+        close_unowned(self._lock.as_raw_fd());
+        close_unowned(self.dir.as_fd().as_raw_fd());
+        let conn = loop {
+            let mut fds = [
+                PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                PollFd::new(chan.as_fd(), PollFlags::POLLIN),
+            ];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) if fds[1].any().unwrap_or(true) => std::process::exit(0),
+                Ok(_) => {}
+                Err(Errno::EINTR) => continue,
+                Err(_) => std::process::exit(0),
             }
+            // Non-blocking: a caller that gave up in between leaves nothing.
+            if let Ok((conn, _)) = self.listener.accept() {
+                break conn;
+            }
+        };
+        // The listener is the spawner's alone from here.
+        close_unowned(self.listener.as_raw_fd());
+        if self.replaced() {
+            // The caller sees its connection closed and goes cold; the
+            // spawner, told so, exits.
+            let _ = (&chan).write_all(b"R");
+            std::process::exit(0)
         }
-    };
-    let Ok(inherited) = own.admit(&conn) else {
-        std::process::exit(0)
-    };
-    if (&conn).write_all(answer).is_err() {
-        std::process::exit(0)
+        let Ok(inherited) = self.own.admit(&conn) else {
+            std::process::exit(0)
+        };
+        if (&conn).write_all(&self.answer).is_err() {
+            std::process::exit(0)
+        }
+        let started = start_warm(conn, &inherited, &self.answer);
+        // The start is over: the spawner may fork the next standby now.
+        drop(chan);
+        match started {
+            Some((monitor, report)) => monitor.run(report),
+            None => std::process::exit(1),
+        }
     }
-    let started = start_warm(conn, &inherited);
-    // The start is over: the spawner may fork the next standby now.
-    drop(chan);
-    match started {
-        Some((monitor, report)) => monitor.run(report),
-        None => std::process::exit(1),
+}
+
+/// Closes an fd of the spawner's in the standby, which never returns to
+/// the spawner's code: the fd's owner is never used or dropped in it.
+fn close_unowned(fd: std::os::fd::RawFd) {
+    // SAFETY: as said above; the owner's later drop never runs here.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::close(fd);
     }
 }
 
@@ -402,10 +374,21 @@ fn wait_for_caller(chan: UnixStream, own: &Context, answer: &[u8; 17]) -> ! {
 /// on the caller's limits as the standby read them (or declines: the caller
 /// goes cold), reads the spec, and from there is the monitor a cold start
 /// makes.
-fn start_warm(conn: UnixStream, inherited: &Inherited) -> Option<(Monitor, File)> {
+fn start_warm(
+    conn: UnixStream,
+    inherited: &Inherited,
+    answer: &[u8; 17],
+) -> Option<(Monitor, File)> {
     nix::unistd::setsid().ok()?;
     let _ = nix::sys::prctl::set_name(c"lanco-monitor");
     conn.set_read_timeout(Some(SPEC_TIMEOUT)).ok()?;
+    // The caller sends the answer it expects, then the spec: a caller
+    // expecting another monitor binary gets nothing started here.
+    let mut expected = [0u8; 17];
+    (&conn).read_exact(&mut expected).ok()?;
+    if expected != *answer {
+        return None;
+    }
     let spec: Spec = recv(&mut &conn).ok()?;
     conn.set_read_timeout(None).ok()?;
     let mut report = File::from(OwnedFd::from(conn));
