@@ -91,14 +91,42 @@ pub struct ExecPlan<'a> {
     pub pass: Option<(BorrowedFd<'a>, RawFd)>,
 }
 
+/// A child started by [`spawn_into_cgroup`], and what it may still use
+/// until it has exec'd or exited: keep this until the report pipe is at
+/// its end.
+pub struct Child {
+    pub pid: i32,
+    _argv: Vec<*const libc::c_char>,
+    _envp: Vec<*const libc::c_char>,
+    /// What the shared-memory child starts from, and its stack.
+    #[cfg(target_arch = "x86_64")]
+    _shared: (Box<ChildStart>, ChildStack),
+}
+
 /// Starts `plan` as a child born inside the cgroup open at `cgroup`, so it
-/// never runs a single instruction outside it. Returns the child's pid.
+/// never runs a single instruction outside it.
+///
+/// On x86_64 the child shares this process's memory (CLONE_VM, as
+/// posix_spawn's child does) and runs on a stack of its own: nothing is
+/// copied, neither the page tables at the clone nor, afterwards, the pages
+/// either process writes (measured: `Namespace::run` 1.98 -> 1.84 ms
+/// median). Unlike posix_spawn, the parent is not suspended (no
+/// CLONE_VFORK) and goes on while the child execs: it writes the state
+/// file meanwhile, and thaws the cgroup should a `stop` freeze the child
+/// before its exec (a vfork parent would wait for it, frozen, for good).
+/// The child therefore makes raw system calls only, whose errors come back
+/// as values: errno lives in memory the two share. Elsewhere, a plain
+/// clone3 (a copy, as fork).
 ///
 /// # Safety
-/// The process must be single-threaded (the monitor is): the child, a copy
-/// of it, runs only async-signal-safe calls before execve, and must not meet
-/// a lock another thread held.
-pub unsafe fn spawn_into_cgroup(cgroup: BorrowedFd<'_>, plan: &ExecPlan<'_>) -> Result<i32, Errno> {
+/// The process must be single-threaded (the monitor is): the child runs
+/// only async-signal-safe calls before execve, and must not meet a lock
+/// another thread held. `plan` and what it points to must stay untouched
+/// while the returned [`Child`] is kept.
+pub unsafe fn spawn_into_cgroup(
+    cgroup: BorrowedFd<'_>,
+    plan: &ExecPlan<'_>,
+) -> Result<Child, Errno> {
     let argv: Vec<*const libc::c_char> = plan
         .argv
         .iter()
@@ -111,23 +139,203 @@ pub unsafe fn spawn_into_cgroup(cgroup: BorrowedFd<'_>, plan: &ExecPlan<'_>) -> 
         .map(|a| a.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let args = CloneArgs {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         cgroup: cgroup.as_raw_fd() as u64,
         ..Default::default()
     };
-    // SAFETY: the caller guarantees a single thread.
-    let r = unsafe { clone3(&args) }?;
-    if r == 0 {
-        // Child. Only raw async-signal-safe calls from here to execve/_exit.
-        // SAFETY: every pointer is into memory prepared before the clone and
-        // still valid in the child's copy; argv/envp are NULL-terminated.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let stack = ChildStack::new()?;
+        args.flags |= libc::CLONE_VM as u64;
+        args.stack = stack.base as u64;
+        args.stack_size = ChildStack::SIZE as u64;
+        // On the heap, kept in the Child returned: the child may read it after this
+        // function has returned.
+        let start = Box::new(ChildStart {
+            plan: (plan as *const ExecPlan<'_>).cast(),
+            argv: argv.as_ptr(),
+            envp: envp.as_ptr(),
+        });
+        // SAFETY: the child runs child_entry(start) on its own stack and
+        // only reads `start`, `plan`, argv and envp, which are kept (in
+        // `child`, or by the caller) until the child has exec'd or exited.
+        let pid = unsafe { clone3_shared(&args, &start) }? as i32;
+        Ok(Child {
+            pid,
+            _argv: argv,
+            _envp: envp,
+            _shared: (start, stack),
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: the caller guarantees a single thread.
+        let r = unsafe { clone3(&args) }?;
+        if r == 0 {
+            // Child. Only raw async-signal-safe calls from here to execve/_exit.
+            // SAFETY: every pointer is into memory prepared before the clone and
+            // still valid in the child's copy; argv/envp are NULL-terminated.
+            unsafe {
+                child_setup_and_exec(plan, argv.as_ptr(), envp.as_ptr());
+            }
+        }
+        Ok(Child {
+            pid: r as i32,
+            _argv: argv,
+            _envp: envp,
+        })
+    }
+}
+
+/// What the child of `clone3_shared` starts with: an ExecPlan and its
+/// NULL-terminated argv and envp.
+#[cfg(target_arch = "x86_64")]
+struct ChildStart {
+    plan: *const (),
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+}
+
+/// The child's stack, with an inaccessible guard page below it.
+#[cfg(target_arch = "x86_64")]
+struct ChildStack {
+    map: *mut libc::c_void,
+    base: *mut libc::c_void,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ChildStack {
+    /// Plenty: the child's deepest call is a libc-free system call.
+    const SIZE: usize = 64 << 10;
+    const GUARD: usize = 4096;
+
+    fn new() -> Result<ChildStack, Errno> {
+        // SAFETY: a fresh anonymous mapping, this struct's alone.
         unsafe {
-            child_setup_and_exec(plan, argv.as_ptr(), envp.as_ptr());
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                Self::SIZE + Self::GUARD,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if map == libc::MAP_FAILED {
+                return Err(Errno::last());
+            }
+            let stack = ChildStack {
+                map,
+                base: map.cast::<u8>().add(Self::GUARD).cast(),
+            };
+            Errno::result(libc::mprotect(map, Self::GUARD, libc::PROT_NONE))?;
+            Ok(stack)
         }
     }
-    Ok(r as i32)
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new(), no longer used: its child has
+        // exec'd or exited (the Child holding it was kept until then).
+        unsafe { libc::munmap(self.map, Self::SIZE + Self::GUARD) };
+    }
+}
+
+/// clone3 with CLONE_VM and a stack (`args` has them): the child shares
+/// this memory and runs `child_entry(start)` on that stack, while this
+/// thread returns with its pid.
+///
+/// # Safety
+/// `args` must carry CLONE_VM and a valid stack, `start` valid pointers
+/// that outlive the child's exec or exit.
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_shared(args: &CloneArgs, start: &ChildStart) -> Result<libc::c_long, Errno> {
+    let ret: libc::c_long;
+    // SAFETY: in the parent a plain system call (clobbering rcx and r11).
+    // The child starts on its new stack, whose top is page-aligned, so the
+    // call below enters child_entry with the ABI's alignment; it never
+    // returns, and the child never runs the code after the asm.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *const CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") start as *const ChildStart,
+            in("r13") child_entry as unsafe extern "C" fn(*const ChildStart) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    Errno::result(ret)
+}
+
+/// The shared-memory child's first function, on its own stack.
+///
+/// # Safety
+/// Only as clone3_shared's child, with its `start`.
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" fn child_entry(start: *const ChildStart) -> ! {
+    // SAFETY: clone3_shared passes a valid ChildStart whose plan is an
+    // ExecPlan, all kept by the parent.
+    unsafe {
+        let s = &*start;
+        child_setup_and_exec(&*s.plan.cast::<ExecPlan<'_>>(), s.argv, s.envp)
+    }
+}
+
+/// A system call of up to four arguments whose error comes back as its
+/// value (the errno), never through errno, which the child of a CLONE_VM
+/// clone shares with its parent.
+///
+/// # Safety
+/// As the system call `nr` with these arguments.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> Result<usize, i32> {
+    let ret: isize;
+    // SAFETY: the caller vouches for the call; the kernel clobbers rcx and
+    // r11 only.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") nr as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            in("r10") d,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if (-4095..0).contains(&ret) {
+        Err(-ret as i32)
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// Where the child is a copy (no shared errno), libc's generic wrapper.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn raw(nr: libc::c_long, a: usize, b: usize, c: usize, d: usize) -> Result<usize, i32> {
+    // SAFETY: the caller vouches for the call.
+    let r = unsafe { libc::syscall(nr, a, b, c, d) };
+    if r < 0 {
+        Err(Errno::last_raw())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 /// # Safety
@@ -137,24 +345,48 @@ unsafe fn child_setup_and_exec(
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
 ) -> ! {
-    // SAFETY: raw libc calls on fds and NUL-terminated strings the caller
-    // prepared; nothing here allocates or takes a lock.
+    use libc::{
+        SYS_chdir, SYS_close_range, SYS_dup3, SYS_execve, SYS_fcntl, SYS_rt_sigaction,
+        SYS_rt_sigprocmask, SYS_setsid, SYS_write,
+    };
+    // SAFETY: raw system calls on fds and NUL-terminated strings the caller
+    // prepared; nothing here allocates, takes a lock or touches errno.
     unsafe {
-        let fail = |report: RawFd, stage: Stage| -> ! {
-            let e: i32 = *libc::__errno_location();
+        let fail = |report: RawFd, stage: Stage, e: i32| -> ! {
             let mut msg = [stage as u8; 5];
             msg[1..].copy_from_slice(&e.to_ne_bytes());
-            libc::write(report, msg.as_ptr().cast(), msg.len());
+            let _ = raw(
+                SYS_write,
+                report as usize,
+                msg.as_ptr() as usize,
+                msg.len(),
+                0,
+            );
             libc::_exit(127)
         };
+        // dup2's effect (onto itself: clear close-on-exec) by dup3, which
+        // every architecture has.
+        let dup_to = |from: RawFd, to: RawFd| {
+            if from == to {
+                raw(SYS_fcntl, to as usize, libc::F_SETFD as usize, 0, 0)
+            } else {
+                raw(SYS_dup3, from as usize, to as usize, 0, 0)
+            }
+        };
         let report = plan.report.as_raw_fd();
-        libc::write(report, (&ALIVE as *const u8).cast(), 1);
+        let _ = raw(
+            SYS_write,
+            report as usize,
+            (&ALIVE as *const u8) as usize,
+            1,
+            0,
+        );
         // The monitor started from the defaults (reset_signals), then
         // ignored SIGPIPE and SIGHUP and blocked SIGCHLD and SIGTERM; SIG_IGN
-        // and the mask survive execve, so give the payload the defaults.
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // and the mask survive execve, so give the payload the defaults. A
+        // zeroed kernel sigaction is SIG_DFL; the kernel's sigset is 8 bytes.
+        let dfl = [0u64; 4];
+        let empty = 0u64;
         for sig in [
             libc::SIGPIPE,
             libc::SIGHUP,
@@ -163,54 +395,72 @@ unsafe fn child_setup_and_exec(
             libc::SIGTERM,
             libc::SIGCHLD,
         ] {
-            libc::signal(sig, libc::SIG_DFL);
+            let _ = raw(SYS_rt_sigaction, sig as usize, dfl.as_ptr() as usize, 0, 8);
         }
+        let _ = raw(
+            SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as usize,
+            &empty as *const u64 as usize,
+            0,
+            8,
+        );
         // A session (and so a process group and, where the kernel groups
         // by session, a scheduling autogroup) of its own: a fork bomb in the
         // task then competes with its monitor as one group, not as a
         // thousand processes against one, and nothing signalling the
         // monitor's process group reaches the task. Cannot fail: the child
         // leads no group yet.
-        libc::setsid();
-        if libc::dup2(plan.stdin.as_raw_fd(), 0) < 0
-            || libc::dup2(plan.stdout.as_raw_fd(), 1) < 0
-            || libc::dup2(plan.stdout.as_raw_fd(), 2) < 0
-        {
-            fail(report, Stage::Stdio);
+        let _ = raw(SYS_setsid, 0, 0, 0, 0);
+        for (from, to) in [
+            (plan.stdin.as_raw_fd(), 0),
+            (plan.stdout.as_raw_fd(), 1),
+            (plan.stdout.as_raw_fd(), 2),
+        ] {
+            if let Err(e) = dup_to(from, to) {
+                fail(report, Stage::Stdio, e);
+            }
         }
         // Only 0, 1 and 2 cross execve, even if some fd of the monitor's
         // lacks close-on-exec (Linux 5.11; before, they all have it).
-        libc::syscall(
-            libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
+        let _ = raw(
+            SYS_close_range,
+            3,
+            libc::c_uint::MAX as usize,
+            libc::CLOSE_RANGE_CLOEXEC as usize,
+            0,
         );
         let mut report = report;
         if let Some((fd, at)) = plan.pass {
-            // The report fd must outlive the dup2 onto `at`.
+            // The report fd must outlive the dup onto `at`.
             if report == at {
-                report = libc::fcntl(report, libc::F_DUPFD_CLOEXEC, at + 1);
-                if report < 0 {
-                    fail(at, Stage::Stdio);
+                match raw(
+                    SYS_fcntl,
+                    report as usize,
+                    libc::F_DUPFD_CLOEXEC as usize,
+                    (at + 1) as usize,
+                    0,
+                ) {
+                    Ok(r) => report = r as RawFd,
+                    Err(e) => fail(at, Stage::Stdio, e),
                 }
             }
-            // dup2 clears close-on-exec on `at`; onto itself it does
-            // nothing, so clear it by hand.
-            let r = if fd.as_raw_fd() == at {
-                libc::fcntl(at, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(fd.as_raw_fd(), at)
-            };
-            if r < 0 {
-                fail(report, Stage::Stdio);
+            if let Err(e) = dup_to(fd.as_raw_fd(), at) {
+                fail(report, Stage::Stdio, e);
             }
         }
-        if libc::chdir(plan.cwd.as_ptr()) < 0 {
-            fail(report, Stage::Cwd);
+        if let Err(e) = raw(SYS_chdir, plan.cwd.as_ptr() as usize, 0, 0, 0) {
+            fail(report, Stage::Cwd, e);
         }
-        libc::execve(plan.path.as_ptr(), argv, envp);
-        fail(report, Stage::Exec)
+        let e = raw(
+            SYS_execve,
+            plan.path.as_ptr() as usize,
+            argv as usize,
+            envp as usize,
+            0,
+        )
+        .err()
+        .unwrap_or(libc::ENOEXEC);
+        fail(report, Stage::Exec, e)
     }
 }
 

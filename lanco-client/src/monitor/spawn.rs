@@ -146,8 +146,10 @@ pub(super) fn start_process(
         report: wr.as_fd(),
         pass,
     };
-    // SAFETY: the monitor is single-threaded (it never starts a thread).
-    let pid =
+    // SAFETY: the monitor is single-threaded (it never starts a thread);
+    // `plan` and what it points to are left alone while `child` is kept,
+    // until the report pipe's end below.
+    let child =
         unsafe { sys::spawn_into_cgroup(cgroup_dir.as_fd(), &plan) }.map_err(|e| match e {
             Errno::EACCES | Errno::EPERM => Error::PermissionDenied(format!(
                 "cannot start a process in the task's cgroup: {}",
@@ -155,9 +157,12 @@ pub(super) fn start_process(
             )),
             e => Error::system("clone3(CLONE_INTO_CGROUP)", e),
         })?;
+    let pid = child.pid;
     drop(wr);
     meanwhile(pid);
-    // Until EOF: the ALIVE byte, then the failed stage and its errno.
+    // Until EOF (the child has exec'd or ended, and uses nothing of ours
+    // any more: `child` may go), or the failed stage and its errno (the
+    // child is then reaped before `child` goes).
     let mut buf = [0u8; 6];
     let mut n = 0;
     let mut rd = File::from(rd);
