@@ -10,15 +10,15 @@
 //! member's state directory (one per member and namespace) and listening on
 //! `spawner.sock` (0600) beside it. It keeps one fork of itself ready, the
 //! standby (`lanco-standby` in ps; CLONE_PARENT: the spawner is nobody's
-//! parent), so that no caller waits for a fork: it accepts the next caller
-//! on the spawner's socket itself, and the spawner forks the next standby
-//! once that start is over. The standby checks the caller is itself in all that a fork passes on and
-//! reads its limits (peer.rs), answers, takes on those limits, reads the
-//! spec from the connection and reports on it: it is the caller's monitor.
-//! The spawner never reads what a caller sends, holds no task and no
-//! privilege, and exits after
-//! `spawner_idle_secs` without a start, or at once when the monitor binary
-//! was replaced (an upgrade). It is a cache: killing it loses nothing, and
+//! parent), so that no caller waits for a fork: the standby accepts the
+//! next caller on the spawner's socket itself, and the spawner forks the
+//! next standby once that start is over. The standby checks the caller is
+//! itself in all that a fork passes on and reads its limits (peer.rs),
+//! answers, takes on those limits, reads the spec from the connection and
+//! reports on it: it is the caller's monitor. The spawner never reads what
+//! a caller sends, holds no task and no privilege, and exits after
+//! `spawner_idle_secs` without a start, or when a standby finds the monitor
+//! binary replaced (an upgrade). It is a cache: killing it loses nothing, and
 //! the next `run` takes the cold path and starts a new one.
 
 use std::ffi::{CString, OsString};
