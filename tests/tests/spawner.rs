@@ -311,6 +311,52 @@ fn killing_the_spawner_mid_request_costs_only_a_cold_start() {
     assert_eq!(names, 3, "one lock per name, none stale");
 }
 
+#[test]
+fn a_caller_that_sends_nothing_holds_up_no_other_run() {
+    let Some(inst) = setup("spawner_silent") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "one", "sleep", "1000"]).ok();
+    inst.spawner("ns");
+    assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
+    // Alice's own process connects and sends nothing: the standby that
+    // accepted it waits for a spec (10 s at most).
+    let mut silent = as_user(ALICE, "perl")
+        .args([
+            "-e",
+            "use Socket; socket(S, PF_UNIX, SOCK_STREAM, 0) or die; \
+             connect(S, pack_sockaddr_un($ARGV[0])) or die; $| = 1; \
+             print \"up\\n\"; sleep 8",
+        ])
+        .arg(socket(&inst, "ns", ALICE))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(silent.stdout.as_mut().unwrap()),
+        &mut up,
+    )
+    .unwrap();
+    assert_eq!(up, "up\n");
+    // Her next run gets a standby of its own at once: warm, not held.
+    let t0 = Instant::now();
+    inst.lanco(a, &["ns", "run", "two", "sleep", "1000"]).ok();
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(inst.admissions(), 1, "the second run was warm");
+    silent.kill().unwrap();
+    silent.wait().unwrap();
+    for t in ["one", "two"] {
+        inst.lanco(a, &["ns", "stop", t]).ok();
+    }
+}
+
 /// Stops the namespace's spawner and its standby (SIGSTOP), once a
 /// standby is ready; returns their pids.
 fn stop_warm_side(inst: &Install) -> Vec<i32> {

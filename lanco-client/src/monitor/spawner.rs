@@ -12,7 +12,8 @@
 //! standby (`lanco-standby` in ps; CLONE_PARENT: the spawner is nobody's
 //! parent), so that no caller waits for a fork: the standby accepts the
 //! next caller on the spawner's socket itself, and the spawner forks the
-//! next standby once that start is over. The standby checks the caller is
+//! next standby once that start is over (at once for a caller who comes
+//! meanwhile). The standby checks the caller is
 //! itself in all that a fork passes on and reads its limits (peer.rs),
 //! answers, takes on those limits, reads the spec from the connection and
 //! reports on it: it is the caller's monitor. The spawner never reads what
@@ -53,6 +54,13 @@ const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// with it for a CPU. Runs closer together than this get a fork each, as
 /// without a standby.
 const STANDBY_DELAY: Duration = Duration::from_millis(20);
+/// How long a standby waits for its caller's spec before it lets the
+/// spawner serve the next caller meanwhile.
+const SPEC_PROMPT: Duration = Duration::from_millis(50);
+/// What a standby may tell the spawner once it has accepted a caller: that
+/// caller is slow to send its spec, or the monitor binary was replaced.
+const TAKEN: u8 = b'T';
+const REPLACED: u8 = b'R';
 
 /// Called by a monitor that was admitted (a cold start), once its task runs:
 /// starts the member's spawner unless one lives, or the monitor was adopted
@@ -213,17 +221,23 @@ impl Spawner {
 
     /// Keeps a standby ready: a fork of the spawner made ahead of time that
     /// accepts the next caller itself, so that no caller waits for a fork
-    /// nor for the spawner to wake. While one is ready the spawner waits
-    /// only for its channel to close: its start is over (or it is gone).
-    /// The next standby is forked STANDBY_DELAY after that, so the fork
-    /// takes no CPU from that start, nor from what the caller does right
-    /// after it (`check`, `stop`, its next `run`). With no standby ready,
-    /// the spawner watches the listener, and a caller who comes gets a
-    /// standby forked for it at once, which accepts it.
+    /// nor for the spawner to wake. While one is ready, the spawner waits on
+    /// their channel: closed, the standby's start is over (the next standby
+    /// is forked STANDBY_DELAY later, so the fork takes no CPU from that
+    /// start, nor from what the caller does right after it: `check`,
+    /// `stop`, its next `run`); TAKEN, its caller is slow to send the spec,
+    /// and the spawner watches the listener again meanwhile (a caller who
+    /// comes gets a standby forked for it at once); REPLACED, an upgrade:
+    /// exit. Callers who come while a standby starts a task wait for that
+    /// start (a few milliseconds).
     fn serve(self) -> u8 {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut last = Instant::now();
         let mut standby: Option<UnixStream> = None;
-        // When the next standby is due, if none is ready.
+        // The channel of the standby serving the last caller, until it
+        // closes: its start is over.
+        let mut busy: Option<UnixStream> = None;
+        // When the next standby is due, if none is ready and none busy.
         let mut due = Instant::now();
         loop {
             let left = self.idle.saturating_sub(last.elapsed());
@@ -231,7 +245,7 @@ impl Spawner {
                 break;
             }
             let mut wait = left;
-            if standby.is_none() {
+            if standby.is_none() && busy.is_none() {
                 let until_due = due.saturating_duration_since(Instant::now());
                 if until_due.is_zero() {
                     match self.fork_standby() {
@@ -244,33 +258,43 @@ impl Spawner {
             }
             // One process waits on the listener at a time: the standby,
             // else the spawner.
-            let watched = match &standby {
+            let first = match &standby {
                 Some(chan) => chan.as_fd(),
                 None => self.listener.as_fd(),
             };
-            let mut fds = [nix::poll::PollFd::new(
-                watched,
-                nix::poll::PollFlags::POLLIN,
-            )];
+            let mut fds = vec![PollFd::new(first, PollFlags::POLLIN)];
+            if let Some(b) = &busy {
+                fds.push(PollFd::new(b.as_fd(), PollFlags::POLLIN));
+            }
             // In whole milliseconds, rounded up: a timeout that ended early
             // would spin until due.
             let ms = u64::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-            let t = nix::poll::PollTimeout::try_from(Duration::from_millis(ms))
-                .unwrap_or(nix::poll::PollTimeout::MAX);
-            match nix::poll::poll(&mut fds, t) {
+            let t = PollTimeout::try_from(Duration::from_millis(ms)).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, t) {
                 Ok(0) | Err(Errno::EINTR) => continue,
                 Ok(_) => {}
                 Err(_) => break,
             }
+            let first = fds[0].any().unwrap_or(false);
+            let over = fds.get(1).is_some_and(|f| f.any().unwrap_or(false));
+            drop(fds);
+            if over {
+                busy = None;
+                due = Instant::now() + STANDBY_DELAY;
+            }
+            if !first {
+                continue;
+            }
             match standby.take() {
-                // Its start is over (or it died): the next is due later.
-                // A byte first: it found the monitor binary replaced.
                 Some(chan) => {
-                    if (&chan).read(&mut [0u8; 1]).is_ok_and(|n| n == 1) {
-                        break;
-                    }
+                    let mut byte = [0u8; 1];
                     last = Instant::now();
-                    due = last + STANDBY_DELAY;
+                    match (&chan).read(&mut byte) {
+                        Ok(1) if byte[0] == TAKEN => busy = Some(chan),
+                        Ok(1) => break,
+                        // Its start is over (or it died): the next later.
+                        _ => due = last + STANDBY_DELAY,
+                    }
                 }
                 // A caller and no standby: one for it, at once.
                 None => match self.fork_standby() {
@@ -341,7 +365,7 @@ impl Spawner {
         if self.replaced() {
             // The caller sees its connection closed and goes cold; the
             // spawner, told so, exits.
-            let _ = (&chan).write_all(b"R");
+            let _ = (&chan).write_all(&[REPLACED]);
             std::process::exit(0)
         }
         let Ok(inherited) = self.own.admit(&conn) else {
@@ -349,6 +373,13 @@ impl Spawner {
         };
         if (&conn).write_all(&self.answer).is_err() {
             std::process::exit(0)
+        }
+        // A caller sends its spec as it connects. One that has not within
+        // SPEC_PROMPT (a process of this user's that connected and waits)
+        // may keep this standby until SPEC_TIMEOUT, but not the next
+        // caller: the spawner, told so, watches the listener again.
+        if !readable_within(&conn, SPEC_PROMPT) {
+            let _ = (&chan).write_all(&[TAKEN]);
         }
         let started = start_warm(conn, &inherited, &self.answer);
         // The start is over: the spawner may fork the next standby now.
@@ -358,6 +389,14 @@ impl Spawner {
             None => std::process::exit(1),
         }
     }
+}
+
+/// Whether `conn` has something to read (or is closed) within `d`.
+fn readable_within(conn: &UnixStream, d: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+    let t = PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX);
+    !matches!(poll(&mut fds, t), Ok(0))
 }
 
 /// Closes an fd of the spawner's in the standby, which never returns to
