@@ -1555,8 +1555,13 @@ fn run_pulls_in_and_after_only_orders() {
     assert!(!web_at.exists(), "web ran after a logger that never ran");
     alice(&inst, &["stop", "web"]).ok();
     // Both in one start: web's command runs only once logger is ready.
+    // (`start` returns once web's shell has exec'd; its `test` and `touch`
+    // come just after: a web started too early never touches the file.)
     alice(&inst, &["start", "web", "logger"]).ok();
-    assert!(web_at.exists(), "web started before logger was ready");
+    assert!(
+        wait_for(Duration::from_secs(5), || web_at.exists()),
+        "web started before logger was ready"
+    );
     alice(&inst, &["stop", "web"]).ok();
     alice(&inst, &["stop", "logger"]).ok();
 
