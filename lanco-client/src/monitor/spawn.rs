@@ -167,7 +167,9 @@ pub(super) fn start_process(
     let mut n = 0;
     let mut rd = File::from(rd);
     while n < buf.len() {
-        if !readable_soon(&rd) {
+        // A failed poll: the read below meets the error.
+        let soon = std::time::Instant::now() + std::time::Duration::from_millis(100);
+        if !sys::readable_by(rd.as_fd(), Some(soon)).unwrap_or(true) {
             // A `stop` froze the cgroup (it does so at once) while the child
             // was between clone3 and execve: the child cannot go on, and the
             // monitor would not get to the stop. Thaw it: the stop's own
@@ -213,13 +215,6 @@ pub(super) fn start_process(
             ))))
         }
     }
-}
-
-/// Whether the exec report pipe has something (or EOF) within 100 ms.
-fn readable_soon(rd: &File) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(rd.as_fd(), PollFlags::POLLIN)];
-    !matches!(poll(&mut fds, PollTimeout::from(100u8)), Ok(0))
 }
 
 fn thaw(cgroup_dir: &OwnedFd) {

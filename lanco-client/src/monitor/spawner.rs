@@ -378,7 +378,7 @@ impl Spawner {
         // SPEC_PROMPT (a process of this user's that connected and waits)
         // may keep this standby until SPEC_TIMEOUT, but not the next
         // caller: the spawner, told so, watches the listener again.
-        if !readable_within(&conn, SPEC_PROMPT) {
+        if !sys::readable_by(conn.as_fd(), Some(Instant::now() + SPEC_PROMPT)).unwrap_or(true) {
             let _ = (&chan).write_all(&[TAKEN]);
         }
         let started = start_warm(conn, &inherited, &self.answer);
@@ -389,14 +389,6 @@ impl Spawner {
             None => std::process::exit(1),
         }
     }
-}
-
-/// Whether `conn` has something to read (or is closed) within `d`.
-fn readable_within(conn: &UnixStream, d: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
-    let t = PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX);
-    !matches!(poll(&mut fds, t), Ok(0))
 }
 
 /// Closes an fd of the spawner's in the standby, which never returns to
