@@ -177,10 +177,21 @@ pub struct Events {
 /// Reads a small (pseudo-)file in one go. cgroupfs and procfs report a size
 /// of 0, so `read_to_string`'s size hint and doubling buffer cost extra reads.
 pub fn read_small(path: &Path) -> std::io::Result<String> {
+    read_small_text(&fs::File::open(path)?)
+}
+
+/// [`read_small`] of a file already open, as bytes.
+pub fn read_small_bytes(file: &fs::File) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    let n = read_into(&fs::File::open(path)?, &mut buf, usize::MAX, false)?;
+    let n = read_into(file, &mut buf, usize::MAX, false)?;
     buf.truncate(n);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
+    Ok(buf)
+}
+
+/// [`read_small`] of a file already open.
+pub fn read_small_text(file: &fs::File) -> std::io::Result<String> {
+    String::from_utf8(read_small_bytes(file)?)
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))
 }
 
 /// Reads `file` to its end, or to `limit` bytes, into `buf[..n]`; returns

@@ -21,7 +21,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use lanco_proto::cgroupfs::read_into;
+use lanco_proto::cgroupfs::{read_small_bytes, read_small_text};
 use nix::sys::socket::{
     getsockopt,
     sockopt::{PeerCredentials, PeerPidfd},
@@ -108,24 +108,17 @@ impl Context {
         let ns = openat(&dir, "ns", dir_flags, Mode::empty())?;
         // One read each (procfs files have no size for read_to_string's
         // estimate, so it would read them 32 bytes first, doubling).
-        let read = |name: &str| -> std::io::Result<Vec<u8>> {
-            let f = std::fs::File::from(openat(
+        let open = |name: &str| -> std::io::Result<std::fs::File> {
+            Ok(openat(
                 &dir,
                 name,
                 OFlag::O_RDONLY | OFlag::O_CLOEXEC,
                 Mode::empty(),
-            )?);
-            let mut buf = Vec::new();
-            let n = read_into(&f, &mut buf, usize::MAX, false)?;
-            buf.truncate(n);
-            Ok(buf)
+            )?
+            .into())
         };
-        let text = |name: &str| {
-            read(name).and_then(|b| {
-                String::from_utf8(b)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-            })
-        };
+        let read = |name: &str| open(name).and_then(|f| read_small_bytes(&f));
+        let text = |name: &str| open(name).and_then(|f| read_small_text(&f));
         let status = text("status")?;
         let status = STATUS_KEYS
             .iter()
