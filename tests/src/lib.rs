@@ -623,7 +623,6 @@ pub fn pids_with(marker: &str) -> Vec<i32> {
     out
 }
 
-/// A process's command name (comm), if it exists.
 /// Whether `pid` holds a Unix socket bound to a path ending in `suffix`:
 /// one of its fds is a socket whose inode /proc/net/unix lists with such a
 /// path (other processes' sockets of the same name do not count).
@@ -658,6 +657,7 @@ fn start_time(pid: i32) -> Option<u64> {
         .ok()
 }
 
+/// A process's command name (comm), if it exists.
 pub fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
