@@ -201,7 +201,14 @@ pub fn fds(ns: &Namespace, file: &str) -> Res {
     // The task gets stdin (/dev/null), stdout and stderr (its log), no more.
     let log = ns.log_path(&t)?.ok_or("no log path")?.display().to_string();
     let want = vec![(0, "/dev/null".to_owned()), (1, log.clone()), (2, log)];
-    let got = proc::fds(s.pid)?;
+    // `run` returns once the task has exec'd; sleep's dynamic loader may
+    // still hold /etc/ld.so.cache or a library open for a moment then. A
+    // leaked fd stays; that one goes, so look until the table settles.
+    let mut got = Vec::new();
+    poll(LIMIT, || {
+        got = proc::fds(s.pid).unwrap_or_default();
+        got == want
+    });
     ensure!(got == want, "the task's fds: {got:?}, not {want:?}");
     ensure!(!ns.stop(&t, Some(LIMIT))?, "stop of sleep: killed");
     wait_for_run(ns, &t, &s.run_id, LIMIT)?;
