@@ -149,6 +149,20 @@ fn the_standby_becomes_the_next_monitor_and_holds_nothing_of_the_spawner() {
         !held.iter().any(|t| t == &lock.display().to_string()),
         "{held:?}"
     );
+    // A standby holds SIGTERM blocked for the monitor it may become, and
+    // still ends at one (what `lancod stop-all` sends): the spawner then
+    // forks another.
+    let standby = inst.standbys("ns")[0];
+    kill(Pid::from_raw(standby), Signal::SIGTERM).unwrap();
+    assert!(
+        wait_for(WAIT, || !alive(standby)),
+        "SIGTERM left the standby"
+    );
+    assert!(wait_for(WAIT, || inst
+        .standbys("ns")
+        .iter()
+        .any(|p| *p != standby)));
+    assert!(alive(sp));
     // The spawner killed, its standby goes too; the monitors stay, and
     // none of them holds the spawner's listening socket: its file (left by
     // the SIGKILL) refuses connections.

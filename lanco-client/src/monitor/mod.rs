@@ -43,6 +43,7 @@ use claim::Claim;
 use logs::Log;
 use notes::Notes;
 use spawn::start_process;
+use start::Prelude;
 use supervise::Supervisor;
 
 /// How often a running task's log size is checked against `log_max_bytes`.
@@ -96,7 +97,7 @@ pub fn main() -> u8 {
         Err(e) => std::process::exit(i32::from(e.exit_code())),
     };
     let mut report = File::from(report);
-    let monitor = match Monitor::start(spec, &mut report) {
+    let monitor = match Prelude::new().and_then(|p| Monitor::start(spec, &mut report, p)) {
         Ok(m) => m,
         Err(e) => {
             let _ = send(&mut report, &Report::Failed(Failure::from(&e)));

@@ -38,7 +38,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::peer::Context;
-use super::Monitor;
+use super::{Monitor, Prelude};
 use crate::control;
 use crate::error::{Error, Result};
 use crate::handoff::{recv, send, spawner_answer, Failure, Report, Spec};
@@ -344,13 +344,19 @@ impl Spawner {
         // starting once this one is gone).
         close_unowned(self._lock.as_raw_fd());
         close_unowned(self.dir.as_fd().as_raw_fd());
+        // Made now, not once a caller waits: its signals are blocked from
+        // here (a SIGTERM ends the standby through the poll below).
+        let prelude = Prelude::new().ok();
         let conn = loop {
-            let mut fds = [
+            let mut fds = vec![
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(chan.as_fd(), PollFlags::POLLIN),
             ];
+            if let Some(p) = &prelude {
+                fds.push(PollFd::new(p.signalled(), PollFlags::POLLIN));
+            }
             match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) if fds[1].any().unwrap_or(true) => std::process::exit(0),
+                Ok(_) if fds[1..].iter().any(|f| f.any().unwrap_or(true)) => std::process::exit(0),
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(_) => std::process::exit(0),
@@ -381,7 +387,7 @@ impl Spawner {
         if !sys::readable_by(conn.as_fd(), Some(Instant::now() + SPEC_PROMPT)).unwrap_or(true) {
             let _ = (&chan).write_all(&[TAKEN]);
         }
-        let started = start_warm(conn, &inherited, &self.answer);
+        let started = start_warm(conn, &inherited, &self.answer, prelude);
         // The start is over: the spawner may fork the next standby now.
         drop(chan);
         match started {
@@ -409,6 +415,7 @@ fn start_warm(
     conn: UnixStream,
     inherited: &Inherited,
     answer: &[u8; 17],
+    prelude: Option<Prelude>,
 ) -> Option<(Monitor, File)> {
     nix::unistd::setsid().ok()?;
     let _ = nix::sys::prctl::set_name(c"lanco-monitor");
@@ -427,7 +434,8 @@ fn start_warm(
         let _ = send(&mut report, &Report::Declined(why));
         return None;
     }
-    match Monitor::start(spec, &mut report) {
+    let prelude = prelude.map_or_else(Prelude::new, Ok);
+    match prelude.and_then(|p| Monitor::start(spec, &mut report, p)) {
         Ok(m) => Some((m, report)),
         Err(e) => {
             let _ = send(&mut report, &Report::Failed(Failure::from(&e)));

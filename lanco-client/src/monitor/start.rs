@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::PathBuf;
 
 use lanco_proto::files::Dir;
 use lanco_proto::layout::{self, Layout};
@@ -19,22 +19,20 @@ use crate::handoff::{send, Report, Spec};
 use crate::journal::Rotation;
 use crate::record::{self, Counters, TaskState};
 
-impl Monitor {
-    /// Claims the name, gets admitted, makes the cgroup, opens the new log
-    /// and the control socket, and starts the payload. On failure, all of
-    /// it is given back (the claim's and the log's Drop, the socket here):
-    /// nothing runs in the cgroup yet.
-    pub(super) fn start(spec: Spec, report: &mut File) -> Result<Self> {
-        let (ns, task) = (spec.ns.clone(), spec.task.clone());
-        let layout = Layout {
-            cgroup_root: spec.cgroup_root.clone(),
-            state_dir: spec.config.state_dir.clone(),
-            log_dir: spec.config.log_dir.clone(),
-        };
+/// What a monitor sets up before it knows its task: a standby makes it
+/// while it waits for a caller (spawner.rs), a cold monitor as it starts.
+pub(super) struct Prelude {
+    sigfd: SignalFd,
+    /// This process's cgroup, if it could tell.
+    cgroup: Option<PathBuf>,
+}
+
+impl Prelude {
+    pub fn new() -> Result<Prelude> {
         // SIGCHLD and SIGTERM arrive through a signalfd; block them first so
         // none is lost. SIGTERM to the monitor means "stop the task" (it is
-        // what systemd sends every process when the task root is stopped), so
-        // the exit record still gets the task's real status.
+        // what systemd sends every process when the task root is stopped),
+        // so the exit record still gets the task's real status.
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
         chld.add(Signal::SIGTERM);
@@ -44,11 +42,36 @@ impl Monitor {
             .map_err(|e| Error::system("signalfd", e))?;
         nix::sys::prctl::set_child_subreaper(true)
             .map_err(|e| Error::system("PR_SET_CHILD_SUBREAPER", e))?;
+        Ok(Prelude {
+            sigfd,
+            cgroup: own_cgroup(),
+        })
+    }
 
+    /// Readable once a signal is pending (a standby's SIGTERM).
+    pub fn signalled(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.sigfd.as_fd()
+    }
+}
+
+impl Monitor {
+    /// Claims the name, gets admitted, makes the cgroup, opens the new log
+    /// and the control socket, and starts the payload. On failure, all of
+    /// it is given back (the claim's and the log's Drop, the socket here):
+    /// nothing runs in the cgroup yet.
+    pub(super) fn start(spec: Spec, report: &mut File, prelude: Prelude) -> Result<Self> {
+        let (ns, task) = (spec.ns.clone(), spec.task.clone());
+        let layout = Layout {
+            cgroup_root: spec.cgroup_root.clone(),
+            state_dir: spec.config.state_dir.clone(),
+            log_dir: spec.config.log_dir.clone(),
+        };
+        let Prelude { sigfd, cgroup } = prelude;
         let mut claim = claim::claim(&layout, &ns, &task)?;
         let me = nix::unistd::geteuid().as_raw();
         // A monitor a spawner forked is born where admission would put it.
-        let admitted = !in_monitor_cgroup(&layout, &ns, me);
+        // Wrong only towards "not there": then admission moves it there.
+        let admitted = cgroup.as_deref() != Some(layout.monitor_cgroup(&ns, me).as_path());
         if admitted {
             crate::helper::admit(&spec.config.socket, &ns)?;
         }
@@ -217,22 +240,18 @@ fn enable_controllers(spec: &Spec, layout: &Layout, uid: u32) -> Result<()> {
     Ok(user.enable_controllers(wanted.iter().copied())?)
 }
 
-/// This process is in `uid`'s monitors cgroup of `ns` (by
-/// /proc/self/cgroup, read in the caller's cgroup namespace, which a
-/// spawner checked is its own). Wrong only towards "no": then admission
-/// moves it there.
-fn in_monitor_cgroup(layout: &Layout, ns: &lanco_proto::NamespaceName, uid: u32) -> bool {
-    let want = layout.monitor_cgroup(ns, uid);
-    let Some(rel) = lanco_proto::cgroupfs::cgroup2_mount()
-        .ok()
-        .and_then(|m| want.strip_prefix(m).ok().map(Path::to_owned))
-    else {
-        return false;
-    };
-    std::fs::read_to_string("/proc/self/cgroup").is_ok_and(|t| {
-        t.lines()
-            .filter_map(|l| l.strip_prefix("0::/"))
-            .any(|p| Path::new(p) == rel)
+/// This process's cgroup2 directory: the mount joined with
+/// /proc/self/cgroup's path, which is relative to the cgroup namespace
+/// (the caller's, which a spawner checked is its own; in another one the
+/// path names something else or nothing).
+fn own_cgroup() -> Option<PathBuf> {
+    let mount = lanco_proto::cgroupfs::cgroup2_mount().ok()?;
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::/"))?;
+    Some(if rel.is_empty() {
+        mount
+    } else {
+        mount.join(rel)
     })
 }
 
