@@ -347,14 +347,13 @@ impl Spawner {
         // Made now, not once a caller waits: its signals are blocked from
         // here (a SIGTERM ends the standby through the poll below).
         let prelude = Prelude::new().ok();
+        let signalled = prelude.as_ref().map_or(chan.as_fd(), Prelude::signalled);
         let conn = loop {
-            let mut fds = vec![
+            let mut fds = [
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(chan.as_fd(), PollFlags::POLLIN),
+                PollFd::new(signalled, PollFlags::POLLIN),
             ];
-            if let Some(p) = &prelude {
-                fds.push(PollFd::new(p.signalled(), PollFlags::POLLIN));
-            }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) if fds[1..].iter().any(|f| f.any().unwrap_or(true)) => std::process::exit(0),
                 Ok(_) => {}
