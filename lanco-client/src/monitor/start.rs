@@ -248,11 +248,7 @@ fn own_cgroup() -> Option<PathBuf> {
     let mount = lanco_proto::cgroupfs::cgroup2_mount().ok()?;
     let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let rel = text.lines().find_map(|l| l.strip_prefix("0::/"))?;
-    Some(if rel.is_empty() {
-        mount
-    } else {
-        mount.join(rel)
-    })
+    Some(mount.join(rel))
 }
 
 /// 16 hex digits no other run of the name will have: the time, the pid and
