@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -172,7 +173,10 @@ impl Namespace {
     /// Either way the task gets the caller's environment as the spec says,
     /// working directory, resource limits, nice value and CPU affinity. The
     /// task then lives on its own, whatever becomes of the caller. Root runs no task in a namespace
-    /// ([`Error::PermissionDenied`]): run as a member.
+    /// ([`Error::PermissionDenied`]): run as a member. A cold start also
+    /// runs a short-lived thread in the caller, with every signal blocked,
+    /// that lets the kernel's wait for the admission start early (see
+    /// docs/DESIGN.md, "The start path"); it is over when this returns.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
             return Err(Error::InvalidInput("no command given".into()));
@@ -186,7 +190,10 @@ impl Namespace {
         let (monitor, binary) = self.monitor_path()?;
         let (report, first) = match self.start_warm(&mspec, binary) {
             Some(warm) => warm,
-            None => start_cold(&monitor, &mspec)?,
+            None => {
+                self.hasten_admission();
+                start_cold(&monitor, &mspec)?
+            }
         };
         match first {
             Report::Started {
@@ -206,6 +213,48 @@ impl Namespace {
                 Err(Error::failed("the monitor reported an end before a start"))
             }
         }
+    }
+
+    /// Starts, on a short-lived thread, the RCU grace period that lancod's
+    /// admission of the cold monitor would otherwise start and wait for
+    /// (docs/DESIGN.md, "The start path"): the first `cgroup.procs` write
+    /// after a quiet spell waits for one (~8–20 ms on a stock cgroup2
+    /// mount), and one that comes while another write waits for it, or
+    /// soon after, does not wait again. So the grace period runs while the
+    /// monitor starts and reaches lancod, not after.
+    ///
+    /// The thread writes its own thread id to the member's own
+    /// `cgroup.threads` (delegated to it), a write the kernel locks for
+    /// before it checks it. It can move nothing: a thread may only move
+    /// within its process's domain cgroup, and the member's subtree root
+    /// holds no process (lanco puts none there), so the write is refused
+    /// (EACCES from outside the subtree, EOPNOTSUPP from a task inside it)
+    /// or, for a process the member itself put there, a no-op. Its file is
+    /// close-on-exec; its signals are blocked, so none is delivered to it
+    /// while it waits. Nothing depends on it: a member without a subtree
+    /// yet (its first start in the namespace), or any error, just leaves
+    /// the wait to lancod. By the time the start has been reported, the
+    /// admission has passed the grace period, so the thread is done.
+    fn hasten_admission(&self) {
+        let me = nix::unistd::geteuid().as_raw();
+        let threads = self
+            .layout()
+            .user_cgroup(self.name(), me)
+            .join(lanco_proto::cgroupfs::CGROUP_THREADS);
+        let _ = std::thread::Builder::new()
+            .name("lanco-admission".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+                let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
+                if let Ok(mut file) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&threads)
+                {
+                    let _ = file.write_all(nix::unistd::gettid().to_string().as_bytes());
+                }
+            });
     }
 
     /// The warm start: the member's spawner in this namespace, if one

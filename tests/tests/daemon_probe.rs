@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lanco_e2e::{alive, as_user, install_workspace_bin, setup, uid, Install, Out, ALICE, OPS};
+use lanco_e2e::{
+    alive, as_user, install_workspace_bin, setup, setup_with, uid, Install, Out, ALICE, NO_SPAWNER,
+    OPS,
+};
 
 const PROBE: &str = "lanco-daemon-probe";
 
@@ -217,6 +220,30 @@ fn caller_fds_without_cloexec() {
         4,
         "{out}"
     );
+}
+
+/// A daemon that is itself a task of the namespace starts a task cold (the
+/// warm path off): the cold start's early write to the member's
+/// `cgroup.threads` moves it nowhere. The probe checks its own cgroup
+/// before and after; this test runs it as task `outer`.
+#[test]
+fn caller_that_is_a_task_starts_one_cold_and_stays_put() {
+    let Some(inst) = setup_with("probe_in_a_task", NO_SPAWNER) else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let bin = install_workspace_bin(&inst, PROBE, PROBE);
+    let bin = bin.display().to_string();
+    inst.lanco(
+        Some(ALICE),
+        &["ns", "run", "outer", &bin, "ns", "in-a-task"],
+    )
+    .ok();
+    let out = inst.lanco(Some(ALICE), &["ns", "wait", "outer"]);
+    let log = inst.read_log("ns", "outer");
+    assert!(out.code() == 0 && log.ends_with("ok\n"), "{out}\n{log}");
+    let cgroup = line(&log, "cgroup ");
+    assert!(cgroup.ends_with("/task-outer"), "{log}");
 }
 
 #[test]

@@ -214,3 +214,26 @@ pub fn fds(ns: &Namespace, file: &str) -> Res {
     wait_for_run(ns, &t, &s.run_id, LIMIT)?;
     Ok(())
 }
+
+/// A caller that is itself a task of the namespace (a job that starts
+/// jobs), with the warm path off: its cold start's early write to the
+/// member's `cgroup.threads` (which makes the admission's grace period
+/// start sooner) must leave it in its own cgroup.
+pub fn in_a_task(ns: &Namespace) -> Res {
+    let cgroup = || -> Res<String> {
+        let text = std::fs::read_to_string("/proc/self/cgroup")?;
+        let v2 = text.lines().find_map(|l| l.strip_prefix("0::"));
+        Ok(v2.ok_or("no cgroup2 line")?.to_owned())
+    };
+    let before = cgroup()?;
+    ensure!(before.contains("/task-"), "not run as a task: {before}");
+    let t = task("inner")?;
+    let s = ns.run(&spec(&t, &["sleep", "1000"])?)?;
+    let after = cgroup()?;
+    ensure!(before == after, "the caller moved: {before} -> {after}");
+    println!("cgroup {after}");
+    ensure!(ns.check(&t)?, "the inner task is not running");
+    ensure!(!ns.stop(&t, Some(LIMIT))?, "stop of sleep: killed");
+    wait_for_run(ns, &t, &s.run_id, LIMIT)?;
+    Ok(())
+}

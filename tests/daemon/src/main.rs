@@ -21,6 +21,7 @@
 //! lanco-daemon-probe NS sigchld             a caller that ignores SIGCHLD
 //! lanco-daemon-probe NS subreaper           a caller that is a child subreaper
 //! lanco-daemon-probe NS fds FILE            a caller with fds without close-on-exec
+//! lanco-daemon-probe NS in-a-task           a caller that is a task, started cold
 //! lanco-daemon-probe NS async               run, wait, stop awaited, 10 ms heartbeat
 //! lanco-daemon-probe NS reattach-start TASK GOFILE   start, then wait (to be SIGKILLed)
 //! lanco-daemon-probe NS reattach-find TASK GOFILE    find it by name, release it, wait
@@ -80,6 +81,7 @@ fn probe() -> Res {
         "sigchld" => hazards::sigchld(&ns),
         "subreaper" => hazards::subreaper(&ns),
         "fds" => hazards::fds(&ns, arg(0)?),
+        "in-a-task" => hazards::in_a_task(&ns),
         "async" => asynchronous::probe(ns),
         _ => Err(USAGE.into()),
     }
