@@ -602,3 +602,53 @@ fn a_package_has_the_version_of_its_binaries() {
     );
     build(&format!("{}+usab1", env!("CARGO_PKG_VERSION"))).ok();
 }
+
+/// Whether an ELF64 executable names a dynamic loader (a PT_INTERP
+/// program header): a static-pie names none.
+fn has_interpreter(path: &Path) -> bool {
+    let b = std::fs::read(path).unwrap();
+    assert!(
+        b.starts_with(b"\x7fELF\x02\x01"),
+        "{path:?}: not a 64-bit LE ELF"
+    );
+    let at = |o: usize, n: usize| {
+        b[o..o + n]
+            .iter()
+            .rev()
+            .fold(0, |v, &x| v << 8 | x as usize)
+    };
+    let (phoff, phentsize, phnum) = (at(0x20, 8), at(0x36, 2), at(0x38, 2));
+    (0..phnum).any(|i| at(phoff + i * phentsize, 4) == 3)
+}
+
+/// `lanco` and `lanco-monitor` are linked statically by the workspace's
+/// rustc wrapper (scripts/rustc-static-bins: the dynamic loader was ~0.3
+/// ms of every `lanco` here), lancod is not; and a static `lanco` still
+/// resolves names (`status` says who started the task).
+#[test]
+fn the_command_and_the_monitor_are_static_and_still_resolve_names() {
+    let Some(inst) = setup("usab_static") else {
+        return;
+    };
+    let libc_a = std::process::Command::new("cc")
+        .arg("-print-file-name=libc.a")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if !libc_a.starts_with('/') {
+        println!("SKIP: no static libc.a here, so the wrapper links dynamically");
+        return;
+    }
+    for bin in ["lanco", "lanco-monitor"] {
+        assert!(!has_interpreter(&inst.bin.join(bin)), "{bin} is dynamic");
+    }
+    assert!(
+        has_interpreter(&inst.bin.join("lancod")),
+        "lancod is static"
+    );
+    inst.init("ns", ALICE, OPS);
+    inst.lanco(A, &["ns", "run", "t", "sleep", "100"]).ok();
+    let o = inst.lanco(A, &["ns", "status", "t"]);
+    assert!(o.stdout().contains(&format!(" by {ALICE}\n")), "{o}");
+    inst.lanco(A, &["ns", "stop", "t"]).ok();
+}
