@@ -40,10 +40,11 @@ def report(R, plan, res):
         R.notes.append("Moving a process between cgroups took %.2f ms here: this host migrates "
                        "fast (`favordynmods`, or the kernel's per-threadgroup rwsem once it was "
                        "enabled since boot). On a stock cgroup2 mount each migration waits for an "
-                       "RCU grace period, ~10–25 ms, and every `run` pays it once in lancod's "
-                       "admission (bench/NOTES.md, item 1)." % med(res.mig))
+                       "RCU grace period, ~10–25 ms, and a cold `run` (no spawner) pays it once in "
+                       "lancod's admission (bench/NOTES.md, item 1)." % med(res.mig))
     else:
         R.notes.append("Moving a process between cgroups took %.2f ms here (an RCU grace period "
-                       "per migration, stock cgroup2 mount); every `run` pays it once in lancod's "
-                       "admission. `favordynmods` on the cgroup2 mount brings it to ~0.3 ms "
+                       "per migration, stock cgroup2 mount); a cold `run` (no spawner) pays it once "
+                       "in lancod's admission, started early by the client (docs/DESIGN.md, "
+                       "\"The start path\"); a warm one not at all. `favordynmods` on the cgroup2 mount brings it to ~0.3 ms "
                        "(bench/NOTES.md, item 1)." % med(res.mig))

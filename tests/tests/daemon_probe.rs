@@ -11,8 +11,9 @@
 //! right after the end, wait with a timeout, stop and its killed flag, the
 //! refusals (already running, not running), the explicit environment,
 //! relative paths refused, start failures told apart, the monitor from the
-//! installation, logs after the end and followed, the three caller hazards
-//! (SIGCHLD ignored, a subreaper, fds without close-on-exec), the awaitable
+//! installation, logs after the end and followed, the four caller hazards
+//! (SIGCHLD ignored, a subreaper, fds without close-on-exec, a caller that
+//! is itself a task and starts one cold), the awaitable
 //! calls on a current-thread runtime with a 10 ms heartbeat, and a daemon
 //! SIGKILLed and restarted that finds its job by name and gets its record.
 
