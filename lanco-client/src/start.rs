@@ -176,7 +176,8 @@ impl Namespace {
     /// ([`Error::PermissionDenied`]): run as a member. A cold start also
     /// runs a short-lived thread in the caller, with every signal blocked,
     /// that lets the kernel's wait for the admission start early (see
-    /// docs/DESIGN.md, "The start path"); it is over when this returns.
+    /// docs/DESIGN.md, "The start path"); it ends within a grace period
+    /// (milliseconds), before this returns a started task.
     pub fn run(&self, spec: &TaskSpec) -> Result<Started> {
         if spec.argv.is_empty() {
             return Err(Error::InvalidInput("no command given".into()));
