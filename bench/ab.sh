@@ -11,7 +11,9 @@
 #   sudo bench/ab.sh OLD_REV [ROUNDS [RUNS [SPACING_MS]]]    (5, 40, 50)
 #
 # OLD_REV is built in a temporary git worktree, into target/ab-old (kept,
-# so the next A/B builds incrementally). Nothing is installed; the private
+# so the next A/B builds incrementally). A revision before 151b75a has no
+# .cargo/config.toml: its lanco and lanco-monitor come out dynamically
+# linked, so such an A/B measures the static link too. Nothing is installed; the private
 # lancod, its namespaces, cgroups and directories go at the end.
 set -euo pipefail
 
