@@ -8,7 +8,6 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::linux::fs::MetadataExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -237,24 +236,16 @@ impl Namespace {
     /// the wait to lancod. By the time the start has been reported, the
     /// admission has passed the grace period, so the thread is done.
     fn hasten_admission(&self) {
+        use lanco_proto::cgroupfs::{Cgroup, CGROUP_THREADS};
         let me = nix::unistd::geteuid().as_raw();
-        let threads = self
-            .layout()
-            .user_cgroup(self.name(), me)
-            .join(lanco_proto::cgroupfs::CGROUP_THREADS);
+        let subtree = Cgroup::new(self.layout().user_cgroup(self.name(), me));
         let _ = std::thread::Builder::new()
             .name("lanco-admission".into())
             .stack_size(64 * 1024)
             .spawn(move || {
                 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
                 let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), None);
-                if let Ok(mut file) = std::fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&threads)
-                {
-                    let _ = file.write_all(nix::unistd::gettid().to_string().as_bytes());
-                }
+                let _ = subtree.write(CGROUP_THREADS, &nix::unistd::gettid().to_string());
             });
     }
 
