@@ -57,6 +57,17 @@ pub struct Spec {
     pub limits: lanco_proto::Limits,
 }
 
+impl Spec {
+    /// The installation's layout, as the caller's configuration says.
+    pub fn layout(&self) -> lanco_proto::Layout {
+        lanco_proto::Layout {
+            cgroup_root: self.cgroup_root.clone(),
+            state_dir: self.config.state_dir.clone(),
+            log_dir: self.config.log_dir.clone(),
+        }
+    }
+}
+
 /// What the monitor tells `lanco run` on its stdout pipe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Report {

@@ -376,10 +376,24 @@ pub fn read_json<T: DeserializeOwned>(dir: &Dir, name: &str, owner: u32) -> Resu
 /// run and are rewritten by the next; the accounting journal is the durable
 /// record.
 pub fn write_json<T: Serialize>(dir: &Dir, name: &str, value: &T) -> Result<()> {
+    write_json_via(dir, name, value, None)
+}
+
+/// [`write_json`] through `unnamed`, a file made ahead in `dir`
+/// (`Dir::create_unnamed`), if given.
+pub fn write_json_via<T: Serialize>(
+    dir: &Dir,
+    name: &str,
+    value: &T,
+    unnamed: Option<std::fs::File>,
+) -> Result<()> {
     let mut bytes =
         serde_json::to_vec_pretty(value).map_err(|e| Error::system(dir.join(name).display(), e))?;
     bytes.push(b'\n');
-    Ok(dir.replace(name, &bytes, 0o640)?)
+    match unnamed.map(|f| dir.replace_unnamed(name, &bytes, f)) {
+        Some(Ok(())) => Ok(()),
+        _ => Ok(dir.replace(name, &bytes, 0o640)?),
+    }
 }
 
 /// The name of `uid`, or the number if it has none.

@@ -333,15 +333,82 @@ impl Dir {
     /// Creates a file under an unpredictable name starting with `.prefix`;
     /// returns the name and the file.
     pub fn create_temp(&self, prefix: &str, mode: u32) -> Result<(String, File)> {
-        let state = RandomState::new();
+        self.temp_name(prefix, |name| self.create_new(name, mode))
+    }
+
+    /// Creates a file of this user with no name in this directory
+    /// (O_TMPFILE): made ahead of the moment it is needed, it leaves
+    /// nothing behind if that moment never comes. [`Dir::link_new`] names it.
+    pub fn create_unnamed(&self, mode: u32) -> Result<File> {
+        let fd = nix::fcntl::openat(
+            self.fd.as_fd(),
+            ".",
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| io("create an unnamed file in", &self.path, e))?;
+        fchmod(&fd, mode, &self.path)?;
+        Ok(File::from(fd))
+    }
+
+    /// Names `file`, made by [`Dir::create_unnamed`] in this directory,
+    /// `name`, which must not exist (as `create_new`, but no inode is made
+    /// on the way), and returns it opened by that name: an fd of the
+    /// unnamed file would read `DIR/#INODE (deleted)` in /proc/PID/fd (and
+    /// lsof) for as long as it is open, as if the file were gone.
+    pub fn link_new(&self, file: File, name: &str) -> Result<File> {
+        self.link(&file, name)?;
+        self.reopen(name, &file)
+    }
+
+    /// [`Dir::link_new`] under an unpredictable name starting with
+    /// `.prefix`; returns the name and the file.
+    pub fn link_temp(&self, file: File, prefix: &str) -> Result<(String, File)> {
+        let (name, ()) = self.temp_name(prefix, |name| self.link(&file, name))?;
+        let file = self.reopen(&name, &file)?;
+        Ok((name, file))
+    }
+
+    /// linkat through /proc/self/fd: with `AT_EMPTY_PATH` it needs a
+    /// capability before Linux 6.10.
+    fn link(&self, file: &File, name: &str) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        check_name(&self.path, name)?;
+        let me = Uid::effective().as_raw();
+        nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+            self.fd.as_fd(),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        )
+        .map_err(|e| self.explain(name, me, "create", e))
+    }
+
+    /// Opens `name`, just linked to `file`, checked to be that file.
+    fn reopen(&self, name: &str, file: &File) -> Result<File> {
+        let me = Uid::effective().as_raw();
+        let same = |fd: &OwnedFd| {
+            let a = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+            let b = nix::sys::stat::fstat(file.as_fd()).ok()?;
+            ((a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)).then_some(())
+        };
+        let fd = self
+            .open_raw(name, OFlag::O_RDWR, 0)
+            .map_err(|e| self.explain(name, me, "open", e))?;
+        self.check_opened(name, &fd, me, false)?;
+        same(&fd).ok_or_else(|| io("open", &self.join(name), Errno::ESTALE))?;
+        clear_nonblock(&fd, &self.join(name))?;
+        Ok(File::from(fd))
+    }
+
+    /// Tries `make` on unpredictable names starting with `.prefix` until
+    /// one is free.
+    fn temp_name<T>(&self, prefix: &str, make: impl Fn(&str) -> Result<T>) -> Result<(String, T)> {
         let mut last = Errno::EEXIST;
-        for i in 0..16u32 {
-            let mut h = state.build_hasher();
-            h.write_u32(i);
-            h.write_u32(std::process::id());
-            let name = format!(".{prefix}.{:016x}", h.finish());
-            match self.create_new(&name, mode) {
-                Ok(f) => return Ok((name, f)),
+        for name in temp_names(prefix) {
+            match make(&name) {
+                Ok(t) => return Ok((name, t)),
                 Err(FileError::Io { error, .. }) if error.kind() == ErrorKind::AlreadyExists => {
                     last = Errno::EEXIST
                 }
@@ -387,8 +454,26 @@ impl Dir {
     /// Replaces `name` (absent, or a file of this user) with `bytes`,
     /// atomically: a temporary file, then rename.
     pub fn replace(&self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
+        self.replace_via(name, bytes, || self.create_temp(name, mode))
+    }
+
+    /// [`Dir::replace`] with `unnamed`, made by [`Dir::create_unnamed`] in
+    /// this directory, as the temporary file: no inode is made on the way.
+    pub fn replace_unnamed(&self, name: &str, bytes: &[u8], unnamed: File) -> Result<()> {
+        self.replace_via(name, bytes, || {
+            let (tmp, ()) = self.temp_name(name, |n| self.link(&unnamed, n))?;
+            Ok((tmp, unnamed))
+        })
+    }
+
+    fn replace_via(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        temp: impl FnOnce() -> Result<(String, File)>,
+    ) -> Result<()> {
         self.own_or_absent(name)?;
-        let (tmp, mut f) = self.create_temp(name, mode)?;
+        let (tmp, mut f) = temp()?;
         let r = f
             .write_all(bytes)
             .map_err(|e| io("write", &self.join(&tmp), e))
@@ -456,6 +541,21 @@ impl Dir {
             .map_err(|e| io("remove", &self.join(name), e)),
             Some(e) => Err(self.planted(name, e, me)),
         }
+    }
+
+    /// Renames this user's socket `from` to `to`, which must not exist
+    /// but for a socket of this user (a dead monitor's, removed first).
+    pub fn rename_socket(&self, from: &str, to: &str) -> Result<()> {
+        check_name(&self.path, from)?;
+        self.remove_socket(to)?;
+        nix::fcntl::renameat2(
+            self.fd.as_fd(),
+            from,
+            self.fd.as_fd(),
+            to,
+            RenameFlags::RENAME_NOREPLACE,
+        )
+        .map_err(|e| io("rename", &self.join(from), e))
     }
 
     /// An O_PATH fd on the socket `name`, checked to be a socket of `owner`:
@@ -562,6 +662,17 @@ impl Dir {
     pub fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Sixteen unpredictable names starting with `.prefix.`, to try in turn.
+pub fn temp_names(prefix: &str) -> impl Iterator<Item = String> + '_ {
+    let state = RandomState::new();
+    (0..16u32).map(move |i| {
+        let mut h = state.build_hasher();
+        h.write_u32(i);
+        h.write_u32(std::process::id());
+        format!(".{prefix}.{:016x}", h.finish())
+    })
 }
 
 /// Copies everything from `src` (from its start) into a new temporary file
@@ -678,6 +789,43 @@ mod tests {
             d.check_opened("hard", &fd, me, true),
             Err(FileError::Planted { .. })
         ));
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
+    fn unnamed_files_are_named_only_where_nothing_is() {
+        let p = tmpdir("unnamed");
+        let d = Dir::open(&p).unwrap();
+        let unnamed = || d.create_unnamed(0o640).unwrap();
+        let f = unnamed();
+        assert!(d.list().unwrap().is_empty(), "no name until linked");
+        std::fs::write(p.join("taken"), "x").unwrap();
+        let e = d.link_new(unnamed(), "taken").unwrap_err();
+        assert_eq!(e.io_kind(), Some(ErrorKind::AlreadyExists), "{e}");
+        std::os::unix::fs::symlink("/etc/passwd", p.join("link")).unwrap();
+        assert!(matches!(
+            d.link_new(unnamed(), "link"),
+            Err(FileError::Planted { .. })
+        ));
+        assert!(d.link_new(unnamed(), "../escape").is_err());
+        let mut named = d.link_new(f, "lock").unwrap();
+        named.write_all(b"held").unwrap();
+        assert_eq!(std::fs::read(p.join("lock")).unwrap(), b"held");
+        let meta = std::fs::metadata(p.join("lock")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        // Opened by its name: /proc shows where it is.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&named);
+        let shown = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        assert_eq!(shown, p.join("lock"));
+        let (tmp, _) = d.link_temp(unnamed(), "a.log").unwrap();
+        assert!(tmp.starts_with(".a.log."), "{tmp}");
+        d.replace("s.json", b"one", 0o640).unwrap();
+        d.replace_unnamed("s.json", b"two", d.create_unnamed(0o640).unwrap())
+            .unwrap();
+        assert_eq!(std::fs::read(p.join("s.json")).unwrap(), b"two");
+        let mut names = d.list().unwrap();
+        names.retain(|n| n.starts_with(".s.json."));
+        assert!(names.is_empty(), "the temporary name is gone: {names:?}");
         std::fs::remove_dir_all(&p).unwrap();
     }
 

@@ -380,7 +380,8 @@ fn walk_names(w: &mut Walk, dir: &Path, who: &Who) {
 /// `user-UID/`: UID's alone. Every file in it is UID's (a task's files are
 /// written by its owner's monitor or its owner's client), in the
 /// namespace's group (setgid), 0640; control sockets 0660; the spawner's
-/// lock and socket and the journal's lock 0600. Root owns nothing here.
+/// lock and socket and the journal's lock 0600, a standby's socket 0660.
+/// Root owns nothing here.
 fn walk_user_state(w: &mut Walk, dir: &Path, uid: u32, who: &Who) {
     w.check(dir, want(uid, Some(who.ops), Mode::Is(0o2750), Kind::Dir));
     for e in w.entries(dir) {
@@ -401,6 +402,12 @@ fn walk_user_state(w: &mut Walk, dir: &Path, uid: u32, who: &Who) {
                 Kind::Socket
             };
             w.check(&p, want(uid, Some(who.ops), Mode::Is(0o600), kind));
+            continue;
+        }
+        // A standby's socket, bound for the next start under a temporary
+        // name (renamed task-NAME.sock then).
+        if e.starts_with(".standby.") {
+            w.check(&p, want(uid, Some(who.ops), Mode::Is(0o660), Kind::Socket));
             continue;
         }
         let file = [".state.json", ".exit.json"]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use lanco_e2e::{
-    alive, as_user, comm, setup, setup_with, sh_as, wait_for, Install, ALICE, BOB, OPS,
+    alive, as_user, comm, nsname, setup, setup_with, sh_as, wait_for, Install, ALICE, BOB, OPS,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -179,6 +179,136 @@ fn the_standby_becomes_the_next_monitor_and_holds_nothing_of_the_spawner() {
         Some(std::io::ErrorKind::ConnectionRefused)
     );
     for t in ["first", "second"] {
+        inst.lanco(a, &["ns", "stop", t]).ok();
+    }
+}
+
+/// The unnamed files (O_TMPFILE) a standby holds, by directory: their
+/// /proc/PID/fd links read `DIR/#INODE`.
+fn unnamed_files(pid: i32) -> Vec<(PathBuf, u64)> {
+    fd_targets(pid)
+        .iter()
+        .filter_map(|t| {
+            let (dir, ino) = t.trim_end_matches(" (deleted)").rsplit_once("/#")?;
+            Some((PathBuf::from(dir), ino.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The temporary names of sockets standbys bound in a member's state
+/// directory.
+fn standby_sockets(inst: &Install) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(inst.user_state_dir("ns", ALICE))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(".standby."))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_standby_makes_a_starts_files_ahead_and_leaves_none_behind() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(inst) = setup("spawner_prepared") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    inst.lanco(a, &["ns", "run", "first", "sleep", "1000"]).ok();
+    // A standby makes its socket last.
+    let ready = || inst.standbys("ns").len() == 1 && standby_sockets(&inst).len() == 1;
+    assert!(wait_for(WAIT, ready));
+    let standby = inst.standbys("ns")[0];
+    // Ready: a file for the log, one for the state file, one for a first
+    // run's lock, and a socket under a temporary name.
+    let state = inst.user_state_dir("ns", ALICE);
+    let names = inst.layout().ns_state_dir(&nsname("ns")).join("names");
+    let logs = inst.layout().ns_log_dir(&nsname("ns"));
+    let ahead = unnamed_files(standby);
+    let ino_in = |dir: &PathBuf| {
+        ahead
+            .iter()
+            .find(|(d, _)| d == dir)
+            .map(|(_, ino)| *ino)
+            .unwrap_or_else(|| panic!("no unnamed file in {}: {ahead:?}", dir.display()))
+    };
+    let (log, lock, state_file) = (ino_in(&logs), ino_in(&names), ino_in(&state));
+    let bound = standby_sockets(&inst);
+    assert_eq!(bound.len(), 1, "{bound:?}");
+
+    // The next run's files are those: nothing made on its way.
+    inst.lanco(a, &["ns", "run", "second", "sleep", "1000"])
+        .ok();
+    assert_eq!(inst.admissions(), 1, "warm");
+    let ino = |p: PathBuf| {
+        fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .ino()
+    };
+    assert_eq!(ino(inst.log_path("ns", "second")), log);
+    assert_eq!(ino(names.join("task-second.lock")), lock);
+    assert_eq!(ino(state.join("task-second.state.json")), state_file);
+    assert!(state.join("task-second.sock").exists());
+    assert!(!state.join(&bound[0]).exists(), "the socket was renamed");
+    assert_eq!(inst.lanco(a, &["ns", "check", "second"]).code(), 0);
+    inst.lanco(a, &["ns", "stop", "second"]).ok();
+    assert_eq!(inst.lanco(a, &["ns", "check", "second"]).code(), 1);
+
+    // A log elsewhere (-l) is made where asked; the prepared one, unused,
+    // leaves nothing.
+    assert!(wait_for(WAIT, || ready() && !inst.standbys("ns").contains(&standby)));
+    let other = inst.dir.join("elsewhere");
+    fs::create_dir_all(&other).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o777)).unwrap();
+    inst.lanco(
+        a,
+        &[
+            "ns",
+            "run",
+            "-f",
+            "-l",
+            other.join("out.log").to_str().unwrap(),
+            "third",
+            "echo",
+            "hi",
+        ],
+    )
+    .ok();
+    assert_eq!(fs::read_to_string(other.join("out.log")).unwrap(), "hi\n");
+    assert_eq!(inst.admissions(), 1, "warm");
+    let mut in_logs: Vec<_> = fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    in_logs.sort();
+    assert_eq!(in_logs, ["task-first.log", "task-second.log"]);
+
+    // A standby that ends removes its socket's temporary name; one killed
+    // cannot, and the next spawner does.
+    assert!(wait_for(WAIT, || inst.standbys("ns").len() == 1));
+    let standby = inst.standbys("ns")[0];
+    let mine = standby_sockets(&inst);
+    kill(Pid::from_raw(standby), Signal::SIGTERM).unwrap();
+    assert!(wait_for(WAIT, || !alive(standby)));
+    assert!(wait_for(WAIT, || ready() && standby_sockets(&inst) != mine));
+    let now = standby_sockets(&inst);
+    let sp = inst.spawner("ns");
+    for p in [inst.standbys("ns")[0], sp] {
+        kill(Pid::from_raw(p), Signal::SIGKILL).unwrap();
+        assert!(wait_for(WAIT, || !alive(p)));
+    }
+    assert_eq!(standby_sockets(&inst), now, "left by the SIGKILL");
+    inst.lanco(a, &["ns", "run", "fourth", "sleep", "1000"])
+        .ok();
+    assert_eq!(inst.admissions(), 2, "cold: no spawner");
+    // The new spawner removed the dead standby's; its own has one.
+    assert!(
+        wait_for(WAIT, || ready() && standby_sockets(&inst) != now),
+        "{:?}",
+        standby_sockets(&inst)
+    );
+    for t in ["first", "fourth"] {
         inst.lanco(a, &["ns", "stop", t]).ok();
     }
 }

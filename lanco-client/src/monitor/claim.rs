@@ -33,8 +33,15 @@ pub(super) struct Claim {
     kept: bool,
 }
 
-/// Takes `task`'s name in `ns` for the calling user.
-pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Result<Claim> {
+/// Takes `task`'s name in `ns` for the calling user. `unnamed`: a file
+/// made ahead in `names/` (`Dir::create_unnamed`) to be the lock file if
+/// the name has none yet.
+pub(super) fn claim(
+    layout: &Layout,
+    ns: &NamespaceName,
+    task: &TaskName,
+    mut unnamed: Option<File>,
+) -> Result<Claim> {
     let nsd = Dir::open(&layout.ns_state_dir(ns)).map_err(|e| match e.io_kind() {
         Some(ErrorKind::NotFound | ErrorKind::PermissionDenied) => Error::NotMember(ns.clone()),
         _ => e.into(),
@@ -57,7 +64,13 @@ pub(super) fn claim(layout: &Layout, ns: &NamespaceName, task: &TaskName) -> Res
                 opened = Some((f, false));
                 break;
             }
-            None => match names.create_new(&lock_name, 0o640) {
+            // The file made ahead, if it takes the name; else a new one
+            // (which fails as the link did, if the name is taken).
+            None => match unnamed
+                .take()
+                .and_then(|f| names.link_new(f, &lock_name).ok())
+                .map_or_else(|| names.create_new(&lock_name, 0o640), Ok)
+            {
                 Ok(f) => {
                     opened = Some((f, true));
                     break;

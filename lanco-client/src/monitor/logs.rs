@@ -29,8 +29,9 @@ pub(super) struct Log {
 
 impl Log {
     /// Checks that the rotation can happen and opens the new log under a
-    /// temporary name.
-    pub fn create(path: &Path, keep: u32) -> Result<Log> {
+    /// temporary name: `unnamed`, if given, made ahead in the log's
+    /// directory (`Dir::create_unnamed`), else a new file.
+    pub fn create(path: &Path, keep: u32, unnamed: Option<File>) -> Result<Log> {
         let bad = || Error::InvalidInput(format!("bad log path {}", path.display()));
         let parent = path.parent().ok_or_else(bad)?;
         let base = path
@@ -42,7 +43,11 @@ impl Log {
         for n in 0..=keep {
             dir.own_or_absent(&nth(&base, n))?;
         }
-        let (current, file) = dir.create_temp(&base, MODE)?;
+        let linked = unnamed.and_then(|f| dir.link_temp(f, &base).ok());
+        let (current, file) = match linked {
+            Some(named) => named,
+            None => dir.create_temp(&base, MODE)?,
+        };
         // The task's output goes to the end, whatever a truncation did.
         nix::fcntl::fcntl(
             &file,

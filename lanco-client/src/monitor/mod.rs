@@ -15,6 +15,7 @@ mod logs;
 mod needs;
 mod notes;
 mod peer;
+mod prepared;
 mod ready;
 mod spawn;
 mod spawner;

@@ -13,7 +13,8 @@
 //! parent), so that no caller waits for a fork: the standby accepts the
 //! next caller on the spawner's socket itself, and the spawner forks the
 //! next standby once that start is over (at once for a caller who comes
-//! meanwhile). The standby checks the caller is
+//! meanwhile). While it waits, the standby makes the files a start creates
+//! (prepared.rs). The standby checks the caller is
 //! itself in all that a fork passes on and reads its limits (peer.rs),
 //! answers, takes on those limits, reads the spec from the connection and
 //! reports on it: it is the caller's monitor. The spawner never reads what
@@ -38,6 +39,7 @@ use nix::errno::Errno;
 use nix::sys::signal::Signal;
 
 use super::peer::Context;
+use super::prepared::{self, Places};
 use super::{Monitor, Prelude};
 use crate::control;
 use crate::error::{Error, Result};
@@ -83,13 +85,14 @@ pub(super) fn ensure(m: &Monitor, first: nix::unistd::Pid) {
     }
     let _ = try_start(
         &m.dir,
+        &m.spec.layout().ns_log_dir(&m.spec.ns),
         &crate::start::configured_monitor(&m.spec.config),
         idle,
     );
 }
 
 #[allow(unsafe_code)] // the fork and the fd move: see the SAFETY comments
-fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
+fn try_start(dir: &Dir, logs: &Path, monitor: &Path, idle: u64) -> Result<()> {
     let me = nix::unistd::geteuid().as_raw();
     let lock = match dir.open_read(layout::SPAWNER_LOCK, me)? {
         Some(f) => f,
@@ -111,10 +114,14 @@ fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
         CString::new(b).map_err(|_| Error::failed("a NUL byte in the spawner's arguments"))
     };
     let path = cstr(monitor.as_os_str().as_bytes())?;
-    let mut dir_var = format!("{ENV_DIR}=").into_bytes();
-    dir_var.extend_from_slice(dir.path().as_os_str().as_bytes());
+    let var = |name: &str, path: &Path| {
+        let mut v = format!("{name}=").into_bytes();
+        v.extend_from_slice(path.as_os_str().as_bytes());
+        cstr(&v)
+    };
     let env = [
-        cstr(&dir_var)?,
+        var(ENV_DIR, dir.path())?,
+        var(ENV_LOGS, logs)?,
         cstr(format!("{ENV_IDLE}={idle}").as_bytes())?,
     ];
     // SAFETY: the monitor is single-threaded; the child only moves an fd,
@@ -147,9 +154,10 @@ fn try_start(dir: &Dir, monitor: &Path, idle: u64) -> Result<()> {
     }
 }
 
-/// Set in a spawner's environment: the member's state directory, and the
-/// seconds it lingers without a start.
+/// Set in a spawner's environment: the member's state directory, the
+/// namespace's log directory, and the seconds it lingers without a start.
 pub(super) const ENV_DIR: &str = "LANCO_SPAWNER_DIR";
+const ENV_LOGS: &str = "LANCO_SPAWNER_LOGS";
 const ENV_IDLE: &str = "LANCO_SPAWNER_IDLE";
 
 /// The spawner's entry (lanco-monitor with `LANCO_SPAWNER_DIR` set), with
@@ -158,6 +166,10 @@ const ENV_IDLE: &str = "LANCO_SPAWNER_IDLE";
 #[allow(unsafe_code)] // taking fd 3: see the SAFETY comment
 pub(super) fn main(dir: &OsString) -> u8 {
     let monitor = std::env::args_os().next().unwrap_or_default();
+    let places = Places {
+        logs: std::env::var_os(ENV_LOGS).unwrap_or_default().into(),
+        state: dir.into(),
+    };
     let idle = std::env::var_os(ENV_IDLE).unwrap_or_default();
     let idle = Duration::from_secs(idle.to_str().and_then(|s| s.parse().ok()).unwrap_or(0));
     // SAFETY: first act of the process: nothing owns an fd yet; fd 3 is the
@@ -172,7 +184,7 @@ pub(super) fn main(dir: &OsString) -> u8 {
         eprintln!("lanco-monitor: {ENV_DIR} is set by a monitor starting a spawner, never by hand");
         return 2;
     }
-    match Spawner::new(Path::new(&monitor), Path::new(dir), idle, lock) {
+    match Spawner::new(Path::new(&monitor), places, idle, lock) {
         Ok(s) => s.serve(),
         Err(_) => 1,
     }
@@ -187,13 +199,15 @@ struct Spawner {
     /// What it answers each caller it serves (handoff::spawner_answer).
     answer: [u8; 17],
     dir: Dir,
+    /// Where its standbys make a start's files ahead (prepared.rs).
+    places: Places,
     listener: UnixListener,
     idle: Duration,
     _lock: File,
 }
 
 impl Spawner {
-    fn new(monitor: &Path, dir: &Path, idle: Duration, lock: File) -> Result<Self> {
+    fn new(monitor: &Path, places: Places, idle: Duration, lock: File) -> Result<Self> {
         nix::unistd::setsid().map_err(|e| Error::system("setsid", e))?;
         let _ = nix::sys::prctl::set_name(c"lanco-spawner");
         sys::ignore_signals(&[Signal::SIGPIPE, Signal::SIGHUP])
@@ -203,7 +217,8 @@ impl Spawner {
         let exe = std::fs::metadata("/proc/self/exe")
             .map(|m| (m.st_dev(), m.st_ino()))
             .map_err(|e| Error::system("/proc/self/exe", e))?;
-        let dir = Dir::open(dir)?;
+        let dir = Dir::open(&places.state)?;
+        prepared::sweep(&dir);
         let listener = control::bind(&dir, layout::SPAWNER_SOCKET, 0o600)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|e| Error::system("cannot bind the spawner's socket", e))?;
@@ -213,6 +228,7 @@ impl Spawner {
             exe,
             answer: spawner_answer(exe),
             dir,
+            places,
             listener,
             idle,
             _lock: lock,
@@ -345,20 +361,28 @@ impl Spawner {
         close_unowned(self._lock.as_raw_fd());
         close_unowned(self.dir.as_fd().as_raw_fd());
         // Made now, not once a caller waits: its signals are blocked from
-        // here (a SIGTERM ends the standby through the poll below).
-        let prelude = Prelude::new().ok();
-        let signalled = prelude.as_ref().map_or(chan.as_fd(), Prelude::signalled);
+        // here (a SIGTERM ends the standby through the poll below). So are
+        // a start's files, unless a caller already waits (the spawner
+        // forked this standby for it).
+        let mut prelude = Prelude::new().ok();
+        if let Some(p) = &mut prelude {
+            let mut waiting = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut waiting, PollTimeout::ZERO) == Ok(0) {
+                p.prepare(&self.places);
+            }
+        }
         let conn = loop {
+            let signalled = prelude.as_ref().map_or(chan.as_fd(), Prelude::signalled);
             let mut fds = [
                 PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
                 PollFd::new(chan.as_fd(), PollFlags::POLLIN),
                 PollFd::new(signalled, PollFlags::POLLIN),
             ];
             match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) if fds[1..].iter().any(|f| f.any().unwrap_or(true)) => std::process::exit(0),
+                Ok(_) if fds[1..].iter().any(|f| f.any().unwrap_or(true)) => leave(prelude),
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
-                Err(_) => std::process::exit(0),
+                Err(_) => leave(prelude),
             }
             // Non-blocking: a caller that gave up in between leaves nothing.
             if let Ok((conn, _)) = self.listener.accept() {
@@ -371,13 +395,13 @@ impl Spawner {
             // The caller sees its connection closed and goes cold; the
             // spawner, told so, exits.
             let _ = (&chan).write_all(&[REPLACED]);
-            std::process::exit(0)
+            leave(prelude)
         }
         let Ok(inherited) = self.own.admit(&conn) else {
-            std::process::exit(0)
+            leave(prelude)
         };
         if (&conn).write_all(&self.answer).is_err() {
-            std::process::exit(0)
+            leave(prelude)
         }
         // A caller sends its spec as it connects. One that has not within
         // SPEC_PROMPT (a process of this user's that connected and waits)
@@ -394,6 +418,13 @@ impl Spawner {
             None => std::process::exit(1),
         }
     }
+}
+
+/// A standby's exit without a caller served: what it made ahead is given
+/// back first (a prepared socket's name; exit runs no destructor).
+fn leave(prelude: Option<Prelude>) -> ! {
+    drop(prelude);
+    std::process::exit(0)
 }
 
 /// Closes an fd of the spawner's in the standby, which never returns to

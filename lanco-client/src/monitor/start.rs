@@ -12,6 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::needs;
+use super::prepared::{Places, Prepared};
 use super::{claim, start_process, Log, Monitor, Notes, Phase, Supervisor};
 use crate::control;
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ pub(super) struct Prelude {
     sigfd: SignalFd,
     /// This process's cgroup, if it could tell.
     cgroup: Option<PathBuf>,
+    /// A standby's files, made ahead (prepared.rs).
+    prepared: Prepared,
 }
 
 impl Prelude {
@@ -45,7 +48,13 @@ impl Prelude {
         Ok(Prelude {
             sigfd,
             cgroup: own_cgroup(),
+            prepared: Prepared::default(),
         })
+    }
+
+    /// Makes a start's files ahead, in `places` (a standby's).
+    pub fn prepare(&mut self, places: &Places) {
+        self.prepared = Prepared::make(places);
     }
 
     /// Readable once a signal is pending (a standby's SIGTERM).
@@ -61,13 +70,14 @@ impl Monitor {
     /// nothing runs in the cgroup yet.
     pub(super) fn start(spec: Spec, report: &mut File, prelude: Prelude) -> Result<Self> {
         let (ns, task) = (spec.ns.clone(), spec.task.clone());
-        let layout = Layout {
-            cgroup_root: spec.cgroup_root.clone(),
-            state_dir: spec.config.state_dir.clone(),
-            log_dir: spec.config.log_dir.clone(),
-        };
-        let Prelude { sigfd, cgroup } = prelude;
-        let mut claim = claim::claim(&layout, &ns, &task)?;
+        let layout = spec.layout();
+        let Prelude {
+            sigfd,
+            cgroup,
+            mut prepared,
+        } = prelude;
+        let names = layout.ns_state_dir(&ns).join(layout::NAMES);
+        let mut claim = claim::claim(&layout, &ns, &task, prepared.lock_in(&names))?;
         let me = nix::unistd::geteuid().as_raw();
         // A monitor a spawner forked is born where admission would put it.
         // Wrong only towards "not there": then admission moves it there.
@@ -91,10 +101,15 @@ impl Monitor {
             .log
             .clone()
             .unwrap_or_else(|| layout.task_log(&ns, &task));
-        let mut log = Log::create(&log_path, spec.config.log_keep)?;
+        let unnamed_log = log_path.parent().and_then(|d| prepared.log_in(d));
+        let mut log = Log::create(&log_path, spec.config.log_keep, unnamed_log)?;
         let sock = layout::socket_name(&task);
-        let listener = control::bind(&dir, &sock, 0o660)
-            .map_err(|e| Error::system("cannot create the task's control socket", e))?;
+        let listener = match prepared.socket_as(&dir, &sock) {
+            Some(l) => l,
+            None => control::bind(&dir, &sock, 0o660)
+                .map_err(|e| Error::system("cannot create the task's control socket", e))?,
+        };
+        let unnamed_state = prepared.state_in(dir.path());
         let mut run_env = spec.env.clone();
         let start = crate::time::now_secs();
         let state_for = |pid: i32, log: String| TaskState {
@@ -147,9 +162,9 @@ impl Monitor {
                     pass.as_ref().map(|(fd, at)| (fd.as_fd(), *at)),
                     |pid| {
                         let log = log.installed_path().display().to_string();
-                        early = plain
-                            .then(|| state_for(pid, log))
-                            .filter(|state| record::write_json(&dir, &state_name, state).is_ok());
+                        early = plain.then(|| state_for(pid, log)).filter(|state| {
+                            record::write_json_via(&dir, &state_name, state, unnamed_state).is_ok()
+                        });
                     },
                 )?;
                 sup.run_began();
