@@ -293,7 +293,9 @@ fn a_standby_makes_a_starts_files_ahead_and_leaves_none_behind() {
     assert!(wait_for(WAIT, || !alive(standby)));
     assert!(wait_for(WAIT, || ready() && standby_sockets(&inst) != mine));
     let now = standby_sockets(&inst);
+    // (The spawner stopped first: it would fork another standby.)
     let sp = inst.spawner("ns");
+    kill(Pid::from_raw(sp), Signal::SIGSTOP).unwrap();
     for p in [inst.standbys("ns")[0], sp] {
         kill(Pid::from_raw(p), Signal::SIGKILL).unwrap();
         assert!(wait_for(WAIT, || !alive(p)));
