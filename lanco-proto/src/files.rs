@@ -454,30 +454,38 @@ impl Dir {
     /// Replaces `name` (absent, or a file of this user) with `bytes`,
     /// atomically: a temporary file, then rename.
     pub fn replace(&self, name: &str, bytes: &[u8], mode: u32) -> Result<()> {
-        self.replace_via(name, bytes, || self.create_temp(name, mode))
-    }
-
-    /// [`Dir::replace`] with `unnamed`, made by [`Dir::create_unnamed`] in
-    /// this directory, as the temporary file: no inode is made on the way.
-    pub fn replace_unnamed(&self, name: &str, bytes: &[u8], unnamed: File) -> Result<()> {
-        self.replace_via(name, bytes, || {
-            let (tmp, ()) = self.temp_name(name, |n| self.link(&unnamed, n))?;
-            Ok((tmp, unnamed))
+        self.replace_via(name, || {
+            let (tmp, mut f) = self.create_temp(name, mode)?;
+            f.write_all(bytes).map_err(|e| {
+                let _ = self.remove(&tmp);
+                io("write", &self.join(&tmp), e)
+            })?;
+            Ok(tmp)
         })
     }
 
-    fn replace_via(
-        &self,
-        name: &str,
-        bytes: &[u8],
-        temp: impl FnOnce() -> Result<(String, File)>,
-    ) -> Result<()> {
-        self.own_or_absent(name)?;
-        let (tmp, mut f) = temp()?;
-        let r = f
+    /// [`Dir::replace`] with `unnamed`, made by [`Dir::create_unnamed`] in
+    /// this directory: no inode is made on the way. Written first, it takes
+    /// the name at once if there is none (a link: never seen part-written),
+    /// else through a temporary name.
+    pub fn replace_unnamed(&self, name: &str, bytes: &[u8], mut unnamed: File) -> Result<()> {
+        unnamed
             .write_all(bytes)
-            .map_err(|e| io("write", &self.join(&tmp), e))
-            .and_then(|()| self.rename(&tmp, name));
+            .map_err(|e| io("write", &self.join(name), e))?;
+        match self.link(&unnamed, name) {
+            Err(e) if e.io_kind() == Some(ErrorKind::AlreadyExists) => self
+                .replace_via(name, || {
+                    Ok(self.temp_name(name, |n| self.link(&unnamed, n))?.0)
+                }),
+            r => r,
+        }
+    }
+
+    /// Renames the temporary file `temp` makes, written, over `name`.
+    fn replace_via(&self, name: &str, temp: impl FnOnce() -> Result<String>) -> Result<()> {
+        self.own_or_absent(name)?;
+        let tmp = temp()?;
+        let r = self.rename(&tmp, name);
         if r.is_err() {
             let _ = self.remove(&tmp);
         }

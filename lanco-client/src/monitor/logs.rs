@@ -3,7 +3,9 @@
 //! to a new file under an unpredictable temporary name, which replaces
 //! `task-NAME.log` (the previous ones kept as `.1` … `.N`) only once the
 //! payload has exec'd: a failed start leaves the old logs as they were and no
-//! new one. A running task's log is copied and truncated when it passes
+//! new one. With no `task-NAME.log` to replace, the new file has that name
+//! from the start (removed if the start fails): one rename fewer on the way.
+//! A running task's log is copied and truncated when it passes
 //! `log_max_bytes`. Only this member's own files are renamed; a planted entry
 //! is an error that names its owner.
 
@@ -28,9 +30,10 @@ pub(super) struct Log {
 }
 
 impl Log {
-    /// Checks that the rotation can happen and opens the new log under a
-    /// temporary name: `unnamed`, if given, made ahead in the log's
-    /// directory (`Dir::create_unnamed`), else a new file.
+    /// Checks that the rotation can happen and opens the new log, under a
+    /// temporary name if there is a log to replace: `unnamed`, if given,
+    /// made ahead in the log's directory (`Dir::create_unnamed`), else a
+    /// new file.
     pub fn create(path: &Path, keep: u32, unnamed: Option<File>) -> Result<Log> {
         let bad = || Error::InvalidInput(format!("bad log path {}", path.display()));
         let parent = path.parent().ok_or_else(bad)?;
@@ -40,13 +43,24 @@ impl Log {
             .ok_or_else(bad)?
             .to_owned();
         let dir = Dir::open(parent)?;
-        for n in 0..=keep {
-            dir.own_or_absent(&nth(&base, n))?;
+        // Only a log to replace is rotated.
+        let replaces = dir.own_or_absent(&base)?.is_some();
+        if replaces {
+            for n in 1..=keep {
+                dir.own_or_absent(&nth(&base, n))?;
+            }
         }
-        let linked = unnamed.and_then(|f| dir.link_temp(f, &base).ok());
-        let (current, file) = match linked {
+        let named = unnamed.and_then(|f| {
+            if replaces {
+                dir.link_temp(f, &base).ok()
+            } else {
+                dir.link_new(f, &base).ok().map(|f| (base.clone(), f))
+            }
+        });
+        let (current, file) = match named {
             Some(named) => named,
-            None => dir.create_temp(&base, MODE)?,
+            None if replaces => dir.create_temp(&base, MODE)?,
+            None => (base.clone(), dir.create_new(&base, MODE)?),
         };
         // The task's output goes to the end, whatever a truncation did.
         nix::fcntl::fcntl(
@@ -74,9 +88,12 @@ impl Log {
     }
 
     /// The payload runs: the previous log becomes `.1` and the new one
-    /// takes its name.
+    /// takes its name (which it has already if there was none).
     pub fn install(&mut self) -> Result<()> {
         self.installed = true;
+        if self.current == self.base {
+            return Ok(());
+        }
         let old = self.dir.own_or_absent(&self.base)?;
         if old.is_some() {
             let empty = self
