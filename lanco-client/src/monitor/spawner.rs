@@ -53,10 +53,10 @@ const LOCK_FD: i32 = 3;
 const SPEC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a start the next standby is forked: just past the start
 /// itself (the caller reading its report). Sooner is better for a caller
-/// that runs again right away: at 20 ms, `run`s about 2 ms apart (each after
-/// an exec of /bin/true) found no standby and waited for a fork each,
-/// 3.82 ms median against 3.13 ms at 1 ms; the fork then delays the
-/// caller's next command a little instead (/bin/true 1.01 -> 1.21 ms).
+/// that runs again soon: at 20 ms, the benchmark's run/check/stop loop
+/// found no standby ready (nor its files made, prepared.rs): `run` 4.88 ms
+/// median against 2.33 ms at 1 ms, 4.73 against 4.06 ms back to back
+/// (bench/NOTES.md, fifth session).
 const STANDBY_DELAY: Duration = Duration::from_millis(1);
 /// How long a standby waits for its caller's spec before it lets the
 /// spawner serve the next caller meanwhile.
