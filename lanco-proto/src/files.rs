@@ -3,11 +3,12 @@
 //! able to write. Everything happens beneath an open directory fd: names are
 //! single components resolved with openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), files are created with
-//! O_EXCL | O_NOFOLLOW (temporary ones under unpredictable names), every open
-//! is O_NONBLOCK (a FIFO never blocks us), and what was opened is checked with
-//! fstat: a regular file, one link, the expected owner. An entry someone else
-//! planted is an error that names its owner; it is never followed,
-//! overwritten or removed.
+//! O_EXCL | O_NOFOLLOW (temporary ones under unpredictable names), or made
+//! unnamed (O_TMPFILE) and named with linkat, which fails as O_EXCL does;
+//! every open is O_NONBLOCK (a FIFO never blocks us), and what was opened
+//! is checked with fstat: a regular file, one link, the expected owner. An
+//! entry someone else planted is an error that names its owner; it is never
+//! followed, overwritten or removed.
 //!
 //! Nothing here decides who may do what: callers say whose file they expect.
 
@@ -827,9 +828,9 @@ mod tests {
         assert_eq!(shown, p.join("lock"));
         let (tmp, _) = d.link_temp(unnamed(), "a.log").unwrap();
         assert!(tmp.starts_with(".a.log."), "{tmp}");
-        d.replace("s.json", b"one", 0o640).unwrap();
-        d.replace_unnamed("s.json", b"two", d.create_unnamed(0o640).unwrap())
-            .unwrap();
+        d.replace_unnamed("s.json", b"one", unnamed()).unwrap();
+        assert_eq!(std::fs::read(p.join("s.json")).unwrap(), b"one");
+        d.replace_unnamed("s.json", b"two", unnamed()).unwrap();
         assert_eq!(std::fs::read(p.join("s.json")).unwrap(), b"two");
         let mut names = d.list().unwrap();
         names.retain(|n| n.starts_with(".s.json."));
