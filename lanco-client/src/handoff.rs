@@ -60,11 +60,7 @@ pub struct Spec {
 impl Spec {
     /// The installation's layout, as the caller's configuration says.
     pub fn layout(&self) -> lanco_proto::Layout {
-        lanco_proto::Layout {
-            cgroup_root: self.cgroup_root.clone(),
-            state_dir: self.config.state_dir.clone(),
-            log_dir: self.config.log_dir.clone(),
-        }
+        lanco_proto::Layout::of(&self.config, self.cgroup_root.clone())
     }
 }
 

@@ -132,12 +132,7 @@ impl Namespace {
     /// namespaces are not for everyone. Root is told which it is
     /// ([`Error::NoNamespace`]).
     pub fn open(config: Config, ns: NamespaceName) -> Result<Self> {
-        let cgroup_root = cgroupfs::resolve_root(&config.cgroup_root)?;
-        let layout = Layout {
-            cgroup_root,
-            state_dir: config.state_dir.clone(),
-            log_dir: config.log_dir.clone(),
-        };
+        let layout = Layout::of(&config, cgroupfs::resolve_root(&config.cgroup_root)?);
         let dir = layout.ns_cgroup(&ns);
         use nix::unistd::{access, AccessFlags};
         match access(&dir, AccessFlags::R_OK | AccessFlags::X_OK) {

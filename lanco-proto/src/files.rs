@@ -555,16 +555,8 @@ impl Dir {
     /// Renames this user's socket `from` to `to`, which must not exist
     /// but for a socket of this user (a dead monitor's, removed first).
     pub fn rename_socket(&self, from: &str, to: &str) -> Result<()> {
-        check_name(&self.path, from)?;
         self.remove_socket(to)?;
-        nix::fcntl::renameat2(
-            self.fd.as_fd(),
-            from,
-            self.fd.as_fd(),
-            to,
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(|e| io("rename", &self.join(from), e))
+        self.move_to(from, self, to)
     }
 
     /// An O_PATH fd on the socket `name`, checked to be a socket of `owner`:

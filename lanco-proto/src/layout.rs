@@ -52,6 +52,16 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout `config` describes, with its cgroup root resolved to
+    /// `cgroup_root` (`cgroupfs::resolve_root`).
+    pub fn of(config: &crate::Config, cgroup_root: PathBuf) -> Layout {
+        Layout {
+            cgroup_root,
+            state_dir: config.state_dir.clone(),
+            log_dir: config.log_dir.clone(),
+        }
+    }
+
     pub fn ns_cgroup(&self, ns: &NamespaceName) -> PathBuf {
         self.cgroup_root.join(format!("{NS_PREFIX}{ns}"))
     }

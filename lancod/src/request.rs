@@ -36,11 +36,7 @@ impl Context {
             Some(g.gid())
         };
         Ok(Self {
-            layout: Layout {
-                cgroup_root,
-                state_dir: cfg.state_dir.clone(),
-                log_dir: cfg.log_dir.clone(),
-            },
+            layout: Layout::of(cfg, cgroup_root),
             admin_gid,
             user_max_cgroups: cfg.user_max_cgroups,
         })

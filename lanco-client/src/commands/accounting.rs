@@ -37,11 +37,7 @@ pub fn run_all(config: &Config, args: AccountingArgs) -> Result<u8> {
             "--all-namespaces is for root and the admin group (admin_group in lanco.toml)".into(),
         ));
     }
-    let layout = Layout {
-        cgroup_root: cgroupfs::resolve_root(&config.cgroup_root)?,
-        state_dir: config.state_dir.clone(),
-        log_dir: config.log_dir.clone(),
-    };
+    let layout = Layout::of(config, cgroupfs::resolve_root(&config.cgroup_root)?);
     let by = args.by.unwrap_or(By::User);
     let billing = match by {
         By::User => Some(accounting::read_billing(&layout, period)?),

@@ -374,11 +374,7 @@ impl Names for Sources {
         let mut out = BTreeSet::new();
         let listed = Dir::open(&config.log_dir).and_then(|d| d.list());
         if let Ok(entries) = &listed {
-            let layout = layout::Layout {
-                cgroup_root: Default::default(),
-                state_dir: config.state_dir.clone(),
-                log_dir: config.log_dir.clone(),
-            };
+            let layout = layout::Layout::of(config, Default::default());
             for ns in entries.iter().filter_map(|e| layout::ns_of_log_entry(e)) {
                 // Only a member (or root) may enter a namespace's log
                 // directory.
