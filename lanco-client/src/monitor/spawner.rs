@@ -363,13 +363,16 @@ impl Spawner {
         close_unowned(self.dir.as_fd().as_raw_fd());
         // Made now, not once a caller waits: its signals are blocked from
         // here (a SIGTERM ends the standby through the poll below). So are
-        // a start's files, unless a caller already waits (the spawner
-        // forked this standby for it).
+        // a start's files, and the pages the caller's check writes and the
+        // code it runs are taken into this process (peer.rs, `rehearse`),
+        // unless a caller already waits (the spawner forked this standby
+        // for it).
         let mut prelude = Prelude::new().ok();
         if let Some(p) = &mut prelude {
             let mut waiting = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
             if poll(&mut waiting, PollTimeout::ZERO) == Ok(0) {
                 p.prepare(&self.places);
+                self.own.rehearse();
             }
         }
         let conn = loop {
