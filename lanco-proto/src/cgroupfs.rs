@@ -703,49 +703,6 @@ impl Cgroup {
         set_owner(&self.path, None, None, mode)
     }
 
-    /// Makes the given interface files writable by the cgroup's group too
-    /// (its owner may, without privilege).
-    pub fn share_with_group(&self, files: &[&str]) -> Result<(), CgroupError> {
-        use std::os::unix::fs::PermissionsExt;
-        files.iter().try_for_each(|f| {
-            let p = self.file(f);
-            let mode = fs::metadata(&p)
-                .map_err(io("stat", &p))?
-                .permissions()
-                .mode();
-            fs::set_permissions(&p, fs::Permissions::from_mode((mode & 0o7777) | 0o020))
-                .map_err(io("chmod", &p))
-        })
-    }
-
-    /// Gives this cgroup and its interface files its parent's group, where
-    /// the kernel did not: a setgid cgroup directory passes its group on
-    /// in Linux 6.18, but Debian 12's 6.1 gives a task cgroup the member's
-    /// own group, which the other members cannot enter (seen in tests/vm).
-    pub fn take_parent_group(&self) -> Result<(), CgroupError> {
-        use std::os::unix::fs::MetadataExt;
-        let parent = self.path.parent().unwrap_or(&self.path);
-        let want = fs::metadata(parent).map_err(io("stat", parent))?.gid();
-        if fs::metadata(&self.path)
-            .map_err(io("stat", &self.path))?
-            .gid()
-            == want
-        {
-            return Ok(());
-        }
-        let gid = Some(nix::unistd::Gid::from_raw(want));
-        let chgrp =
-            |p: &Path| nix::unistd::chown(p, None, gid).map_err(|e| io("chgrp", p)(e.into()));
-        chgrp(&self.path)?;
-        for e in fs::read_dir(&self.path).map_err(io("list", &self.path))? {
-            let e = e.map_err(io("list", &self.path))?;
-            if e.file_type().map_err(io("stat", &e.path()))?.is_file() {
-                chgrp(&e.path())?;
-            }
-        }
-        Ok(())
-    }
-
     /// Writes `cgroup.max.descendants` (root's, on a member's subtree).
     pub fn set_max_descendants(&self, n: u64) -> Result<(), CgroupError> {
         self.write(CGROUP_MAX_DESCENDANTS, &n.to_string())
@@ -787,6 +744,79 @@ impl CgroupDir {
         let fd = openat(&self.fd, name, flags, nix::sys::stat::Mode::empty())
             .map_err(|e| io("open", &path)(e.into()))?;
         Ok(Self { fd, path })
+    }
+
+    /// Makes child cgroup `name` (`mkdirat`); `Ok(false)` if it exists.
+    pub fn make(&self, name: &str) -> Result<bool, CgroupError> {
+        match nix::sys::stat::mkdirat(
+            &self.fd,
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(0o777),
+        ) {
+            Ok(()) => Ok(true),
+            Err(nix::errno::Errno::EEXIST) => Ok(false),
+            Err(e) => Err(io("create cgroup", &self.path.join(name))(e.into())),
+        }
+    }
+
+    /// Whether this cgroup has interface file `file` (its controller is
+    /// enabled here).
+    pub fn has(&self, file: &str) -> Result<bool, CgroupError> {
+        Ok(self.stat(file)?.is_some())
+    }
+
+    /// Makes the given interface files writable by the cgroup's group too
+    /// (its owner may, without privilege).
+    pub fn share_with_group(&self, files: &[&str]) -> Result<(), CgroupError> {
+        use nix::sys::stat::{fchmodat, FchmodatFlags, Mode};
+        files.iter().try_for_each(|f| {
+            let path = || self.path.join(f);
+            let st = self
+                .stat(*f)?
+                .ok_or_else(|| io("stat", &path())(std::io::Error::from(ErrorKind::NotFound)))?;
+            let mode = Mode::from_bits_truncate((st.st_mode & 0o7777) | 0o020);
+            // cgroupfs has no symbolic links to follow.
+            fchmodat(&self.fd, *f, mode, FchmodatFlags::FollowSymlink)
+                .map_err(|e| io("chmod", &path())(e.into()))
+        })
+    }
+
+    /// Gives this cgroup and its interface files `parent`'s group, where
+    /// the kernel did not: a setgid cgroup directory passes its group on
+    /// in Linux 6.18, but Debian 12's 6.1 gives a task cgroup the member's
+    /// own group, which the other members cannot enter (seen in tests/vm).
+    pub fn take_group_of(&self, parent: &CgroupDir) -> Result<(), CgroupError> {
+        use nix::fcntl::AtFlags;
+        let gid_of = |d: &CgroupDir| {
+            nix::sys::stat::fstat(&d.fd)
+                .map(|st| st.st_gid)
+                .map_err(|e| io("stat", &d.path)(e.into()))
+        };
+        let want = gid_of(parent)?;
+        if gid_of(self)? == want {
+            return Ok(());
+        }
+        let gid = Some(Gid::from_raw(want));
+        nix::unistd::fchown(&self.fd, None, gid).map_err(|e| io("chgrp", &self.path)(e.into()))?;
+        for e in fs::read_dir(&self.path).map_err(io("list", &self.path))? {
+            let e = e.map_err(io("list", &self.path))?;
+            if e.file_type().map_err(io("stat", &e.path()))?.is_file() {
+                nix::unistd::fchownat(
+                    &self.fd,
+                    e.file_name().as_os_str(),
+                    None,
+                    gid,
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e2| io("chgrp", &e.path())(e2.into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The directory's fd, for clone3(CLONE_INTO_CGROUP).
+    pub fn into_fd(self) -> std::os::fd::OwnedFd {
+        self.fd
     }
 
     /// This cgroup's own interface file `file` into `buf[..n]` (scratch
