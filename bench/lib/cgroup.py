@@ -1,5 +1,6 @@
 """The cgroup2 filesystem, as root sees it (and small file helpers)."""
 
+import errno
 import os
 import time
 
@@ -59,13 +60,18 @@ def procs_recursive(path):
 
 
 def populated(path):
+    """A cgroup that is gone is empty: its file missing (ENOENT), or
+    removed between the open and the read (ENODEV; a monitor removes its
+    task's cgroup as soon as it empties)."""
     try:
         for line in read(os.path.join(path, "cgroup.events")).splitlines():
             k, v = line.split()
             if k == "populated":
                 return v == "1"
-    except FileNotFoundError:
-        return False
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENODEV):
+            return False
+        raise
     return False
 
 
