@@ -123,6 +123,19 @@ pub enum Exit {
     Lost,
 }
 
+impl From<std::process::ExitStatus> for Exit {
+    /// A status waitpid(2) gave for an ended process (one that stopped or
+    /// continued is none of these: `Lost`).
+    fn from(s: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Lost,
+        }
+    }
+}
+
 impl Exit {
     /// As a shell reports it: the code, or 128 + the signal.
     pub fn shell_status(&self) -> Option<i32> {
@@ -134,16 +147,26 @@ impl Exit {
     }
 }
 
+/// Signal `s`'s name (`SIGKILL`, `SIGRTMIN+2` as glibc and kill -l number
+/// the real-time ones), if it has one.
+pub fn signal_name(s: i32) -> Option<String> {
+    match nix::sys::signal::Signal::try_from(s) {
+        Ok(sig) => Some(sig.as_str().to_owned()),
+        Err(_) if (libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&s) => {
+            Some(format!("SIGRTMIN+{}", s - libc::SIGRTMIN()))
+        }
+        Err(_) => None,
+    }
+}
+
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Exit::Code(c) => write!(f, "exited with code {c}"),
-            Exit::Signal(s) => {
-                let name = nix::sys::signal::Signal::try_from(*s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("?");
-                write!(f, "killed by signal {s} ({name})")
-            }
+            Exit::Signal(s) => match signal_name(*s) {
+                Some(name) => write!(f, "killed by signal {s} ({name})"),
+                None => write!(f, "killed by signal {s}"),
+            },
             Exit::Lost => f.write_str("exit status lost (its monitor was killed)"),
         }
     }
@@ -460,6 +483,12 @@ mod tests {
     #[test]
     fn exit_wording_and_json() {
         assert_eq!(Exit::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
+        let rt = libc::SIGRTMIN() + 2;
+        assert_eq!(
+            Exit::Signal(rt).to_string(),
+            format!("killed by signal {rt} (SIGRTMIN+2)")
+        );
+        assert_eq!(Exit::Signal(32).to_string(), "killed by signal 32");
         assert_eq!(Exit::Code(3).shell_status(), Some(3));
         assert_eq!(Exit::Signal(15).shell_status(), Some(143));
         assert_eq!(

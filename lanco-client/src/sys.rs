@@ -668,6 +668,26 @@ pub fn try_lock(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     }
 }
 
+/// waitpid(2): child `pid`'s (-1: any child's) pid and status once it has
+/// ended; `None` if none has yet and `hang` is false (WNOHANG). Not nix's
+/// waitpid, which fails (EINVAL) for a child killed by a signal it has no
+/// name for (a real-time one) after the kernel has reaped that child: its
+/// status would be lost.
+pub fn wait_child(pid: i32, hang: bool) -> Result<Option<(i32, std::process::ExitStatus)>, Errno> {
+    use std::os::unix::process::ExitStatusExt;
+    let flags = if hang { 0 } else { libc::WNOHANG };
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid place for the kernel to write to.
+        match Errno::result(unsafe { libc::waitpid(pid, &mut status, flags) }) {
+            Ok(0) => return Ok(None),
+            Ok(p) => return Ok(Some((p, std::process::ExitStatus::from_raw(status)))),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Waits until `fd` is readable (or hung up): `Ok(false)` once `deadline`
 /// has passed, never before (None: no deadline). ppoll's nanosecond timeout
 /// runs on the same monotonic clock as [`std::time::Instant`], and a wake-up

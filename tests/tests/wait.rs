@@ -32,6 +32,43 @@ fn wait_never_misses_a_run_that_ends_at_once() {
 }
 
 #[test]
+fn a_run_killed_by_a_real_time_signal_keeps_its_status() {
+    let Some(inst) = setup("wait_rt_signal") else {
+        return;
+    };
+    inst.init("ns", ALICE, OPS);
+    let a = Some(ALICE);
+    // glibc's SIGRTMIN+2; the kernel numbers it 36 (kill -l).
+    let sig = libc::SIGRTMIN() + 2;
+    let o = inst.lanco(
+        a,
+        &[
+            "ns",
+            "run",
+            "-f",
+            "q",
+            "sh",
+            "-c",
+            &format!("kill -{sig} $$"),
+        ],
+    );
+    assert_eq!(o.code(), 128 + sig, "as a shell says it: {o}");
+    let st = inst.status_as(a, "ns", "q");
+    assert_eq!(st["last"]["exit"]["kind"], "signal", "{st}");
+    assert_eq!(st["last"]["exit"]["value"], sig, "{st}");
+    // (status of a task not running exits 1, as check)
+    let human = inst.lanco(a, &["ns", "status", "q"]).stdout();
+    let said = format!("killed by signal {sig} (SIGRTMIN+2)");
+    assert!(human.contains(&said), "{human}");
+    inst.lanco(
+        a,
+        &["ns", "run", "q", "sh", "-c", &format!("kill -{sig} $$")],
+    )
+    .ok();
+    assert_eq!(inst.lanco(a, &["ns", "wait", "q"]).code(), 128 + sig);
+}
+
+#[test]
 fn status_right_after_the_end_is_this_runs_record() {
     let Some(inst) = setup("status_after_end") else {
         return;
@@ -103,12 +140,8 @@ fn wait_times_out_follows_a_dead_monitor_and_stop_says_it_killed() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     inst.lanco(a, &["ns", "stop", "long"]).ok();
-    let o = lanco_e2e::Out(waiter.wait_with_output().unwrap());
-    assert_eq!(
-        o.code(),
-        8,
-        "a lost status is a system error, as for run -f: {o}"
-    );
+    // A lost status is a system error, as for run -f, and said.
+    lanco_e2e::Out(waiter.wait_with_output().unwrap()).fails(8, "task long: exit status lost");
     let st = inst.status_as(a, "ns", "long");
     assert_eq!(st["last"]["exit"]["kind"], "lost", "{st}");
     // stop reports a kill at the timeout.

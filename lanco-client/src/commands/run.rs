@@ -72,11 +72,7 @@ pub fn run(ns: &Namespace, o: RunArgs) -> Result<u8> {
             );
         }
     }
-    let exit = started.wait()?;
-    Ok(exit
-        .shell_status()
-        .map(|s| s.clamp(0, 255) as u8)
-        .unwrap_or(crate::error::exit::SYSTEM))
+    Ok(super::wait::status_of("run", &name, started.wait()?))
 }
 
 /// Copies what the run of `task` writes to its log to stdout until the run

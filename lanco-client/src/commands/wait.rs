@@ -4,6 +4,7 @@ use lanco_proto::TaskName;
 
 use crate::error::{exit, Result};
 use crate::namespace::Namespace;
+use crate::record::Exit;
 
 /// `wait`'s status when its timeout passes first (as timeout(1)).
 pub const TIMED_OUT: u8 = 124;
@@ -25,14 +26,22 @@ pub fn run(ns: &Namespace, tasks: &[TaskName], timeout: Option<Duration>) -> Res
             );
             return Ok(TIMED_OUT);
         };
-        let status = rec
-            .exit
-            .shell_status()
-            .map(|s| s.clamp(0, 255) as u8)
-            .unwrap_or(exit::SYSTEM);
+        let status = status_of("wait", task, rec.exit);
         if code == exit::OK {
             code = status;
         }
     }
     Ok(code)
+}
+
+/// The exit status `run -f` and `wait` give for a run that ended so: the
+/// shell's, or SYSTEM, said on stderr, when its status was lost.
+pub fn status_of(cmd: &str, task: &TaskName, ended: Exit) -> u8 {
+    match ended.shell_status() {
+        Some(s) => s.clamp(0, 255) as u8,
+        None => {
+            crate::msg::error(cmd, &format_args!("task {task}: {ended}"));
+            exit::SYSTEM
+        }
+    }
 }

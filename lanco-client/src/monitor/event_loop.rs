@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use lanco_proto::cgroupfs::EventsFile;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use super::{Monitor, Phase, Stopping, LOG_CHECK, RESWEEP};
 use crate::control::{self, ControlReply, ControlRequest};
@@ -148,29 +146,25 @@ impl Monitor {
     }
 
     /// The cgroup is empty but the main process's status was not reaped:
-    /// it died since `reap`, or it is no child of the monitor (a MAINPID
-    /// whose parent reaped it). The latter's status is lost.
+    /// it is ending (the kernel takes an exiting process out of its cgroup
+    /// before it makes it a zombie), or it is no child of the monitor (a
+    /// MAINPID whose parent reaped it). The latter's status is lost.
     fn main_exit_elsewhere(&mut self) {
         self.reap();
-        if self.main_exit.is_none()
-            && waitpid(Pid::from_raw(self.main_pid), Some(WaitPidFlag::WNOHANG))
-                == Err(nix::errno::Errno::ECHILD)
-        {
-            self.main_exit = Some(Exit::Lost);
+        if self.main_exit.is_none() {
+            match crate::sys::wait_child(self.main_pid, false) {
+                // It became a zombie just now.
+                Ok(Some((_, status))) => self.main_exit = Some(status.into()),
+                Err(nix::errno::Errno::ECHILD) => self.main_exit = Some(Exit::Lost),
+                _ => {}
+            }
         }
     }
 
     pub(super) fn reap(&mut self) {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == self.main_pid => {
-                    self.main_exit = Some(Exit::Code(code));
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == self.main_pid => {
-                    self.main_exit = Some(Exit::Signal(sig as i32));
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => {}
+        while let Ok(Some((pid, status))) = crate::sys::wait_child(-1, false) {
+            if pid == self.main_pid {
+                self.main_exit = Some(status.into());
             }
         }
     }

@@ -7,14 +7,15 @@ use std::fs::{self, File};
 use std::io::{self, ErrorKind, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{AccessFlags, Pid};
+use nix::unistd::AccessFlags;
 
 use crate::error::{Error, Result, StartStep};
+use crate::record::signal_name;
 use crate::sys;
 
 /// PATH when the task's environment has none (what execvp falls back on is
@@ -187,7 +188,7 @@ pub(super) fn start_process(
     match (n, buf[0]) {
         (1, sys::ALIVE) => Ok(pid),
         (6, sys::ALIVE) => {
-            let _ = waitpid(Pid::from_raw(pid), None);
+            let _ = sys::wait_child(pid, true);
             let errno = Errno::from_raw(i32::from_ne_bytes([buf[2], buf[3], buf[4], buf[5]]));
             Err(match sys::Stage::from_byte(buf[1]) {
                 Some(sys::Stage::Cwd) => no_cwd(errno),
@@ -204,9 +205,16 @@ pub(super) fn start_process(
         // count of the forking process's cgroup (monitors/, bumped) with the
         // new task cgroup's (fresh: 0) and kills every child born into it.
         _ => {
-            let how = match waitpid(Pid::from_raw(pid), None) {
-                Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig} before it ran"),
-                _ => "it ended before it ran".to_owned(),
+            let signal = sys::wait_child(pid, true)
+                .ok()
+                .flatten()
+                .and_then(|(_, status)| status.signal());
+            let how = match signal {
+                Some(sig) => {
+                    let name = signal_name(sig).unwrap_or_else(|| format!("signal {sig}"));
+                    format!("killed by {name} before it ran")
+                }
+                None => "it ended before it ran".to_owned(),
             };
             Err(unable(io::Error::other(format!(
                 "{how}; if the namespace's cgroup was killed (cgroup.kill), \
