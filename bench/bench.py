@@ -149,6 +149,8 @@ def main():
             report(R, plan, res)
     finally:
         environment.cleanup(env)
+        if env.dir:
+            shutil.rmtree(env.dir, ignore_errors=True)
     R.notes += env.notes
     R.machine["loadavg_end"] = loadavg()
     R.elapsed = elapsed()
@@ -157,7 +159,6 @@ def main():
         write(args.out, md)
         log("wrote %s" % args.out)
     print(md)
-    shutil.rmtree(env.dir, ignore_errors=True)
 
 
 def only(names):
