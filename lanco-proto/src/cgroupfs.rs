@@ -759,6 +759,19 @@ impl CgroupDir {
         }
     }
 
+    /// Writes this cgroup's interface file `file`, as [`Cgroup::write`]
+    /// does by path.
+    pub fn write(&self, file: &str, data: &str) -> Result<(), CgroupError> {
+        use nix::fcntl::{openat, OFlag};
+        use std::io::Write;
+        let flags = OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        openat(&self.fd, file, flags, nix::sys::stat::Mode::empty())
+            .map_err(std::io::Error::from)
+            // One write(2) per value: cgroupfs acts on each write.
+            .and_then(|fd| fs::File::from(fd).write_all(data.as_bytes()))
+            .map_err(io("write", &self.path.join(file)))
+    }
+
     /// Whether this cgroup has interface file `file` (its controller is
     /// enabled here).
     pub fn has(&self, file: &str) -> Result<bool, CgroupError> {

@@ -132,7 +132,8 @@ impl Claim {
     /// Returns an fd of it, for clone3(CLONE_INTO_CGROUP).
     pub fn make_cgroup(&mut self, task: &TaskName, limits: &Limits) -> Result<OwnedFd> {
         // Made and set up relative to the member's subtree, opened once:
-        // each path walk from / is ~5 µs more here (bench/NOTES.md).
+        // each path walk from / is ~5 µs more here (bench/NOTES.md). Only a
+        // leftover's removal goes by path.
         let cg = &self.cgroup;
         let (Some(parent), Some(name)) = (cg.path().parent(), cg.path().file_name()) else {
             return Err(Error::failed("a task cgroup without a parent"));
@@ -140,7 +141,7 @@ impl Claim {
         let name = name.to_string_lossy();
         let user = CgroupDir::open(parent)?;
         if !user.make(&name)? {
-            if cg.populated()? {
+            if user.populated_of(&name)?.unwrap_or(false) {
                 return Err(Error::AlreadyRunning(task.clone()));
             }
             cg.remove_tree()?;
@@ -156,10 +157,10 @@ impl Claim {
         // Before anything runs in it. An OOM kill takes the whole task, not
         // one process of it, wherever the memory controller is enabled.
         for (key, value) in limits.set() {
-            cg.write(key.file(), &value)?;
+            dir.write(key.file(), &value)?;
         }
         if dir.has(cgroupfs::MEMORY_OOM_GROUP)? {
-            cg.write(cgroupfs::MEMORY_OOM_GROUP, "1")?;
+            dir.write(cgroupfs::MEMORY_OOM_GROUP, "1")?;
         }
         Ok(dir.into_fd())
     }
